@@ -1,0 +1,447 @@
+//! Call operations shared by the api and the worker: reachability (claim steps S13/S19),
+//! creating a call with its jobs in one transaction, and applying status reports through
+//! the state machine with one event per transition.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use crate::ids::{self, Kind};
+use crate::lifecycle::{self, CallStatus, Plan, Refusal};
+use crate::phone::PhoneNumber;
+use crate::queue::{self, kinds};
+use crate::store::calls::{self as call_store, CallRow, NewCall, NewEvent};
+use crate::store::devices::{self as device_store, DeviceRow};
+use crate::store::agents as agent_store;
+use crate::{Ctx, Error, Result};
+
+/// How a device can be reached right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// A live socket; `Some(instance)` is the api instance holding it (unknown while Redis
+    /// is down and presence comes from Postgres).
+    Live(Option<String>),
+    /// No socket, but a push channel that was not rejected and checked in recently.
+    Push,
+    Offline,
+}
+
+impl Reach {
+    pub fn is_reachable(&self) -> bool {
+        !matches!(self, Reach::Offline)
+    }
+
+    /// The presence word of the API: `online`, `push` or `offline`.
+    pub fn presence(&self) -> &'static str {
+        match self {
+            Reach::Live(_) => "online",
+            Reach::Push => "push",
+            Reach::Offline => "offline",
+        }
+    }
+}
+
+/// Decides how each device can be reached: Redis presence keys first, Postgres
+/// `stream_seen_at` when Redis cannot answer. `last_seen_at` alone never makes a device
+/// reachable; it only keeps a push channel fresh.
+pub async fn reachability(ctx: &Ctx, devices: &[DeviceRow]) -> Vec<Reach> {
+    let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
+    let now = Utc::now();
+    let live: Vec<Option<Option<String>>> = match ctx.presence.instances(&ids).await {
+        Ok(instances) => instances.into_iter().map(|i| i.map(Some)).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence from Redis unavailable; using Postgres heartbeats");
+            let window = chrono::Duration::from_std(ctx.config.presence_window).unwrap_or_default();
+            devices
+                .iter()
+                .map(|d| d.stream_seen_at.filter(|t| now - *t <= window).map(|_| None))
+                .collect()
+        }
+    };
+    let staleness = chrono::Duration::from_std(ctx.config.push_staleness).unwrap_or_default();
+    devices
+        .iter()
+        .zip(live)
+        .map(|(d, live)| {
+            if d.revoked_at.is_some() {
+                Reach::Offline
+            } else if let Some(instance) = live {
+                Reach::Live(instance)
+            } else if d.push_channel.is_some()
+                && d.push_token.is_some()
+                && d.push_rejected_at.is_none()
+                && d.last_seen_at.is_some_and(|t| now - t <= staleness)
+            {
+                Reach::Push
+            } else {
+                Reach::Offline
+            }
+        })
+        .collect()
+}
+
+/// Who a new call goes to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Agent(String),
+    Device(String),
+}
+
+/// A create-call request whose values were all checked.
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub to: PhoneNumber,
+    pub target: Target,
+    pub confirm: &'static str,
+    pub expires_in: Duration,
+    pub metadata: serde_json::Value,
+}
+
+/// Raw values of a create-call request, as the api parsed them.
+#[derive(Debug, Clone, Default)]
+pub struct RawCallRequest {
+    pub to: String,
+    pub agent_id: Option<String>,
+    pub device_id: Option<String>,
+    pub confirm: Option<String>,
+    pub expires_in: Option<i64>,
+    pub metadata: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl CallRequest {
+    /// Checks every field, reporting all problems at once.
+    pub fn parse(raw: RawCallRequest, default_expiry: Duration) -> Result<Self> {
+        let mut errors = Vec::new();
+        let mut code = "validation_failed";
+        let to = match PhoneNumber::parse("to", &raw.to) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                code = e.code();
+                errors.extend(e.field_errors().iter().cloned());
+                None
+            }
+        };
+        let target = match (raw.agent_id, raw.device_id) {
+            (Some(a), None) => check_id(Kind::Agent, "agent_id", &a, &mut errors).map(Target::Agent),
+            (None, Some(d)) => check_id(Kind::Device, "device_id", &d, &mut errors).map(Target::Device),
+            _ => {
+                errors.push(crate::FieldError::new("agent_id", "give exactly one of agent_id and device_id"));
+                None
+            }
+        };
+        let confirm = match raw.confirm.as_deref() {
+            None | Some("prompt") => "prompt",
+            Some("auto") => "auto",
+            Some(_) => {
+                errors.push(crate::FieldError::new("confirm", "must be \"prompt\" or \"auto\""));
+                "prompt"
+            }
+        };
+        let expires_in = match raw.expires_in {
+            None => default_expiry,
+            Some(s) if (10..=3600).contains(&s) => Duration::from_secs(s as u64),
+            Some(_) => {
+                errors.push(crate::FieldError::new("expires_in", "must be between 10 and 3600 seconds"));
+                default_expiry
+            }
+        };
+        let metadata = raw.metadata.unwrap_or_default();
+        if metadata.len() > 20 {
+            errors.push(crate::FieldError::new("metadata", "at most 20 keys"));
+        }
+        if metadata.iter().any(|(k, v)| k.is_empty() || k.len() > 40 || v.len() > 500) {
+            errors.push(crate::FieldError::new("metadata", "keys of 1 to 40 characters, values up to 500"));
+        }
+        match (to, target, errors.is_empty()) {
+            (Some(to), Some(target), true) => Ok(CallRequest {
+                to,
+                target,
+                confirm,
+                expires_in,
+                metadata: serde_json::to_value(metadata).unwrap_or_default(),
+            }),
+            _ => {
+                if errors.len() > 1 {
+                    code = "validation_failed";
+                }
+                let message = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Err(Error::Invalid { code, message, errors })
+            }
+        }
+    }
+}
+
+fn check_id(kind: Kind, field: &str, value: &str, errors: &mut Vec<crate::FieldError>) -> Option<String> {
+    match ids::parse(kind, field, value) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            errors.extend(e.field_errors().iter().cloned());
+            None
+        }
+    }
+}
+
+/// Resolves the target to an agent and checks that one of its devices is reachable
+/// (claim step S13); `no_device_reachable` otherwise (S19). Reads only.
+pub async fn check_target(ctx: &Ctx, org_id: &str, target: &Target) -> Result<(String, Option<String>)> {
+    let mut conn = ctx.db.acquire().await?;
+    let (agent_id, devices, device_id) = match target {
+        Target::Agent(agent_id) => {
+            if agent_store::get(&mut conn, org_id, agent_id).await?.is_none() {
+                return Err(Error::NotFound("agent"));
+            }
+            let devices = device_store::routable(&mut conn, org_id, agent_id).await?;
+            (agent_id.clone(), devices, None)
+        }
+        Target::Device(device_id) => {
+            let device = device_store::get(&mut conn, org_id, device_id)
+                .await?
+                .ok_or(Error::NotFound("device"))?;
+            if device.revoked_at.is_some() {
+                return Err(Error::conflict("device_revoked", "the device was revoked"));
+            }
+            (device.agent_id.clone(), vec![device], Some(device_id.clone()))
+        }
+    };
+    drop(conn);
+    let reach = reachability(ctx, &devices).await;
+    if !reach.iter().any(Reach::is_reachable) {
+        return Err(Error::conflict(
+            "no_device_reachable",
+            "no phone is connected for this agent: pair one, or open the pushdial app on the phone",
+        ));
+    }
+    Ok((agent_id, device_id))
+}
+
+/// Inserts a queued call, its first event, the job that offers it and the job that expires
+/// it, all in the caller's transaction (the transactional outbox).
+pub async fn insert(
+    conn: &mut PgConnection,
+    org_id: &str,
+    request: &CallRequest,
+    agent_id: &str,
+    device_id: Option<&str>,
+) -> Result<CallRow> {
+    let id = ids::new_id(Kind::Call);
+    let expires_at = Utc::now()
+        + chrono::Duration::from_std(request.expires_in).map_err(|e| Error::Internal(e.to_string()))?;
+    let call = call_store::insert(
+        conn,
+        NewCall {
+            id: &id,
+            org_id,
+            agent_id,
+            target_device_id: device_id,
+            to_number: request.to.as_str(),
+            confirm: request.confirm,
+            metadata: &request.metadata,
+            expires_at,
+        },
+    )
+    .await?;
+    record_event(conn, &call, CallStatus::Queued, true, None, None).await?;
+    let payload = serde_json::json!({ "call_id": id, "org_id": org_id });
+    queue::enqueue(conn, kinds::CALL_OFFER, &payload, None).await?;
+    queue::enqueue(conn, kinds::CALL_EXPIRE, &payload, Some(expires_at)).await?;
+    Ok(call)
+}
+
+async fn record_event(
+    conn: &mut PgConnection,
+    call: &CallRow,
+    status: CallStatus,
+    observed: bool,
+    reason: Option<&str>,
+    device_id: Option<&str>,
+) -> Result<()> {
+    call_store::insert_event(
+        conn,
+        NewEvent {
+            id: &ids::new_id(Kind::Event),
+            org_id: &call.org_id,
+            call_id: &call.id,
+            status: status.as_str(),
+            observed,
+            reason,
+            device_id,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A status change to apply to a locked call.
+#[derive(Debug, Clone, Copy)]
+pub struct Change<'a> {
+    pub status: CallStatus,
+    pub observed: bool,
+    pub reason: Option<&'a str>,
+    pub duration_s: Option<i32>,
+    pub device_id: Option<&'a str>,
+}
+
+impl<'a> Change<'a> {
+    pub fn to(status: CallStatus) -> Self {
+        Self {
+            status,
+            observed: true,
+            reason: None,
+            duration_s: None,
+            device_id: None,
+        }
+    }
+}
+
+/// Applies a change to a call the caller has locked: skipped states become inferred
+/// events, a repeat changes nothing, anything after the end or backwards is refused.
+pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) -> Result<CallRow> {
+    let current = status_of(call)?;
+    match lifecycle::plan(current, change.status) {
+        Ok(Plan::Unchanged) => Ok(call.clone()),
+        Ok(Plan::Advance { inferred }) => {
+            let device = change.device_id.or(call.device_id.as_deref());
+            for skipped in inferred {
+                record_event(conn, call, skipped, false, None, device).await?;
+            }
+            record_event(conn, call, change.status, change.observed, change.reason, device).await?;
+            Ok(call_store::set_status(conn, &call.id, change.status.as_str(), change.reason, change.duration_s).await?)
+        }
+        Err(Refusal::AfterTerminal(status)) => Err(Error::conflict(
+            "invalid_transition",
+            format!("the call is already {status}; it cannot become {}", change.status),
+        )),
+        Err(Refusal::Backward) => Err(Error::conflict(
+            "invalid_transition",
+            format!("the call is {current}; it cannot go back to {}", change.status),
+        )),
+    }
+}
+
+/// The status of a stored call.
+pub fn status_of(call: &CallRow) -> Result<CallStatus> {
+    call.status
+        .parse()
+        .map_err(|()| Error::Internal(format!("unknown status {} on {}", call.status, call.id)))
+}
+
+/// Whether a call that has not started dialing has passed its `expires_at`.
+pub fn has_expired(call: &CallRow, now: DateTime<Utc>) -> bool {
+    now >= call.expires_at
+}
+
+/// The refusal a device gets for a call past its `expires_at`.
+pub fn expired_error() -> Error {
+    Error::conflict("call_expired", "the call expired before the phone dialed it; it must not be dialed")
+}
+
+/// The outcome of a device's acknowledgement.
+pub enum AckOutcome {
+    Ok(CallRow),
+    /// The call expired (now or before); nothing may be dialed.
+    Expired,
+}
+
+/// A device acknowledges an offer (DESIGN §4: the ack moves the call to `delivered` and
+/// nothing more). The first device to ack takes the call.
+pub async fn ack(conn: &mut PgConnection, device: &DeviceRow, call_id: &str) -> Result<AckOutcome> {
+    let call = call_store::lock(conn, &device.org_id, call_id)
+        .await?
+        .filter(|c| c.agent_id == device.agent_id && c.attempted_device_ids.contains(&device.id))
+        .ok_or(Error::NotFound("call"))?;
+    let status = status_of(&call)?;
+    if status == CallStatus::Expired {
+        return Ok(AckOutcome::Expired);
+    }
+    if status.is_terminal() {
+        return Err(Error::conflict("call_not_active", format!("the call is {status}")));
+    }
+    if status.is_before_dialing() && has_expired(&call, Utc::now()) {
+        apply(conn, &call, Change { reason: Some("expired"), ..Change::to(CallStatus::Expired) }).await?;
+        return Ok(AckOutcome::Expired);
+    }
+    if status == CallStatus::Offered {
+        if call.device_id.as_deref() != Some(device.id.as_str()) {
+            call_store::set_device(conn, &call.id, &device.id).await?;
+        }
+        let change = Change { device_id: Some(&device.id), ..Change::to(CallStatus::Delivered) };
+        return Ok(AckOutcome::Ok(apply(conn, &call, change).await?));
+    }
+    if call.device_id.as_deref() == Some(device.id.as_str()) {
+        Ok(AckOutcome::Ok(call))
+    } else {
+        Err(Error::conflict("call_taken", "another device of the agent took this call"))
+    }
+}
+
+/// What a device may report about a call it took.
+pub fn parse_reported_status(status: &str) -> Result<CallStatus> {
+    match status.parse() {
+        Ok(
+            s @ (CallStatus::Accepted
+            | CallStatus::Declined
+            | CallStatus::Dialing
+            | CallStatus::Connected
+            | CallStatus::Completed
+            | CallStatus::Failed),
+        ) => Ok(s),
+        _ => Err(Error::Invalid {
+            code: "invalid_status",
+            message: format!("status: `{status}` cannot be reported by a device"),
+            errors: vec![crate::FieldError::new(
+                "status",
+                "one of accepted, declined, dialing, connected, completed, failed",
+            )],
+        }),
+    }
+}
+
+/// A device reports a status of the call it took. Returns the call, and `Err(call_expired)`
+/// after recording the expiry when the report would start a call past its `expires_at`.
+pub async fn report(
+    conn: &mut PgConnection,
+    device: &DeviceRow,
+    call_id: &str,
+    change: Change<'_>,
+) -> Result<std::result::Result<CallRow, Error>> {
+    let call = call_store::lock(conn, &device.org_id, call_id)
+        .await?
+        .filter(|c| c.agent_id == device.agent_id && c.attempted_device_ids.contains(&device.id))
+        .ok_or(Error::NotFound("call"))?;
+    if call.device_id.as_deref() != Some(device.id.as_str()) {
+        return Err(Error::conflict("call_taken", "another device of the agent took this call"));
+    }
+    let status = status_of(&call)?;
+    let starts_dialing = matches!(change.status, CallStatus::Accepted | CallStatus::Dialing);
+    if starts_dialing && status.is_before_dialing() && has_expired(&call, Utc::now()) {
+        apply(conn, &call, Change { reason: Some("expired"), ..Change::to(CallStatus::Expired) }).await?;
+        return Ok(Err(expired_error()));
+    }
+    if status == CallStatus::Expired && change.status != CallStatus::Expired {
+        return Err(expired_error());
+    }
+    apply(conn, &call, Change { device_id: Some(&device.id), ..change }).await.map(Ok)
+}
+
+/// The caller cancels a call that has not started dialing.
+pub async fn cancel(conn: &mut PgConnection, org_id: &str, call_id: &str) -> Result<CallRow> {
+    let call = call_store::lock(conn, org_id, call_id)
+        .await?
+        .ok_or(Error::NotFound("call"))?;
+    let status = status_of(&call)?;
+    if status == CallStatus::Canceled {
+        return Ok(call);
+    }
+    if !status.is_before_dialing() {
+        return Err(Error::conflict(
+            "call_not_cancelable",
+            format!("the call is {status}; only a call that is not dialing yet can be canceled"),
+        ));
+    }
+    apply(conn, &call, Change::to(CallStatus::Canceled)).await
+}

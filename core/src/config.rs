@@ -1,0 +1,153 @@
+//! Configuration from `DATABASE_URL`, `REDIS_URL` and `PUSHDIAL_*` environment variables
+//! (or the matching command-line flags), each with a default that works on a developer's
+//! machine. `pushdial --help` lists them all, and so does the README.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything a pushdial process needs to know about its environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// PostgreSQL connection string.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/pushdial")]
+    pub database_url: String,
+
+    /// Redis connection string (presence, live fan-out between replicas, wake-ups).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "PUSHDIAL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Public base URL of this deployment, used in links such as pairing URIs
+    /// (default: http://<PUSHDIAL_LISTEN>).
+    #[arg(long, env = "PUSHDIAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// How long a device has to acknowledge an offer before the next device is tried.
+    #[arg(long, env = "PUSHDIAL_OFFER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub offer_timeout: Duration,
+
+    /// A live socket counts as present for this long after its last heartbeat; agents are
+    /// asked to send heartbeats three times per window.
+    #[arg(long, env = "PUSHDIAL_PRESENCE_WINDOW", default_value = "60s", value_parser = parse_duration)]
+    pub presence_window: Duration,
+
+    /// A device with a push channel stays reachable for this long after its last check-in.
+    #[arg(long, env = "PUSHDIAL_PUSH_STALENESS", default_value = "30d", value_parser = parse_duration)]
+    pub push_staleness: Duration,
+
+    /// Default lifetime of a call when the request gives no `expires_in`.
+    #[arg(long, env = "PUSHDIAL_CALL_EXPIRES_IN", default_value = "60s", value_parser = parse_duration)]
+    pub call_expires_in: Duration,
+
+    /// Lifetime of a pairing code.
+    #[arg(long, env = "PUSHDIAL_PAIRING_CODE_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub pairing_code_ttl: Duration,
+
+    /// How long a worker may hold a claimed job before another worker may take it over.
+    #[arg(long, env = "PUSHDIAL_JOB_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub job_lease: Duration,
+
+    /// Upper bound between two polls of the job table when no wake-up hint arrives.
+    #[arg(long, env = "PUSHDIAL_JOB_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub job_poll_interval: Duration,
+
+    /// Jobs one worker runs at the same time.
+    #[arg(long, env = "PUSHDIAL_WORKER_CONCURRENCY", default_value_t = 32)]
+    pub worker_concurrency: usize,
+
+    /// Maximum PostgreSQL connections per process.
+    #[arg(long, env = "PUSHDIAL_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    pub db_max_connections: u32,
+
+    /// Prefix of every Redis key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "PUSHDIAL_REDIS_PREFIX", default_value = "pd:")]
+    pub redis_prefix: String,
+
+    /// Loopback push service for development and tests: devices whose push channel is
+    /// `loopback` are woken by a POST of the offer to this URL. Unset: no loopback push.
+    #[arg(long, env = "PUSHDIAL_LOOPBACK_PUSH_URL")]
+    pub loopback_push_url: Option<String>,
+
+    /// Time allowed for in-flight work when the process is asked to stop.
+    #[arg(long, env = "PUSHDIAL_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "PUSHDIAL_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The configuration with every default, as for a local run; tests start from it.
+    pub fn local() -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        // Parsing no arguments with env disabled would still read the environment through
+        // clap's `env`; that is what a local run does too, so keep it.
+        match Wrapper::try_parse_from(["pushdial"]) {
+            Ok(w) => w.config,
+            Err(e) => {
+                // Only a malformed PUSHDIAL_* variable can get here.
+                eprintln!("{e}");
+                std::process::exit(2)
+            }
+        }
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// How often agents should send heartbeats.
+    pub fn heartbeat_interval(&self) -> Duration {
+        (self.presence_window / 3).max(Duration::from_millis(100))
+    }
+}
+
+/// Parses `250ms`, `10s`, `5m`, `2h`, `30d`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (examples: 500ms, 10s, 5m, 2h, 30d)"))?;
+    let seconds = match unit.trim() {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        "d" => value * 86400.0,
+        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m, h or d)")),
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! The handles every pushdial process shares: database pool, Redis, configuration and the
+//! in-process job wake-up. Cheap to clone.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+
+use crate::presence::Presence;
+use crate::queue::Notifier;
+use crate::Config;
+
+/// Shared handles of one process.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub db: PgPool,
+    pub presence: Presence,
+    pub config: Arc<Config>,
+    pub notifier: Notifier,
+    /// Identifies this process on the Redis instance channel and in job leases.
+    pub instance_id: String,
+}
+
+impl Ctx {
+    /// Connects to Postgres and Redis as configured.
+    pub async fn connect(config: Config) -> Result<Self, String> {
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(&config.database_url)
+            .await
+            .map_err(|e| format!("cannot connect to PostgreSQL at {}: {e}", redact(&config.database_url)))?;
+        let presence = Presence::connect(&config.redis_url, &config.redis_prefix, config.presence_window)
+            .await
+            .map_err(|e| format!("cannot connect to Redis at {}: {e}", redact(&config.redis_url)))?;
+        Ok(Self {
+            db,
+            presence,
+            config: Arc::new(config),
+            notifier: Notifier::default(),
+            instance_id: crate::secrets::new_token("")[..16].to_owned(),
+        })
+    }
+
+    /// Wakes workers after jobs were committed: in this process at once, elsewhere through
+    /// Redis. Both are hints (workers poll anyway), so a Redis failure is only logged.
+    pub async fn wake_workers(&self) {
+        self.notifier.local.notify_waiters();
+        if let Err(e) = self.presence.publish_jobs().await {
+            tracing::debug!(error = %e, "job wake-up not published");
+        }
+    }
+}
+
+/// Hides the password of a connection URL in messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

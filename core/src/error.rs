@@ -1,0 +1,130 @@
+//! The one error type of the core layer. Every variant carries a stable snake_case `code`
+//! that the api turns into a problem document; the HTTP status is chosen in one place
+//! (`Error::status`) so handlers never decide it.
+
+/// A field that failed validation, reported to the client in the problem's `errors`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why an operation of the core failed, in terms a client can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is well-formed but its values are not acceptable (400).
+    #[error("{message}")]
+    Invalid {
+        code: &'static str,
+        message: String,
+        errors: Vec<FieldError>,
+    },
+    /// No credentials, or credentials that are not valid (401).
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// Valid credentials that may not do this (403).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// The resource does not exist in the caller's organization (404).
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The resource's current state does not allow this (409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The same idempotency key was used with another request body (422).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    /// A dependency is down and the operation cannot proceed safely (503).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("redis error")]
+    Redis(#[from] redis::RedisError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Result of a core operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Error::Invalid {
+            code: "validation_failed",
+            message: format!("{field}: {message}"),
+            errors: vec![FieldError::new(field, message)],
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Unauthenticated {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Invalid { .. } => 400,
+            Error::Unauthenticated { .. } => 401,
+            Error::Forbidden { .. } => 403,
+            Error::NotFound(_) => 404,
+            Error::Conflict { .. } => 409,
+            Error::Unprocessable { .. } => 422,
+            Error::Unavailable { .. } => 503,
+            Error::Database(e) if is_unavailable(e) => 503,
+            Error::Database(_) | Error::Redis(_) | Error::Internal(_) => 500,
+        }
+    }
+
+    /// The stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Invalid { code, .. }
+            | Error::Unauthenticated { code, .. }
+            | Error::Forbidden { code, .. }
+            | Error::Conflict { code, .. }
+            | Error::Unprocessable { code, .. }
+            | Error::Unavailable { code, .. } => code,
+            Error::NotFound(_) => "resource_missing",
+            Error::Database(e) if is_unavailable(e) => "database_unavailable",
+            Error::Database(_) | Error::Redis(_) | Error::Internal(_) => "internal_error",
+        }
+    }
+
+    /// Field errors, for validation failures.
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            Error::Invalid { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+
+    /// Whether the message may be shown to the client (internal causes are not).
+    pub fn is_internal(&self) -> bool {
+        self.status() >= 500
+    }
+}
+
+fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+}

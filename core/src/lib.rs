@@ -1,0 +1,25 @@
+//! pushdial-core: everything the api and the worker share — configuration, domain types,
+//! the call state machine, all SQL, the durable job queue, presence and push delivery.
+//!
+//! Neither `pushdial-api` nor `pushdial-worker` compiles the other; both depend on this crate.
+
+pub mod calls;
+pub mod config;
+pub mod ctx;
+pub mod error;
+pub mod ids;
+pub mod lifecycle;
+pub mod phone;
+pub mod presence;
+pub mod push;
+pub mod queue;
+pub mod secrets;
+pub mod shutdown;
+pub mod store;
+
+pub use config::Config;
+pub use ctx::Ctx;
+pub use error::{Error, FieldError, Result};
+
+/// The migrations in `migrations/`, embedded so `pushdial migrate` needs no files at run time.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -1,0 +1,202 @@
+//! Presence and live fan-out through Redis. A device with a live socket has a key
+//! `{prefix}presence:{device_id}` holding the id of the api instance that holds the socket,
+//! with a TTL of the presence window, refreshed by heartbeats. To reach that socket, anyone
+//! (a worker, another api replica) publishes on `{prefix}instance:{instance_id}`; the
+//! instance forwards the message to the socket. Redis is never the only copy of anything
+//! that matters: a lost message is recovered by the offer timeout, and `stream_seen_at` in
+//! Postgres stands in for presence keys while Redis is down.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+
+/// How long a single Redis command may take before we treat Redis as unavailable.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Handle on the shared Redis: presence keys and the pub/sub channels between processes.
+#[derive(Clone)]
+pub struct Presence {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: String,
+    window: Duration,
+}
+
+impl std::fmt::Debug for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presence").field("prefix", &self.prefix).finish()
+    }
+}
+
+impl Presence {
+    pub async fn connect(url: &str, prefix: &str, window: Duration) -> redis::RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(COMMAND_TIMEOUT)
+            .set_number_of_retries(2)
+            .set_max_delay(500);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Ok(Self {
+            client,
+            conn,
+            prefix: prefix.to_owned(),
+            window,
+        })
+    }
+
+    fn presence_key(&self, device_id: &str) -> String {
+        format!("{}presence:{device_id}", self.prefix)
+    }
+
+    fn instance_channel(&self, instance: &str) -> String {
+        format!("{}instance:{instance}", self.prefix)
+    }
+
+    fn jobs_channel(&self) -> String {
+        format!("{}jobs", self.prefix)
+    }
+
+    /// Marks a device live on `instance` for one presence window.
+    pub async fn mark_live(&self, device_id: &str, instance: &str) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.presence_key(device_id))
+            .arg(instance)
+            .arg("PX")
+            .arg(self.window.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Removes the device's presence if it still points at `instance` (a newer socket on
+    /// another instance must not be erased by an old one closing).
+    pub async fn clear(&self, device_id: &str, instance: &str) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        )
+        .key(self.presence_key(device_id))
+        .arg(instance)
+        .invoke_async::<i64>(&mut conn)
+        .await
+        .map(|_| ())
+    }
+
+    /// The instance holding each device's live socket, if any.
+    pub async fn instances(&self, device_ids: &[String]) -> redis::RedisResult<Vec<Option<String>>> {
+        if device_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = device_ids.iter().map(|d| self.presence_key(d)).collect();
+        redis::cmd("MGET").arg(keys).query_async(&mut conn).await
+    }
+
+    /// Sends a message to a device's live socket, wherever it is held. `Ok(false)` when no
+    /// instance holds a socket for it.
+    pub async fn send_to_device(
+        &self,
+        device_id: &str,
+        instance: Option<&str>,
+        message: &serde_json::Value,
+    ) -> redis::RedisResult<bool> {
+        let instance = match instance {
+            Some(i) => i.to_owned(),
+            None => match self.instances(&[device_id.to_owned()]).await?.pop().flatten() {
+                Some(i) => i,
+                None => return Ok(false),
+            },
+        };
+        let envelope = serde_json::json!({ "device_id": device_id, "message": message });
+        let mut conn = self.conn.clone();
+        let receivers: i64 = redis::cmd("PUBLISH")
+            .arg(self.instance_channel(&instance))
+            .arg(envelope.to_string())
+            .query_async(&mut conn)
+            .await?;
+        Ok(receivers > 0)
+    }
+
+    /// Tells workers in other processes that jobs were committed.
+    pub async fn publish_jobs(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.jobs_channel())
+            .arg("1")
+            .query_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+    }
+
+    /// Delivers every message published for `instance` as (device_id, message) to `on_message`
+    /// until `stop` resolves, resubscribing after a lost connection.
+    pub async fn follow_instance<F>(&self, instance: &str, stop: crate::shutdown::Stop, on_message: F)
+    where
+        F: Fn(String, serde_json::Value) + Send + Sync,
+    {
+        let channel = self.instance_channel(instance);
+        self.follow(&channel, stop, |payload| {
+            #[derive(serde::Deserialize)]
+            struct Envelope {
+                device_id: String,
+                message: serde_json::Value,
+            }
+            match serde_json::from_str::<Envelope>(&payload) {
+                Ok(e) => on_message(e.device_id, e.message),
+                Err(e) => tracing::warn!(error = %e, "malformed message on instance channel"),
+            }
+        })
+        .await
+    }
+
+    /// Calls `on_wake` whenever jobs were published, until `stop` resolves.
+    pub async fn follow_jobs<F>(&self, stop: crate::shutdown::Stop, on_wake: F)
+    where
+        F: Fn() + Send + Sync,
+    {
+        let channel = self.jobs_channel();
+        self.follow(&channel, stop, |_| on_wake()).await
+    }
+
+    async fn follow<F>(&self, channel: &str, stop: crate::shutdown::Stop, on_payload: F)
+    where
+        F: Fn(String) + Send + Sync,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let session = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                pubsub.subscribe(channel).await?;
+                let mut messages = pubsub.on_message();
+                while let Some(msg) = messages.next().await {
+                    match msg.get_payload::<String>() {
+                        Ok(payload) => on_payload(payload),
+                        Err(e) => tracing::warn!(error = %e, "undecodable pub/sub payload"),
+                    }
+                }
+                Ok::<_, redis::RedisError>(())
+            };
+            tokio::select! {
+                _ = stop.wait() => return,
+                result = session => {
+                    match result {
+                        Ok(()) => tracing::warn!(channel, "pub/sub connection closed; resubscribing"),
+                        Err(e) => tracing::warn!(channel, error = %e, "pub/sub unavailable; retrying"),
+                    }
+                }
+            }
+            tokio::select! {
+                _ = stop.wait() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}

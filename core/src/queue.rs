@@ -1,0 +1,174 @@
+//! The durable job queue (DESIGN §7). Jobs are rows in Postgres, inserted in the same
+//! transaction as the change that causes them. A worker claims a batch with
+//! `FOR UPDATE SKIP LOCKED` and holds a *lease* (a deadline in the row), not a transaction,
+//! while it works; completing or retrying is fenced by the attempt number and the lease
+//! owner, so a worker whose lease was rescued cannot complete a job it no longer owns.
+//! Wake-ups are hints; polling is the fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sqlx::PgConnection;
+
+/// Job kinds.
+pub mod kinds {
+    /// Offer a new call to the first reachable device.
+    pub const CALL_OFFER: &str = "call.offer";
+    /// The offer to one device was not acknowledged in time: try the next one.
+    pub const OFFER_TIMEOUT: &str = "call.offer_timeout";
+    /// The call reached its `expires_at`.
+    pub const CALL_EXPIRE: &str = "call.expire";
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// The attempt this claim is (1 for the first run); the fencing token.
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    kind: &str,
+    payload: &serde_json::Value,
+    run_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        "insert into jobs (kind, payload, run_at) values ($1, $2, coalesce($3, now())) returning id",
+        kind,
+        payload,
+        run_at
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Claims up to `limit` due jobs for `worker`, leasing them for `lease`.
+pub async fn claim(
+    conn: &mut PgConnection,
+    worker: &str,
+    limit: i64,
+    lease: Duration,
+) -> sqlx::Result<Vec<Job>> {
+    let lease_ms = lease.as_millis() as i64;
+    sqlx::query_as!(
+        Job,
+        "with due as (
+             select id from jobs
+             where lease_owner is null and dead_at is null and run_at <= now()
+             order by run_at
+             limit $2
+             for update skip locked
+         )
+         update jobs set attempts = attempts + 1, lease_owner = $1,
+                lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
+         from due where jobs.id = due.id
+         returning jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts",
+        worker,
+        limit,
+        lease_ms
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Deletes a finished job; `false` when the lease was lost (the job is someone else's now).
+pub async fn complete(conn: &mut PgConnection, job: &Job, worker: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "delete from jobs where id = $1 and attempts = $2 and lease_owner = $3",
+        job.id,
+        job.attempts,
+        worker
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives a failed job back for a later attempt, or buries it after its last attempt.
+pub async fn retry(
+    conn: &mut PgConnection,
+    job: &Job,
+    worker: &str,
+    delay: Duration,
+    error: &str,
+) -> sqlx::Result<bool> {
+    let delay_ms = delay.as_millis() as i64;
+    let done = sqlx::query!(
+        "update jobs set lease_owner = null, lease_expires_at = null, last_error = $4,
+                run_at = now() + $5::bigint * interval '1 millisecond',
+                dead_at = case when attempts >= max_attempts then now() end
+         where id = $1 and attempts = $2 and lease_owner = $3",
+        job.id,
+        job.attempts,
+        worker,
+        error,
+        delay_ms
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Returns jobs whose lease expired (their worker died or hung) to the queue. Their next
+/// claim increments the attempt number, which fences the old worker out.
+pub async fn rescue(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "update jobs set lease_owner = null, lease_expires_at = null, run_at = now(),
+                last_error = coalesce(last_error, 'lease expired'),
+                dead_at = case when attempts >= max_attempts then now() end
+         where lease_owner is not null and lease_expires_at < now()"
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// When the next unleased job falls due, if any.
+pub async fn next_due(conn: &mut PgConnection) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!("select min(run_at) from jobs where lease_owner is null and dead_at is null")
+        .fetch_one(conn)
+        .await
+}
+
+/// Delay before attempt `attempts + 1`: exponential from 1 s, capped at 10 min, with full
+/// jitter; a server's `Retry-After` is a floor (bounded by an hour).
+pub fn backoff(attempts: i32, retry_after: Option<Duration>) -> Duration {
+    let exp = 2f64.powi(attempts.clamp(0, 20) - 1).max(1.0);
+    let ceiling = (1.0 * exp).min(600.0);
+    let jittered = Duration::from_secs_f64(rand::thread_rng().gen_range(0.0..=ceiling));
+    match retry_after {
+        Some(floor) => jittered.max(floor.min(Duration::from_secs(3600))),
+        None => jittered,
+    }
+}
+
+/// Wakes workers when jobs were committed. In-process workers wait on `local`; other
+/// processes hear a Redis publish (see `presence::Presence::publish_jobs`). Both are hints:
+/// a worker that misses one still polls.
+#[derive(Debug, Default, Clone)]
+pub struct Notifier {
+    pub local: Arc<tokio::sync::Notify>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        for attempt in 0..30 {
+            let d = backoff(attempt, None);
+            assert!(d <= Duration::from_secs(600), "{attempt}: {d:?}");
+        }
+        assert!(backoff(1, None) <= Duration::from_secs(1));
+        assert!(backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        assert!(backoff(1, Some(Duration::from_secs(86400))) <= Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,60 @@
+//! Bearer secrets (API keys, device tokens, pairing codes): generated from the OS RNG and
+//! stored only as SHA-256 hashes, so a database leak does not leak credentials.
+
+use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
+
+/// A fresh secret: `prefix` followed by 32 random bytes in hex.
+pub fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// The hash under which a secret is stored and looked up.
+pub fn hash(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// Unambiguous characters for codes that people type (no 0/O, 1/I/L).
+const CODE_ALPHABET: &[u8] = b"23456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A pairing code like `K7Q2-9XMD`: 8 characters from a 30-letter alphabet (~39 bits),
+/// short-lived and single-use.
+pub fn new_pairing_code() -> String {
+    let mut rng = rand::rngs::OsRng;
+    let mut code = String::with_capacity(9);
+    for i in 0..8 {
+        if i == 4 {
+            code.push('-');
+        }
+        code.push(CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char);
+    }
+    code
+}
+
+/// Normalises a typed pairing code (case, spaces, dash) before hashing.
+pub fn normalize_pairing_code(input: &str) -> Option<String> {
+    let chars: String = input
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    if chars.len() != 8 || !chars.bytes().all(|b| CODE_ALPHABET.contains(&b)) {
+        return None;
+    }
+    Some(format!("{}-{}", &chars[..4], &chars[4..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairing_codes_normalize() {
+        let code = new_pairing_code();
+        assert_eq!(normalize_pairing_code(&code.to_lowercase().replace('-', " ")), Some(code));
+        assert_eq!(normalize_pairing_code("ABC"), None);
+        assert_eq!(normalize_pairing_code("0000-0000"), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! Calls and their events (one row per transition).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::{Page, Paged};
+
+#[derive(Debug, Clone)]
+pub struct CallRow {
+    pub id: String,
+    pub org_id: String,
+    pub agent_id: String,
+    pub target_device_id: Option<String>,
+    pub device_id: Option<String>,
+    pub attempted_device_ids: Vec<String>,
+    pub to_number: String,
+    pub confirm: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub metadata: serde_json::Value,
+    pub duration_s: Option<i32>,
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: String,
+    pub org_id: String,
+    pub call_id: String,
+    pub status: String,
+    pub observed: bool,
+    pub reason: Option<String>,
+    pub device_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewCall<'a> {
+    pub id: &'a str,
+    pub org_id: &'a str,
+    pub agent_id: &'a str,
+    pub target_device_id: Option<&'a str>,
+    pub to_number: &'a str,
+    pub confirm: &'a str,
+    pub metadata: &'a serde_json::Value,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &mut PgConnection, c: NewCall<'_>) -> sqlx::Result<CallRow> {
+    sqlx::query_as!(
+        CallRow,
+        "insert into calls (id, org_id, agent_id, target_device_id, to_number, confirm, status, metadata, expires_at)
+         values ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
+         returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
+                   status, reason, metadata, duration_s, expires_at, created_at, updated_at",
+        c.id,
+        c.org_id,
+        c.agent_id,
+        c.target_device_id,
+        c.to_number,
+        c.confirm,
+        c.metadata,
+        c.expires_at
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn get(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<Option<CallRow>> {
+    sqlx::query_as!(
+        CallRow,
+        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
+                status, reason, metadata, duration_s, expires_at, created_at, updated_at
+         from calls where org_id = $1 and id = $2",
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The call, locked until the transaction ends, so that concurrent reports serialise.
+pub async fn lock(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<Option<CallRow>> {
+    sqlx::query_as!(
+        CallRow,
+        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
+                status, reason, metadata, duration_s, expires_at, created_at, updated_at
+         from calls where org_id = $1 and id = $2 for update",
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Filters of the call list.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub status: Option<String>,
+    pub agent_id: Option<String>,
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    org_id: &str,
+    filter: &CallFilter,
+    page: &Page,
+) -> sqlx::Result<Paged<CallRow>> {
+    let rows = sqlx::query_as!(
+        CallRow,
+        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
+                status, reason, metadata, duration_s, expires_at, created_at, updated_at
+         from calls
+         where org_id = $1
+           and ($2::text is null or status = $2)
+           and ($3::text is null or agent_id = $3)
+           and ($4::text is null or id < $4)
+           and ($5::text is null or id > $5)
+         order by case when $5::text is null then id end desc, id asc
+         limit $6",
+        org_id,
+        filter.status.as_deref(),
+        filter.agent_id.as_deref(),
+        page.starting_after.as_deref(),
+        page.ending_before.as_deref(),
+        page.limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(page.finish(rows))
+}
+
+/// Writes a new status (and what comes with it) on a call.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    id: &str,
+    status: &str,
+    reason: Option<&str>,
+    duration_s: Option<i32>,
+) -> sqlx::Result<CallRow> {
+    sqlx::query_as!(
+        CallRow,
+        "update calls set status = $2, reason = coalesce($3, reason),
+                duration_s = coalesce($4, duration_s), updated_at = now()
+         where id = $1
+         returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
+                   status, reason, metadata, duration_s, expires_at, created_at, updated_at",
+        id,
+        status,
+        reason,
+        duration_s
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Records that the call is now offered to `device_id`. Guarded by the state the caller
+/// saw (`expect_status`, `expect_device`), so a stale worker changes nothing: `false` then.
+pub async fn mark_offered(
+    conn: &mut PgConnection,
+    id: &str,
+    expect_status: &str,
+    expect_device: Option<&str>,
+    device_id: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update calls set status = 'offered', device_id = $4,
+                attempted_device_ids = array_append(attempted_device_ids, $4), updated_at = now()
+         where id = $1 and status = $2 and device_id is not distinct from $3",
+        id,
+        expect_status,
+        expect_device,
+        device_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records which device took the call (the one that acknowledged first).
+pub async fn set_device(conn: &mut PgConnection, id: &str, device_id: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update calls set device_id = $2, updated_at = now() where id = $1",
+        id,
+        device_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub struct NewEvent<'a> {
+    pub id: &'a str,
+    pub org_id: &'a str,
+    pub call_id: &'a str,
+    pub status: &'a str,
+    pub observed: bool,
+    pub reason: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+}
+
+pub async fn insert_event(conn: &mut PgConnection, e: NewEvent<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into call_events (id, org_id, call_id, status, observed, reason, device_id)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+        e.id,
+        e.org_id,
+        e.call_id,
+        e.status,
+        e.observed,
+        e.reason,
+        e.device_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn events(conn: &mut PgConnection, org_id: &str, call_id: &str) -> sqlx::Result<Vec<EventRow>> {
+    sqlx::query_as!(
+        EventRow,
+        "select id, org_id, call_id, status, observed, reason, device_id, created_at
+         from call_events where org_id = $1 and call_id = $2 order by seq",
+        org_id,
+        call_id
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,55 @@
+//! API keys, stored as SHA-256 hashes with their last four characters for display.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+/// What a presented key resolves to.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub id: String,
+    pub org_id: String,
+    pub kind: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: &str,
+    org_id: &str,
+    kind: &str,
+    key_hash: &[u8],
+    last4: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into api_keys (id, org_id, kind, key_hash, last4) values ($1, $2, $3, $4, $5)",
+        id,
+        org_id,
+        kind,
+        key_hash,
+        last4
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_by_hash(conn: &mut PgConnection, key_hash: &[u8]) -> sqlx::Result<Option<KeyRecord>> {
+    sqlx::query_as!(
+        KeyRecord,
+        "select id, org_id, kind, revoked_at from api_keys where key_hash = $1",
+        key_hash
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn revoke(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update api_keys set revoked_at = now() where org_id = $1 and id = $2 and revoked_at is null",
+        org_id,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
