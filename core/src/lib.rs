@@ -16,6 +16,7 @@ pub mod queue;
 pub mod secrets;
 pub mod shutdown;
 pub mod store;
+pub mod tenants;
 
 pub use config::Config;
 pub use ctx::Ctx;

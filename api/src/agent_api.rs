@@ -1,0 +1,291 @@
+//! `/agent/v1`: what a phone agent app calls — pairing, its push channel, heartbeats, the
+//! ack that returns the call's details in one round trip, and status reports.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::calls::{self, reachability, AckOutcome, Change};
+use pushdial_core::ids::{self, Kind};
+use pushdial_core::store::devices::{self as device_store, DeviceUpdate, NewDevice};
+use pushdial_core::store::pairing;
+use pushdial_core::{secrets, Ctx, Error};
+
+use crate::auth::DeviceToken;
+use crate::models::{Call, Device};
+use crate::problems;
+use crate::Tags;
+
+pub struct AgentApi;
+
+/// Pairs a device with a code from `POST /v1/pairing_codes`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PairRequest {
+    pub code: String,
+    /// A name for the device, 1 to 100 characters.
+    pub name: String,
+    /// `android`, `ios`, `web` or `cli`.
+    pub platform: String,
+}
+
+/// The device's identity and its token (shown once).
+#[derive(Debug, Object)]
+pub struct PairResponse {
+    /// Always `device_token`.
+    pub object: String,
+    /// The device id.
+    pub id: String,
+    pub agent_id: String,
+    /// `pd_dev_…`: send as `Authorization: Bearer` on every agent request.
+    pub token: String,
+}
+
+/// What a device tells the server about itself.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateDevice {
+    /// `fcm`, `apns`, `webpush` or `loopback`; `null` removes the push channel.
+    #[oai(default)]
+    pub push_channel: Option<Option<String>>,
+    pub push_token: Option<String>,
+    pub app_version: Option<String>,
+    pub capabilities: Option<Vec<String>>,
+    /// The device dials without asking its user.
+    pub auto_dial: Option<bool>,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Object)]
+pub struct HeartbeatResponse {
+    pub device_id: String,
+    pub server_time: DateTime<Utc>,
+}
+
+/// Everything the phone needs to place the call.
+#[derive(Debug, Object)]
+pub struct AckResponse {
+    pub call_id: String,
+    /// The number to dial, E.164.
+    pub to: String,
+    /// `prompt`: ask the user first; `auto`: dial at once.
+    pub confirm: String,
+    /// Never dial after this instant.
+    pub expires_at: DateTime<Utc>,
+    pub status: String,
+}
+
+/// A status report of the phone.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// accepted, declined, dialing, connected, completed or failed.
+    pub status: String,
+    /// Length of a completed call in seconds.
+    pub duration_s: Option<i32>,
+    /// For `failed`: `dial_failed`.
+    pub reason: Option<String>,
+    /// `false` when the app inferred the state rather than observed it (default true).
+    pub observed: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+pub enum Paired {
+    #[oai(status = 201)]
+    Created(Json<PairResponse>),
+}
+
+problems!(
+    /// Errors of pairing.
+    PairError { 400 => BadRequest, 404 => NotFound, 413 => PayloadTooLarge }
+);
+problems!(
+    /// Errors of device self-service.
+    DeviceSelfError { 400 => BadRequest, 401 => Unauthorized, 413 => PayloadTooLarge }
+);
+problems!(
+    /// Errors of acks and reports.
+    AgentCallError { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 413 => PayloadTooLarge }
+);
+
+const PLATFORMS: [&str; 4] = ["android", "ios", "web", "cli"];
+const PUSH_CHANNELS: [&str; 4] = ["fcm", "apns", "webpush", "loopback"];
+
+#[OpenApi(tag = "Tags::AgentApi")]
+impl AgentApi {
+    /// Pair a device
+    ///
+    /// Exchanges a pairing code for the device's id and token. The code works once.
+    #[oai(path = "/agent/v1/pair", method = "post", operation_id = "agent_pair")]
+    async fn pair(&self, ctx: poem::web::Data<&Ctx>, body: Json<PairRequest>) -> Result<Paired, PairError> {
+        let b = body.0;
+        let name = b.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(Error::invalid("name", "must be 1 to 100 characters").into());
+        }
+        if !PLATFORMS.contains(&b.platform.as_str()) {
+            return Err(Error::invalid("platform", "one of android, ios, web, cli").into());
+        }
+        let code = secrets::normalize_pairing_code(&b.code).ok_or(Error::Invalid {
+            code: "invalid_pairing_code",
+            message: "code: not a pairing code (8 letters and digits, like K7Q2-9XMD)".into(),
+            errors: vec![pushdial_core::FieldError::new("code", "not a pairing code")],
+        })?;
+        let mut tx = ctx.db.begin().await?;
+        let (org_id, agent_id) = pairing::consume(&mut tx, &secrets::hash(&code)).await?.ok_or(Error::NotFound(
+            "pairing code (it may have expired or been used already)",
+        ))?;
+        let id = ids::new_id(Kind::Device);
+        let token = secrets::new_token("pd_dev_");
+        device_store::insert(
+            &mut tx,
+            NewDevice {
+                id: &id,
+                org_id: &org_id,
+                agent_id: &agent_id,
+                name,
+                platform: &b.platform,
+                token_hash: &secrets::hash(&token),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(device_id = %id, org_id = %org_id, "device paired");
+        Ok(Paired::Created(Json(PairResponse {
+            object: "device_token".into(),
+            id,
+            agent_id,
+            token,
+        })))
+    }
+
+    /// Update this device
+    #[oai(path = "/agent/v1/device", method = "put", operation_id = "agent_update_device")]
+    async fn update(
+        &self,
+        auth: DeviceToken,
+        ctx: poem::web::Data<&Ctx>,
+        body: Json<UpdateDevice>,
+    ) -> Result<Json<Device>, DeviceSelfError> {
+        let b = body.0;
+        let push = match b.push_channel {
+            None => {
+                if b.push_token.is_some() {
+                    return Err(Error::invalid("push_channel", "required with push_token").into());
+                }
+                None
+            }
+            Some(None) => Some((None, None)),
+            Some(Some(channel)) => {
+                if !PUSH_CHANNELS.contains(&channel.as_str()) {
+                    return Err(Error::invalid("push_channel", "one of fcm, apns, webpush, loopback").into());
+                }
+                match b.push_token {
+                    Some(t) if !t.is_empty() && t.len() <= 4096 => Some((Some(channel), Some(t))),
+                    _ => return Err(Error::invalid("push_token", "required with push_channel, up to 4096 characters").into()),
+                }
+            }
+        };
+        if let Some(caps) = &b.capabilities {
+            if caps.len() > 32 || caps.iter().any(|c| c.is_empty() || c.len() > 64) {
+                return Err(Error::invalid("capabilities", "up to 32 names of 1 to 64 characters").into());
+            }
+        }
+        if b.app_version.as_ref().is_some_and(|v| v.len() > 64) {
+            return Err(Error::invalid("app_version", "up to 64 characters").into());
+        }
+        let update = DeviceUpdate {
+            push,
+            app_version: b.app_version,
+            capabilities: b.capabilities,
+            auto_dial: b.auto_dial,
+        };
+        let mut conn = ctx.db.acquire().await?;
+        device_store::update(&mut conn, &auth.0.id, &update).await?;
+        let row = device_store::get(&mut conn, &auth.0.org_id, &auth.0.id)
+            .await?
+            .ok_or(Error::NotFound("device"))?;
+        drop(conn);
+        let reach = reachability(&ctx, std::slice::from_ref(&row)).await;
+        Ok(Json(Device::new(row, &reach[0])))
+    }
+
+    /// Heartbeat
+    ///
+    /// Keeps a device with a push channel fresh; devices with a live socket send heartbeats
+    /// on the socket instead.
+    #[oai(path = "/agent/v1/heartbeat", method = "post", operation_id = "agent_heartbeat")]
+    async fn heartbeat(&self, auth: DeviceToken) -> Result<Json<HeartbeatResponse>, DeviceSelfError> {
+        // The security checker already recorded the check-in.
+        Ok(Json(HeartbeatResponse {
+            device_id: auth.0.id,
+            server_time: Utc::now(),
+        }))
+    }
+
+    /// Acknowledge an offer
+    ///
+    /// Moves the call to `delivered` and returns what the phone needs to dial. After the
+    /// call's `expires_at` the answer is `409 call_expired`, never the number.
+    #[oai(path = "/agent/v1/calls/:call_id/ack", method = "post", operation_id = "agent_ack")]
+    async fn ack(
+        &self,
+        auth: DeviceToken,
+        ctx: poem::web::Data<&Ctx>,
+        call_id: Path<String>,
+    ) -> Result<Json<AckResponse>, AgentCallError> {
+        let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
+        let mut tx = ctx.db.begin().await?;
+        let outcome = calls::ack(&mut tx, &auth.0, &id).await?;
+        tx.commit().await?;
+        match outcome {
+            AckOutcome::Ok(call) => Ok(Json(AckResponse {
+                call_id: call.id,
+                to: call.to_number,
+                confirm: if auth.0.auto_dial { "auto".into() } else { call.confirm },
+                expires_at: call.expires_at,
+                status: call.status,
+            })),
+            AckOutcome::Expired => Err(calls::expired_error().into()),
+        }
+    }
+
+    /// Report a call's status
+    ///
+    /// Repeating the current status is harmless; states skipped on the way are recorded as
+    /// inferred; anything after the call ended is refused with 409.
+    #[oai(path = "/agent/v1/calls/:call_id/events", method = "post", operation_id = "agent_report")]
+    async fn report(
+        &self,
+        auth: DeviceToken,
+        ctx: poem::web::Data<&Ctx>,
+        call_id: Path<String>,
+        body: Json<ReportRequest>,
+    ) -> Result<Json<Call>, AgentCallError> {
+        let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
+        let b = body.0;
+        let status = calls::parse_reported_status(&b.status)?;
+        use pushdial_core::lifecycle::CallStatus;
+        let reason = match (status, b.reason.as_deref()) {
+            (CallStatus::Failed, None | Some("dial_failed")) => Some("dial_failed"),
+            (_, None) => None,
+            _ => return Err(Error::invalid("reason", "only `dial_failed`, with status `failed`").into()),
+        };
+        let duration_s = match (status, b.duration_s) {
+            (_, None) => None,
+            (CallStatus::Completed, Some(d)) if (0..=86_400).contains(&d) => Some(d),
+            _ => return Err(Error::invalid("duration_s", "0 to 86400, with status `completed`").into()),
+        };
+        let change = Change {
+            status,
+            observed: b.observed.unwrap_or(true),
+            reason,
+            duration_s,
+            device_id: None,
+        };
+        let mut tx = ctx.db.begin().await?;
+        let result = calls::report(&mut tx, &auth.0, &id, change).await?;
+        tx.commit().await?;
+        Ok(Json(result?.into()))
+    }
+}

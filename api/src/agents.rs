@@ -1,0 +1,208 @@
+//! `/v1/agents` and `/v1/pairing_codes`: the people who take calls, with their presence,
+//! and the codes that pair a phone to one of them.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::calls::{reachability, Reach};
+use pushdial_core::ids::{self, Kind};
+use pushdial_core::store::{agents as agent_store, devices as device_store, pairing};
+use pushdial_core::{secrets, Ctx, Error};
+
+use crate::auth::SecretKey;
+use crate::models::{page, Agent, List};
+use crate::problems;
+use crate::Tags;
+
+pub struct AgentsApi;
+
+/// Creates an agent.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateAgent {
+    /// Display name, 1 to 200 characters.
+    pub name: String,
+    pub email: Option<String>,
+}
+
+/// Creates a pairing code for an agent's new phone.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreatePairingCode {
+    pub agent_id: String,
+}
+
+/// A short-lived, single-use code that pairs one device to an agent.
+#[derive(Debug, Object)]
+pub struct PairingCode {
+    /// Always `pairing_code`.
+    pub object: String,
+    /// Typed on the phone, or scanned as `pair_uri`.
+    pub code: String,
+    pub agent_id: String,
+    pub expires_at: DateTime<Utc>,
+    /// `pushdial://pair?server=…&code=…`, for a QR code.
+    pub pair_uri: String,
+}
+
+#[derive(ApiResponse)]
+pub enum AgentCreated {
+    #[oai(status = 201)]
+    Created(Json<Agent>),
+}
+
+#[derive(ApiResponse)]
+pub enum PairingCodeCreated {
+    #[oai(status = 201)]
+    Created(Json<PairingCode>),
+}
+
+problems!(
+    /// Errors of agent creation.
+    CreateAgentError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 413 => PayloadTooLarge }
+);
+problems!(
+    /// Errors of reading agents.
+    ReadAgentError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound }
+);
+problems!(
+    /// Errors of pairing-code creation.
+    PairingCodeError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 413 => PayloadTooLarge }
+);
+
+/// Agents with their presence, computed from their devices in one query and one Redis read.
+pub(crate) async fn with_presence(ctx: &Ctx, org_id: &str, rows: Vec<agent_store::AgentRow>) -> Result<Vec<Agent>, Error> {
+    let agent_ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
+    let mut conn = ctx.db.acquire().await?;
+    let devices: Vec<_> = device_store::list(&mut conn, org_id, Some(&agent_ids))
+        .await?
+        .into_iter()
+        .filter(|d| d.revoked_at.is_none())
+        .collect();
+    drop(conn);
+    let reach: Vec<Reach> = reachability(ctx, &devices).await;
+    Ok(rows
+        .into_iter()
+        .map(|a| {
+            let mine: Vec<_> = devices
+                .iter()
+                .zip(reach.iter())
+                .filter(|(d, _)| d.agent_id == a.id)
+                .collect();
+            Agent::new(a, &mine)
+        })
+        .collect())
+}
+
+#[OpenApi(tag = "Tags::Agents")]
+impl AgentsApi {
+    /// Create an agent
+    #[oai(path = "/v1/agents", method = "post", operation_id = "create_agent")]
+    async fn create(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        body: Json<CreateAgent>,
+    ) -> Result<AgentCreated, CreateAgentError> {
+        let name = body.0.name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Error::invalid("name", "must be 1 to 200 characters").into());
+        }
+        let email = body.0.email.as_deref().map(str::trim);
+        if let Some(email) = email {
+            let plausible = email.len() <= 254
+                && email
+                    .split_once('@')
+                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+            if !plausible {
+                return Err(Error::invalid("email", "must be an e-mail address").into());
+            }
+        }
+        let mut conn = ctx.db.acquire().await?;
+        let row = agent_store::insert(&mut conn, &ids::new_id(Kind::Agent), &auth.0.org_id, name, email).await?;
+        Ok(AgentCreated::Created(Json(Agent::new(row, &[]))))
+    }
+
+    /// List agents with their presence
+    #[oai(path = "/v1/agents", method = "get", operation_id = "list_agents")]
+    async fn list(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<i64>>,
+        starting_after: Query<Option<String>>,
+        ending_before: Query<Option<String>>,
+    ) -> Result<Json<List<Agent>>, ReadAgentError> {
+        let page = page(Kind::Agent, limit.0, starting_after.0, ending_before.0)?;
+        let mut conn = ctx.db.acquire().await?;
+        let rows = agent_store::list(&mut conn, &auth.0.org_id, &page).await?;
+        drop(conn);
+        let agents = with_presence(&ctx, &auth.0.org_id, rows.data).await?;
+        Ok(Json(List::new(agents, rows.has_more)))
+    }
+
+    /// Retrieve an agent
+    #[oai(path = "/v1/agents/:agent_id", method = "get", operation_id = "get_agent")]
+    async fn get(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        agent_id: Path<String>,
+    ) -> Result<Json<Agent>, ReadAgentError> {
+        let id = ids::parse(Kind::Agent, "agent_id", &agent_id.0)?;
+        let mut conn = ctx.db.acquire().await?;
+        let row = agent_store::get(&mut conn, &auth.0.org_id, &id)
+            .await?
+            .ok_or(Error::NotFound("agent"))?;
+        drop(conn);
+        let mut agents = with_presence(&ctx, &auth.0.org_id, vec![row]).await?;
+        agents
+            .pop()
+            .map(Json)
+            .ok_or_else(|| Error::NotFound("agent").into())
+    }
+
+    /// Create a pairing code for a new phone
+    #[oai(path = "/v1/pairing_codes", method = "post", operation_id = "create_pairing_code", tag = "Tags::Devices")]
+    async fn create_pairing_code(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        body: Json<CreatePairingCode>,
+    ) -> Result<PairingCodeCreated, PairingCodeError> {
+        let agent_id = ids::parse(Kind::Agent, "agent_id", &body.0.agent_id)?;
+        let mut conn = ctx.db.acquire().await?;
+        agent_store::get(&mut conn, &auth.0.org_id, &agent_id)
+            .await?
+            .ok_or(Error::NotFound("agent"))?;
+        let code = secrets::new_pairing_code();
+        let ttl = chrono::Duration::from_std(ctx.config.pairing_code_ttl)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let expires_at = Utc::now() + ttl;
+        pairing::insert(&mut conn, &secrets::hash(&code), &auth.0.org_id, &agent_id, expires_at).await?;
+        let pair_uri = format!(
+            "pushdial://pair?server={}&code={}",
+            percent(&ctx.config.public_url()),
+            code
+        );
+        Ok(PairingCodeCreated::Created(Json(PairingCode {
+            object: "pairing_code".into(),
+            code,
+            agent_id,
+            expires_at,
+            pair_uri,
+        })))
+    }
+}
+
+/// Percent-encodes a URL for use as a query value.
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

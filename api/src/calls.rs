@@ -1,0 +1,242 @@
+//! `/v1/calls`: placing a call through an agent's phone (claim steps S13–S17, S19),
+//! following it, and canceling it. Creation honours `Idempotency-Key`.
+
+use std::collections::BTreeMap;
+
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::calls::{self, CallRequest, RawCallRequest};
+use pushdial_core::ids::{self, Kind};
+use pushdial_core::lifecycle::CallStatus;
+use pushdial_core::store::calls::{self as call_store, CallFilter};
+use pushdial_core::store::idempotency;
+use pushdial_core::{Ctx, Error};
+use sha2::{Digest, Sha256};
+
+use crate::auth::SecretKey;
+use crate::models::{page, Call, CallEvent, List};
+use crate::problems;
+use crate::Tags;
+
+pub struct CallsApi;
+
+/// Places a call through an agent's phone.
+#[derive(Debug, Object, serde::Serialize)]
+#[oai(deny_unknown_fields)]
+pub struct CreateCall {
+    /// The number to call, in E.164 form (`+14155550123`).
+    pub to: String,
+    /// Offer the call to this agent's reachable devices, most recently active first.
+    pub agent_id: Option<String>,
+    /// Offer the call to this device only.
+    pub device_id: Option<String>,
+    /// `prompt` (default): the phone asks its user first. `auto`: it dials at once.
+    pub confirm: Option<String>,
+    /// Seconds until the call expires if not yet dialing, 10 to 3600 (default 60).
+    pub expires_in: Option<i64>,
+    /// Up to 20 string pairs, returned with the call and its events.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(ApiResponse)]
+pub enum CallCreated {
+    /// The call is queued and will be offered to the phone.
+    #[oai(status = 201)]
+    Created(Json<Call>),
+}
+
+problems!(
+    /// Errors of call creation.
+    CreateCallError {
+        400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound,
+        409 => Conflict, 413 => PayloadTooLarge, 422 => UnprocessableEntity
+    }
+);
+problems!(
+    /// Errors of reading calls.
+    ReadCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound }
+);
+problems!(
+    /// Errors of call cancellation.
+    CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
+);
+
+fn check_idempotency_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(Error::invalid("Idempotency-Key", "1 to 255 printable ASCII characters without spaces"));
+    }
+    Ok(())
+}
+
+/// The stored answer for an earlier request with the same key, or the refusal of a
+/// different body under that key.
+fn replay(stored: idempotency::Stored, hash: &[u8]) -> Result<CallCreated, CreateCallError> {
+    if stored.request_hash != hash {
+        return Err(Error::Unprocessable {
+            code: "idempotency_key_reused",
+            message: "this Idempotency-Key was used with a different request body".into(),
+        }
+        .into());
+    }
+    let call: Call = serde_json::from_value(stored.body).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(CallCreated::Created(Json(call)))
+}
+
+#[OpenApi(tag = "Tags::Calls")]
+impl CallsApi {
+    /// Create a call
+    ///
+    /// Checks that the agent (or device) has a reachable phone — `409 no_device_reachable`
+    /// otherwise, with nothing written — then queues the call and offers it to the phone.
+    #[oai(path = "/v1/calls", method = "post", operation_id = "create_call")]
+    async fn create(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        /// Makes retries safe for 24 hours: the same key and body return the first answer.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: Json<CreateCall>,
+    ) -> Result<CallCreated, CreateCallError> {
+        let org_id = &auth.0.org_id;
+        let key = idempotency_key.0;
+        let hash = Sha256::digest(serde_json::to_vec(&body.0).unwrap_or_default()).to_vec();
+        if let Some(key) = &key {
+            check_idempotency_key(key)?;
+            let mut conn = ctx.db.acquire().await?;
+            if let Some(stored) = idempotency::find(&mut conn, org_id, key).await? {
+                return replay(stored, &hash);
+            }
+        }
+        let b = body.0;
+        let request = CallRequest::parse(
+            RawCallRequest {
+                to: b.to,
+                agent_id: b.agent_id,
+                device_id: b.device_id,
+                confirm: b.confirm,
+                expires_in: b.expires_in,
+                metadata: b.metadata,
+            },
+            ctx.config.call_expires_in,
+        )?;
+        let (agent_id, device_id) = calls::check_target(&ctx, org_id, &request.target).await?;
+
+        let mut tx = ctx.db.begin().await?;
+        if let Some(key) = &key {
+            if !idempotency::try_lock(&mut tx, org_id, key).await? {
+                return Err(Error::conflict(
+                    "idempotency_key_in_use",
+                    "a request with this Idempotency-Key is still being processed; retry shortly",
+                )
+                .into());
+            }
+            if let Some(stored) = idempotency::find(&mut tx, org_id, key).await? {
+                return replay(stored, &hash);
+            }
+        }
+        let row = calls::insert(&mut tx, org_id, &request, &agent_id, device_id.as_deref()).await?;
+        let call = Call::from(row);
+        if let Some(key) = &key {
+            let body = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
+            idempotency::save(&mut tx, org_id, key, &hash, 201, &body).await?;
+        }
+        tx.commit().await?;
+        ctx.wake_workers().await;
+        tracing::info!(call_id = %call.id, org_id = %org_id, "call queued");
+        Ok(CallCreated::Created(Json(call)))
+    }
+
+    /// List calls
+    #[oai(path = "/v1/calls", method = "get", operation_id = "list_calls")]
+    async fn list(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        /// Only calls in this status.
+        status: Query<Option<String>>,
+        /// Only calls to this agent.
+        agent_id: Query<Option<String>>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<i64>>,
+        starting_after: Query<Option<String>>,
+        ending_before: Query<Option<String>>,
+    ) -> Result<Json<List<Call>>, ReadCallError> {
+        let page = page(Kind::Call, limit.0, starting_after.0, ending_before.0)?;
+        if let Some(s) = &status.0 {
+            if s.parse::<CallStatus>().is_err() {
+                return Err(Error::invalid("status", "not a call status").into());
+            }
+        }
+        let filter = CallFilter {
+            status: status.0,
+            agent_id: agent_id
+                .0
+                .map(|a| ids::parse(Kind::Agent, "agent_id", &a))
+                .transpose()?,
+        };
+        let mut conn = ctx.db.acquire().await?;
+        let rows = call_store::list(&mut conn, &auth.0.org_id, &filter, &page).await?;
+        Ok(Json(List::new(rows.data.into_iter().map(Call::from).collect(), rows.has_more)))
+    }
+
+    /// Retrieve a call
+    #[oai(path = "/v1/calls/:call_id", method = "get", operation_id = "get_call")]
+    async fn get(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        call_id: Path<String>,
+    ) -> Result<Json<Call>, ReadCallError> {
+        let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
+        let mut conn = ctx.db.acquire().await?;
+        let row = call_store::get(&mut conn, &auth.0.org_id, &id)
+            .await?
+            .ok_or(Error::NotFound("call"))?;
+        Ok(Json(row.into()))
+    }
+
+    /// List a call's events
+    ///
+    /// One event per transition, oldest first; states the phone did not report but that a
+    /// later report implies are marked `observed: false`.
+    #[oai(path = "/v1/calls/:call_id/events", method = "get", operation_id = "list_call_events")]
+    async fn events(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        call_id: Path<String>,
+    ) -> Result<Json<List<CallEvent>>, ReadCallError> {
+        let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
+        let mut conn = ctx.db.acquire().await?;
+        call_store::get(&mut conn, &auth.0.org_id, &id)
+            .await?
+            .ok_or(Error::NotFound("call"))?;
+        let rows = call_store::events(&mut conn, &auth.0.org_id, &id).await?;
+        Ok(Json(List::new(rows.into_iter().map(CallEvent::from).collect(), false)))
+    }
+
+    /// Cancel a call
+    ///
+    /// Possible until the phone starts dialing; the phone is told to drop the offer.
+    #[oai(path = "/v1/calls/:call_id/cancel", method = "post", operation_id = "cancel_call")]
+    async fn cancel(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        call_id: Path<String>,
+    ) -> Result<Json<Call>, CancelCallError> {
+        let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
+        let mut tx = ctx.db.begin().await?;
+        let row = calls::cancel(&mut tx, &auth.0.org_id, &id).await?;
+        tx.commit().await?;
+        if let Some(device) = &row.device_id {
+            let message = serde_json::json!({ "type": "call.canceled", "call_id": row.id });
+            if let Err(e) = ctx.presence.send_to_device(device, None, &message).await {
+                tracing::warn!(call_id = %row.id, error = %e, "cancel not forwarded to the phone");
+            }
+        }
+        Ok(Json(row.into()))
+    }
+}

@@ -1,0 +1,92 @@
+//! `/v1/devices`: an organization's paired phones, their presence, and revocation.
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::OpenApi;
+use pushdial_core::calls::reachability;
+use pushdial_core::ids::{self, Kind};
+use pushdial_core::store::devices as device_store;
+use pushdial_core::{Ctx, Error};
+
+use crate::auth::SecretKey;
+use crate::models::{Device, List};
+use crate::problems;
+use crate::Tags;
+
+pub struct DevicesApi;
+
+problems!(
+    /// Errors of device endpoints.
+    DeviceError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound }
+);
+
+async fn one(ctx: &Ctx, org_id: &str, id: &str) -> Result<Device, Error> {
+    let id = ids::parse(Kind::Device, "device_id", id)?;
+    let mut conn = ctx.db.acquire().await?;
+    let row = device_store::get(&mut conn, org_id, &id)
+        .await?
+        .ok_or(Error::NotFound("device"))?;
+    drop(conn);
+    let reach = reachability(ctx, std::slice::from_ref(&row)).await;
+    Ok(Device::new(row, &reach[0]))
+}
+
+#[OpenApi(tag = "Tags::Devices")]
+impl DevicesApi {
+    /// List devices
+    #[oai(path = "/v1/devices", method = "get", operation_id = "list_devices")]
+    async fn list(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        /// Only this agent's devices.
+        agent_id: Query<Option<String>>,
+    ) -> Result<Json<List<Device>>, DeviceError> {
+        let agent = agent_id
+            .0
+            .map(|a| ids::parse(Kind::Agent, "agent_id", &a))
+            .transpose()?
+            .map(|a| vec![a]);
+        let mut conn = ctx.db.acquire().await?;
+        let rows = device_store::list(&mut conn, &auth.0.org_id, agent.as_deref()).await?;
+        drop(conn);
+        let reach = reachability(&ctx, &rows).await;
+        let data = rows.into_iter().zip(reach.iter()).map(|(d, r)| Device::new(d, r)).collect();
+        Ok(Json(List::new(data, false)))
+    }
+
+    /// Retrieve a device
+    #[oai(path = "/v1/devices/:device_id", method = "get", operation_id = "get_device")]
+    async fn get(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        device_id: Path<String>,
+    ) -> Result<Json<Device>, DeviceError> {
+        Ok(Json(one(&ctx, &auth.0.org_id, &device_id.0).await?))
+    }
+
+    /// Revoke a device
+    ///
+    /// Its token stops working at once and its live socket is closed.
+    #[oai(path = "/v1/devices/:device_id", method = "delete", operation_id = "revoke_device")]
+    async fn revoke(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        device_id: Path<String>,
+    ) -> Result<Json<Device>, DeviceError> {
+        let id = ids::parse(Kind::Device, "device_id", &device_id.0)?;
+        let mut conn = ctx.db.acquire().await?;
+        device_store::get(&mut conn, &auth.0.org_id, &id)
+            .await?
+            .ok_or(Error::NotFound("device"))?;
+        device_store::revoke(&mut conn, &auth.0.org_id, &id).await?;
+        drop(conn);
+        let close = serde_json::json!({ "type": "device.revoked" });
+        if let Err(e) = ctx.presence.send_to_device(&id, None, &close).await {
+            tracing::warn!(device_id = %id, error = %e, "could not close the revoked device's socket");
+        }
+        Ok(Json(one(&ctx, &auth.0.org_id, &id).await?))
+    }
+}

@@ -1,0 +1,153 @@
+//! pushdial-api: the HTTP layer. Public API (`/v1`, secret keys), agent API (`/agent/v1`,
+//! device tokens, plus the WebSocket stream), the OpenAPI document and its rendered
+//! reference, and health checks. Handlers are thin: authenticate, parse, call core, map.
+
+pub mod agent_api;
+pub mod agents;
+pub mod auth;
+pub mod calls;
+pub mod devices;
+pub mod models;
+pub mod problem;
+pub mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor};
+use poem::web::Data;
+use poem::{get, handler, EndpointExt, IntoResponse, Response, Route};
+use poem_openapi::{OpenApiService, Tags as TagsDerive};
+use pushdial_core::shutdown::Stop;
+use pushdial_core::Ctx;
+
+pub use stream::Sockets;
+
+/// Groups of operations in the reference.
+#[derive(TagsDerive)]
+pub enum Tags {
+    /// Calls placed through an agent's phone.
+    Calls,
+    /// People who take calls.
+    Agents,
+    /// Phones paired to agents.
+    Devices,
+    /// What the phone agent app calls.
+    AgentApi,
+}
+
+/// The whole API, as one service: the server mounts it and the spec test renders it.
+pub fn api_service() -> OpenApiService<
+    (
+        calls::CallsApi,
+        agents::AgentsApi,
+        devices::DevicesApi,
+        agent_api::AgentApi,
+    ),
+    (),
+> {
+    OpenApiService::new(
+        (calls::CallsApi, agents::AgentsApi, devices::DevicesApi, agent_api::AgentApi),
+        "pushdial",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Click-to-call through the caller's own phone. Secret keys (`pd_sk_…`) open the public \
+         API; device tokens (`pd_dev_…`) open the agent API. Errors are RFC 9457 problem \
+         documents with a stable `code`; every response carries `Request-Id`.",
+    )
+}
+
+/// The OpenAPI document as pretty JSON, exactly as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    api_service().spec()
+}
+
+#[handler]
+fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when Postgres and Redis both answer (and the process is not shutting down).
+#[handler]
+async fn readyz(ctx: Data<&Ctx>, stop: Data<&Stop>) -> Response {
+    if stop.is_stopped() {
+        return problem::Problem::new(503, "shutting_down", "this instance is shutting down").into_poem();
+    }
+    let db = tokio::time::timeout(Duration::from_secs(2), sqlx::query("select 1").execute(&ctx.db)).await;
+    let redis = tokio::time::timeout(Duration::from_secs(2), ctx.presence.ping()).await;
+    let db_ok = matches!(db, Ok(Ok(_)));
+    let redis_ok = matches!(redis, Ok(Ok(())));
+    if db_ok && redis_ok {
+        poem::web::Json(serde_json::json!({"status": "ready", "postgres": "ok", "redis": "ok"})).into_response()
+    } else {
+        let mut p = problem::Problem::new(
+            503,
+            "not_ready",
+            format!(
+                "postgres: {}, redis: {}",
+                if db_ok { "ok" } else { "unavailable" },
+                if redis_ok { "ok" } else { "unavailable" }
+            ),
+        );
+        p.title = "Service Unavailable".into();
+        p.into_poem()
+    }
+}
+
+/// The routes of the api, with request ids, body limits and problem documents for every
+/// error.
+pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<Output = Response> {
+    let service = api_service().server(ctx.config.public_url());
+    let spec = service.spec_endpoint();
+    let docs = service.redoc();
+    Route::new()
+        .nest("/", service)
+        .at("/agent/v1/stream", get(stream::stream))
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz))
+        .data(ctx)
+        .data(sockets)
+        .data(stop)
+        .with(problem::RequestIdMiddleware)
+}
+
+/// Serves the api on an already-bound listener until `stop` fires, then lets in-flight
+/// requests finish within the configured grace.
+pub async fn run(listener: std::net::TcpListener, ctx: Ctx, stop: Stop) -> std::io::Result<()> {
+    let sockets = Arc::new(Sockets::default());
+    // Forward messages published for this instance (offers, cancels) to its sockets.
+    let follower = {
+        let ctx = ctx.clone();
+        let sockets = sockets.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let instance = ctx.instance_id.clone();
+            ctx.presence
+                .follow_instance(&instance, stop, |device_id, message| {
+                    if !sockets.send(&device_id, message.to_string()) {
+                        tracing::debug!(device_id = %device_id, "message for a socket no longer here");
+                    }
+                })
+                .await;
+        })
+    };
+    listener.set_nonblocking(true)?;
+    let acceptor = TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(listener)?)?;
+    let grace = ctx.config.shutdown_grace;
+    let app = app(ctx, sockets, stop.clone());
+    let server = poem::Server::new_with_acceptor(acceptor);
+    let result = server
+        .run_with_graceful_shutdown(app, async move { stop.wait().await }, Some(grace))
+        .await;
+    follower.abort();
+    result
+}
+
+// Silence the unused-import lint for the Listener trait when only acceptors are used.
+#[allow(unused_imports)]
+use Listener as _;
+#[allow(unused_imports)]
+use Acceptor as _;

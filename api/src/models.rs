@@ -1,0 +1,239 @@
+//! The objects of the public and agent APIs, and their conversions from store rows.
+//! Names and fields follow DESIGN §5; they may grow, they do not change.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{Enum, Object};
+use pushdial_core::calls::Reach;
+use pushdial_core::store::agents::AgentRow;
+use pushdial_core::store::calls::{CallRow, EventRow};
+use pushdial_core::store::devices::DeviceRow;
+use pushdial_core::store::Page;
+use pushdial_core::{ids, Error};
+
+/// How an agent or device can be reached now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum Presence {
+    /// A live socket.
+    Online,
+    /// No socket, but a fresh push channel.
+    Push,
+    /// Not reachable.
+    Offline,
+}
+
+impl From<&Reach> for Presence {
+    fn from(r: &Reach) -> Self {
+        match r {
+            Reach::Live(_) => Presence::Online,
+            Reach::Push => Presence::Push,
+            Reach::Offline => Presence::Offline,
+        }
+    }
+}
+
+/// A member of the organization who takes calls on their devices.
+#[derive(Debug, Clone, Object)]
+pub struct Agent {
+    pub id: String,
+    /// Always `agent`.
+    pub object: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Whether a call to this agent can be placed now (claim step S13).
+    pub reachable: bool,
+    /// The best presence among the agent's devices.
+    pub presence: Presence,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+impl Agent {
+    pub fn new(row: AgentRow, devices: &[(&DeviceRow, &Reach)]) -> Self {
+        let presence = devices
+            .iter()
+            .map(|(_, r)| Presence::from(*r))
+            .min_by_key(|p| *p as u8)
+            .unwrap_or(Presence::Offline);
+        Agent {
+            id: row.id,
+            object: "agent".into(),
+            name: row.name,
+            email: row.email,
+            created_at: row.created_at,
+            reachable: presence != Presence::Offline,
+            presence,
+            last_seen_at: devices
+                .iter()
+                .filter_map(|(d, _)| d.stream_seen_at.max(d.last_seen_at))
+                .max(),
+        }
+    }
+}
+
+/// A phone (or reference agent) paired to an agent.
+#[derive(Debug, Clone, Object)]
+pub struct Device {
+    pub id: String,
+    /// Always `device`.
+    pub object: String,
+    pub agent_id: String,
+    pub name: String,
+    pub platform: String,
+    pub push_channel: Option<String>,
+    pub app_version: Option<String>,
+    pub capabilities: Vec<String>,
+    /// The device dials without asking its user.
+    pub auto_dial: bool,
+    pub reachable: bool,
+    pub presence: Presence,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl Device {
+    pub fn new(row: DeviceRow, reach: &Reach) -> Self {
+        Device {
+            id: row.id,
+            object: "device".into(),
+            agent_id: row.agent_id,
+            name: row.name,
+            platform: row.platform,
+            push_channel: row.push_channel,
+            app_version: row.app_version,
+            capabilities: row.capabilities,
+            auto_dial: row.auto_dial,
+            reachable: reach.is_reachable(),
+            presence: reach.into(),
+            last_seen_at: row.stream_seen_at.max(row.last_seen_at),
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// A call placed through an agent's phone.
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
+pub struct Call {
+    pub id: String,
+    /// Always `call`.
+    pub object: String,
+    pub agent_id: String,
+    /// The device the call is offered to or was taken by.
+    pub device_id: Option<String>,
+    /// The number the phone dials, E.164.
+    pub to: String,
+    /// `prompt`: the phone asks its user first; `auto`: it dials at once.
+    pub confirm: String,
+    /// queued, offered, delivered, accepted, declined, dialing, connected, completed,
+    /// failed, canceled or expired.
+    pub status: String,
+    /// Why a call failed or expired: no_device_reachable, push_rejected, not_delivered,
+    /// expired, dial_failed.
+    pub reason: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// The phone must not dial after this instant.
+    pub expires_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Length of a completed call, in seconds.
+    pub duration_s: Option<i32>,
+}
+
+impl From<CallRow> for Call {
+    fn from(c: CallRow) -> Self {
+        Call {
+            id: c.id,
+            object: "call".into(),
+            agent_id: c.agent_id,
+            device_id: c.device_id,
+            to: c.to_number,
+            confirm: c.confirm,
+            status: c.status,
+            reason: c.reason,
+            metadata: serde_json::from_value(c.metadata).unwrap_or_default(),
+            expires_at: c.expires_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            duration_s: c.duration_s,
+        }
+    }
+}
+
+/// One transition of a call.
+#[derive(Debug, Clone, Object)]
+pub struct CallEvent {
+    pub id: String,
+    /// Always `call_event`.
+    pub object: String,
+    pub call_id: String,
+    pub status: String,
+    /// `false` when the state was not reported but inferred from a later one.
+    pub observed: bool,
+    pub reason: Option<String>,
+    pub device_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<EventRow> for CallEvent {
+    fn from(e: EventRow) -> Self {
+        CallEvent {
+            id: e.id,
+            object: "call_event".into(),
+            call_id: e.call_id,
+            status: e.status,
+            observed: e.observed,
+            reason: e.reason,
+            device_id: e.device_id,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// A page of a list, newest first.
+#[derive(Debug, Clone, Object)]
+pub struct List<T: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON> {
+    /// Always `list`.
+    pub object: String,
+    pub data: Vec<T>,
+    /// More items exist beyond this page in the direction read.
+    pub has_more: bool,
+}
+
+impl<T: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON> List<T> {
+    pub fn new(data: Vec<T>, has_more: bool) -> Self {
+        List {
+            object: "list".into(),
+            data,
+            has_more,
+        }
+    }
+}
+
+/// Checks the pagination parameters.
+pub fn page(
+    kind: ids::Kind,
+    limit: Option<i64>,
+    starting_after: Option<String>,
+    ending_before: Option<String>,
+) -> Result<Page, Error> {
+    let limit = limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::invalid("limit", "must be between 1 and 100"));
+    }
+    if starting_after.is_some() && ending_before.is_some() {
+        return Err(Error::invalid("ending_before", "give at most one of starting_after and ending_before"));
+    }
+    Ok(Page {
+        limit,
+        starting_after: starting_after
+            .map(|s| ids::parse(kind, "starting_after", &s))
+            .transpose()?,
+        ending_before: ending_before
+            .map(|s| ids::parse(kind, "ending_before", &s))
+            .transpose()?,
+    })
+}

@@ -1,0 +1,251 @@
+//! Errors as RFC 9457 problem documents (`application/problem+json`) with a stable `code`
+//! and the request id. Every endpoint declares the statuses it can return with
+//! `problems!`, so the OpenAPI document lists them; anything poem itself rejects (bad JSON,
+//! missing credentials, unknown routes, oversized bodies) is turned into the same shape by
+//! `catch_all`. `Request-Id` is set on every response by `RequestIdEndpoint`.
+
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::Object;
+
+tokio::task_local! {
+    /// The id of the request being served, for problem documents and logs.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id (empty outside a request).
+pub fn request_id() -> String {
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_default()
+}
+
+/// One invalid field.
+#[derive(Debug, Clone, Object)]
+pub struct ProblemField {
+    pub field: String,
+    pub message: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Object)]
+pub struct Problem {
+    /// A URI naming the problem type.
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `no_device_reachable`.
+    pub code: String,
+    pub request_id: String,
+    #[oai(skip_serializing_if_is_empty)]
+    pub errors: Vec<ProblemField>,
+}
+
+impl Problem {
+    pub fn new(status: u16, code: &str, detail: impl Into<String>) -> Self {
+        let title = StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error")
+            .to_owned();
+        Problem {
+            kind: format!("https://pushdial.dev/problems/{code}"),
+            title,
+            status,
+            detail: detail.into(),
+            code: code.to_owned(),
+            request_id: request_id(),
+            errors: vec![],
+        }
+    }
+
+    pub fn from_core(e: &pushdial_core::Error) -> Self {
+        let status = e.status();
+        if e.is_internal() {
+            tracing::error!(error = ?e, "request failed");
+        }
+        let detail = if e.is_internal() {
+            "something went wrong on our side; retry later, and quote the request id if it persists".to_owned()
+        } else {
+            e.to_string()
+        };
+        let mut p = Problem::new(status, e.code(), detail);
+        p.errors = e
+            .field_errors()
+            .iter()
+            .map(|f| ProblemField {
+                field: f.field.clone(),
+                message: f.message.clone(),
+            })
+            .collect();
+        p
+    }
+
+    /// Renders the document as a response.
+    pub fn into_poem(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::json!({
+            "type": self.kind, "title": self.title, "status": self.status, "detail": self.detail,
+            "code": self.code, "request_id": self.request_id,
+            "errors": self.errors.iter().map(|f| serde_json::json!({"field": f.field, "message": f.message})).collect::<Vec<_>>(),
+        });
+        Response::builder()
+            .status(status)
+            .content_type("application/problem+json")
+            .body(body.to_string())
+    }
+}
+
+/// Declares an endpoint's error response: one variant per status it can return, each a
+/// problem document, plus 500. Converts from `pushdial_core::Error`.
+#[macro_export]
+macro_rules! problems {
+    ($(#[$meta:meta])* $name:ident { $($status:tt => $variant:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(poem_openapi::ApiResponse, Debug)]
+        pub enum $name {
+            $(
+                #[oai(status = $status, content_type = "application/problem+json")]
+                $variant(poem_openapi::payload::Json<$crate::problem::Problem>),
+            )*
+            /// Something failed on our side.
+            #[oai(status = 500, content_type = "application/problem+json")]
+            Internal(poem_openapi::payload::Json<$crate::problem::Problem>),
+        }
+
+        impl From<$crate::problem::Problem> for $name {
+            fn from(p: $crate::problem::Problem) -> Self {
+                match p.status {
+                    $($status => $name::$variant(poem_openapi::payload::Json(p)),)*
+                    other => {
+                        if other != 500 {
+                            tracing::error!(status = other, code = %p.code, "undeclared error status");
+                        }
+                        $name::Internal(poem_openapi::payload::Json(p))
+                    }
+                }
+            }
+        }
+
+        impl From<pushdial_core::Error> for $name {
+            fn from(e: pushdial_core::Error) -> Self {
+                $crate::problem::Problem::from_core(&e).into()
+            }
+        }
+
+        impl From<sqlx::Error> for $name {
+            fn from(e: sqlx::Error) -> Self {
+                pushdial_core::Error::from(e).into()
+            }
+        }
+    };
+}
+
+/// An error raised before a handler runs (in a security checker or an extractor), rendered
+/// as a problem document.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ApiError(pub pushdial_core::Error);
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn as_response(&self) -> Response {
+        Problem::from_core(&self.0).into_poem()
+    }
+}
+
+/// Turns every error poem or poem-openapi produced into a problem document.
+pub async fn catch_all(err: poem::Error) -> Response {
+    if err.is_from_response() || err.is::<ApiError>() {
+        return err.into_response();
+    }
+    use poem_openapi::error::*;
+    let status = err.status().as_u16();
+    let message = err.to_string();
+    let (status, code, detail) = if err.is::<AuthorizationError>() {
+        (401, "missing_credentials", "send `Authorization: Bearer <key>`".to_owned())
+    } else if err.is::<ParseRequestPayloadError>() {
+        (400, "invalid_request_body", message)
+    } else if err.is::<ContentTypeError>() {
+        (415, "unsupported_media_type", "send a JSON body with `Content-Type: application/json`".to_owned())
+    } else if err.is::<ParseParamError>() || err.is::<ParsePathError>() || err.is::<ParseMultipartError>() {
+        (400, "invalid_parameter", message)
+    } else if err.is::<poem::error::NotFoundError>() || status == 404 {
+        (404, "route_not_found", "no such route".to_owned())
+    } else if err.is::<poem::error::MethodNotAllowedError>() || status == 405 {
+        (405, "method_not_allowed", "this route does not accept that method".to_owned())
+    } else if status == 413 {
+        (413, "payload_too_large", message)
+    } else if status >= 500 {
+        tracing::error!(error = %message, "request failed");
+        (status, "internal_error", "something went wrong on our side".to_owned())
+    } else {
+        (status, "bad_request", message)
+    };
+    Problem::new(status, code, detail).into_poem()
+}
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Gives each request an id (task-local and `Request-Id` header), and refuses bodies over
+/// `MAX_BODY` — declared or streamed — with a problem document before anything reads them.
+pub struct RequestIdMiddleware;
+
+impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
+    type Output = RequestIdEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestIdEndpoint(ep)
+    }
+}
+
+pub struct RequestIdEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let id = format!("req_{}", &pushdial_core::secrets::new_token("")[..24]);
+        let header = poem::http::HeaderValue::from_str(&id).ok();
+        let mut resp = REQUEST_ID
+            .scope(id, async {
+                let declared = req
+                    .headers()
+                    .get(poem::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok());
+                if declared.is_some_and(|n| n > MAX_BODY) {
+                    return too_large();
+                }
+                if declared.is_none() && !is_upgrade(&req) {
+                    // A streamed body: read it up to the limit, then hand it on as bytes.
+                    match req.take_body().into_bytes_limit(MAX_BODY).await {
+                        Ok(bytes) => req.set_body(bytes),
+                        Err(poem::error::ReadBodyError::PayloadTooLarge) => return too_large(),
+                        Err(e) => return Problem::new(400, "unreadable_body", e.to_string()).into_poem(),
+                    }
+                }
+                match self.0.call(req).await {
+                    Ok(r) => r.into_response(),
+                    Err(e) => catch_all(e).await,
+                }
+            })
+            .await;
+        if let Some(h) = header {
+            resp.headers_mut().insert("request-id", h);
+        }
+        Ok(resp)
+    }
+}
+
+fn is_upgrade(req: &Request) -> bool {
+    req.headers().contains_key(poem::http::header::UPGRADE)
+}
+
+fn too_large() -> Response {
+    Problem::new(413, "payload_too_large", format!("request bodies are limited to {MAX_BODY} bytes")).into_poem()
+}

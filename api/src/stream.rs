@@ -1,0 +1,197 @@
+//! `GET /agent/v1/stream`: the WebSocket an agent holds to be reachable at once. On
+//! connect the device is marked live in Redis (pointing at this instance) and in Postgres
+//! (the fallback); heartbeats refresh both; offers published for this instance are
+//! forwarded to the socket. A socket silent for a whole presence window is closed, so
+//! presence never outlives the connection by more than one window.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use poem::web::websocket::{Message, WebSocket};
+use poem::web::Data;
+use poem::{handler, IntoResponse, Request, Response};
+use pushdial_core::shutdown::Stop;
+use pushdial_core::store::devices as device_store;
+use pushdial_core::Ctx;
+use tokio::sync::mpsc;
+
+use crate::problem::Problem;
+
+/// The sockets this instance holds, by device: where messages for a device go.
+#[derive(Default)]
+pub struct Sockets {
+    next: AtomicU64,
+    by_device: Mutex<HashMap<String, (u64, mpsc::Sender<String>)>>,
+}
+
+impl Sockets {
+    fn register(&self, device_id: &str) -> (u64, mpsc::Receiver<String>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(64);
+        // A newer socket of the same device replaces the old one, whose sender is dropped;
+        // the old connection notices and closes.
+        self.lock().insert(device_id.to_owned(), (id, tx));
+        (id, rx)
+    }
+
+    fn unregister(&self, device_id: &str, conn_id: u64) {
+        let mut map = self.lock();
+        if map.get(device_id).is_some_and(|(id, _)| *id == conn_id) {
+            map.remove(device_id);
+        }
+    }
+
+    /// Queues a message for a device's socket on this instance; `false` if none.
+    pub fn send(&self, device_id: &str, message: String) -> bool {
+        let sender = self.lock().get(device_id).map(|(_, tx)| tx.clone());
+        match sender {
+            Some(tx) => tx.try_send(message).is_ok(),
+            None => false,
+        }
+    }
+
+    /// How many sockets this instance holds.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, mpsc::Sender<String>)>> {
+        self.by_device.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The WebSocket handshake: authenticates the device token before upgrading.
+#[handler]
+pub async fn stream(
+    req: &Request,
+    ws: Option<WebSocket>,
+    ctx: Data<&Ctx>,
+    sockets: Data<&std::sync::Arc<Sockets>>,
+    stop: Data<&Stop>,
+) -> Response {
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(token) = token else {
+        return Problem::new(401, "missing_credentials", "send `Authorization: Bearer pd_dev_…`").into_poem();
+    };
+    let device = match crate::auth::device_from_token(&ctx, token).await {
+        Ok(d) => d,
+        Err(e) => return Problem::from_core(&e).into_poem(),
+    };
+    let Some(ws) = ws else {
+        return Problem::new(400, "websocket_required", "this endpoint speaks WebSocket only").into_poem();
+    };
+    let ctx = (*ctx).clone();
+    let sockets = (*sockets).clone();
+    let stop = (*stop).clone();
+    ws.on_upgrade(move |socket| async move {
+        serve_socket(ctx, sockets, stop, device.id, socket).await;
+    })
+    .into_response()
+}
+
+async fn serve_socket(
+    ctx: Ctx,
+    sockets: std::sync::Arc<Sockets>,
+    stop: Stop,
+    device_id: String,
+    socket: poem::web::websocket::WebSocketStream,
+) {
+    let (mut sink, mut source) = socket.split();
+    let (conn_id, mut outbox) = sockets.register(&device_id);
+    let heartbeat = ctx.config.heartbeat_interval();
+    let window = ctx.config.presence_window;
+    refresh(&ctx, &device_id).await;
+    tracing::info!(device_id = %device_id, "agent connected");
+
+    let hello = serde_json::json!({
+        "type": "hello",
+        "device_id": device_id,
+        "heartbeat_interval_s": heartbeat.as_secs_f64().ceil().max(1.0) as u64,
+    });
+    let mut alive = sink.send(Message::Text(hello.to_string())).await.is_ok();
+    let mut last_heard = Instant::now();
+    let mut last_refresh = Instant::now();
+    let mut check = tokio::time::interval(heartbeat.min(Duration::from_secs(5)));
+    while alive {
+        tokio::select! {
+            incoming = source.next() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {
+                    // Any frame (heartbeat, ping, pong) shows the device is there.
+                    last_heard = Instant::now();
+                    if last_refresh.elapsed() >= heartbeat / 2 {
+                        refresh(&ctx, &device_id).await;
+                        last_refresh = Instant::now();
+                    }
+                }
+            },
+            outgoing = outbox.recv() => match outgoing {
+                Some(text) => {
+                    let revoked = text.contains("\"device.revoked\"");
+                    alive = sink.send(Message::Text(text)).await.is_ok();
+                    if revoked {
+                        break;
+                    }
+                }
+                // Replaced by a newer socket of the same device.
+                None => break,
+            },
+            _ = check.tick() => {
+                if last_heard.elapsed() > window {
+                    tracing::info!(device_id = %device_id, "agent silent for a presence window; closing");
+                    break;
+                }
+            }
+            _ = stop.wait() => {
+                // Shutting down: tell the agent to come back (to another replica).
+                let _ = sink.send(Message::Text(r#"{"type":"reconnect"}"#.to_owned())).await;
+                break;
+            }
+        }
+    }
+    let _ = sink.close().await;
+    sockets.unregister(&device_id, conn_id);
+    // Only forget presence if no newer socket of this device took over on this instance.
+    if !sockets_has(&sockets, &device_id) {
+        if let Err(e) = ctx.presence.clear(&device_id, &ctx.instance_id).await {
+            tracing::warn!(device_id = %device_id, error = %e, "presence not cleared in Redis");
+        }
+        if let Ok(mut conn) = ctx.db.acquire().await {
+            if let Err(e) = device_store::clear_stream(&mut conn, &device_id).await {
+                tracing::warn!(device_id = %device_id, error = %e, "presence fallback not cleared");
+            }
+        }
+    }
+    tracing::info!(device_id = %device_id, "agent disconnected");
+}
+
+fn sockets_has(sockets: &Sockets, device_id: &str) -> bool {
+    sockets.lock().contains_key(device_id)
+}
+
+/// Marks the device live for another presence window, in Redis and in Postgres.
+async fn refresh(ctx: &Ctx, device_id: &str) {
+    if let Err(e) = ctx.presence.mark_live(device_id, &ctx.instance_id).await {
+        tracing::warn!(device_id, error = %e, "presence not written to Redis");
+    }
+    match ctx.db.acquire().await {
+        Ok(mut conn) => {
+            if let Err(e) = device_store::touch_stream(&mut conn, device_id).await {
+                tracing::warn!(device_id, error = %e, "presence fallback not written");
+            }
+        }
+        Err(e) => tracing::warn!(device_id, error = %e, "presence fallback not written"),
+    }
+}

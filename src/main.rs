@@ -1,0 +1,143 @@
+//! `pushdial`: one binary for every role. `serve` runs api and worker in one process (the
+//! local default); `api` and `worker` run one role each (production); `migrate` applies
+//! migrations; `admin create-org` bootstraps an organization.
+
+use clap::{Parser, Subcommand};
+use pushdial::Roles;
+use pushdial_core::Config;
+
+/// Click-to-call through the caller's own phone.
+///
+/// Every option can be given as an environment variable (shown in brackets).
+#[derive(Parser)]
+#[command(name = "pushdial", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the api and the worker in one process, migrating first (local default).
+    Serve,
+    /// Run the HTTP api only.
+    Api,
+    /// Run the job worker only.
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Administrative tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an organization and print `{"org_id", "secret_key", "publishable_key"}` as JSON.
+    CreateOrg {
+        /// The organization's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn init_logs(config: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logs(&cli.config);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("pushdial: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config = cli.config;
+    let roles = match cli.command {
+        Command::Migrate => return pushdial::migrate(&config).await,
+        Command::Admin {
+            command: AdminCommand::CreateOrg { name },
+        } => return create_org(&config, &name).await,
+        Command::Serve => {
+            pushdial::migrate(&config).await?;
+            Roles { api: true, worker: true }
+        }
+        Command::Api => Roles { api: true, worker: false },
+        Command::Worker => Roles { api: false, worker: true },
+    };
+    let listener = if roles.api {
+        let l = std::net::TcpListener::bind(config.listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        tracing::info!(listen = %config.listen, public_url = %config.public_url(), "listening");
+        Some(l)
+    } else {
+        None
+    };
+    let (trigger, stop) = pushdial_core::shutdown::channel();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        trigger.stop();
+        // A second signal stops at once.
+        wait_for_signal().await;
+        std::process::exit(130);
+    });
+    pushdial::run(config, listener, roles, stop).await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn create_org(config: &Config, name: &str) -> Result<(), String> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&config.database_url)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    let org = pushdial_core::tenants::create_org(&mut conn, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let json = serde_json::to_string(&org).map_err(|e| e.to_string())?;
+    println!("{json}");
+    Ok(())
+}

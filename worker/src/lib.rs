@@ -1,0 +1,175 @@
+//! pushdial-worker: claims jobs from the Postgres queue and runs them — offering calls to
+//! devices (live socket through Redis, or a push gateway), failing over when an offer is
+//! not acknowledged in time, and expiring calls. Every handler is idempotent: a job may
+//! run twice (after a crash, or when a lease was rescued), and must then change nothing
+//! twice.
+
+pub mod offer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushdial_core::push::PushGateway;
+use pushdial_core::queue::{self, kinds, Job};
+use pushdial_core::shutdown::Stop;
+use pushdial_core::Ctx;
+use tokio::sync::Semaphore;
+
+/// Why a job did not finish: it will be retried after a backoff.
+#[derive(Debug)]
+pub struct JobError {
+    pub message: String,
+    /// A floor for the next attempt, e.g. from a push service's `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+impl<E: std::fmt::Display> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError {
+            message: e.to_string(),
+            retry_after: None,
+        }
+    }
+}
+
+/// One worker: its identity in job leases and what it needs to run jobs.
+#[derive(Clone)]
+pub struct Worker {
+    pub ctx: Ctx,
+    pub push: Arc<dyn PushGateway>,
+    /// The lease owner written into claimed rows; unique per worker.
+    pub id: String,
+}
+
+impl Worker {
+    pub fn new(ctx: Ctx, push: Arc<dyn PushGateway>) -> Self {
+        let id = format!("worker-{}", pushdial_core::secrets::new_token("").get(..12).unwrap_or("0"));
+        Worker { ctx, push, id }
+    }
+
+    /// Runs until `stop` fires, then waits (bounded by the shutdown grace) for the jobs in
+    /// hand; jobs not finished by then keep their lease and are rescued elsewhere.
+    pub async fn run(self, stop: Stop) {
+        let concurrency = self.ctx.config.worker_concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(concurrency));
+        let wake = self.ctx.notifier.local.clone();
+        // Wake-ups from other processes arrive through Redis.
+        let follower = {
+            let ctx = self.ctx.clone();
+            let stop = stop.clone();
+            let wake = wake.clone();
+            tokio::spawn(async move { ctx.presence.follow_jobs(stop, || wake.notify_one()).await })
+        };
+        let rescuer = tokio::spawn(rescue_loop(self.ctx.clone(), stop.clone()));
+        tracing::info!(worker = %self.id, concurrency, "worker started");
+
+        while !stop.is_stopped() {
+            let free = slots.available_permits();
+            let claimed = if free == 0 {
+                Ok(vec![])
+            } else {
+                match self.ctx.db.acquire().await {
+                    Ok(mut conn) => queue::claim(&mut conn, &self.id, free as i64, self.ctx.config.job_lease).await,
+                    Err(e) => Err(e),
+                }
+            };
+            let jobs = match claimed {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed");
+                    vec![]
+                }
+            };
+            let got = jobs.len();
+            for job in jobs {
+                let Ok(permit) = slots.clone().acquire_owned().await else { break };
+                let worker = self.clone();
+                tokio::spawn(async move {
+                    worker.execute(job).await;
+                    drop(permit);
+                });
+            }
+            if got > 0 && got == free {
+                continue; // probably more waiting
+            }
+            let pause = self.idle_pause().await;
+            tokio::select! {
+                _ = stop.wait() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+        // Let running jobs finish, within the grace.
+        let grace = self.ctx.config.shutdown_grace;
+        let _ = tokio::time::timeout(grace, slots.acquire_many(concurrency as u32)).await;
+        follower.abort();
+        rescuer.abort();
+        tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    /// How long to sleep when idle: until the next scheduled job, at most the poll interval.
+    async fn idle_pause(&self) -> Duration {
+        let poll = self.ctx.config.job_poll_interval;
+        let next = match self.ctx.db.acquire().await {
+            Ok(mut conn) => queue::next_due(&mut conn).await.ok().flatten(),
+            Err(_) => None,
+        };
+        match next {
+            Some(at) => (at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll)
+                .max(Duration::from_millis(5)),
+            None => poll,
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(job_id = job.id, kind = %job.kind, attempt = job.attempts))]
+    async fn execute(&self, job: Job) {
+        let result = match job.kind.as_str() {
+            kinds::CALL_OFFER => offer::offer_call(self, &job).await,
+            kinds::OFFER_TIMEOUT => offer::offer_timeout(self, &job).await,
+            kinds::CALL_EXPIRE => offer::expire_call(self, &job).await,
+            other => Err(JobError::from(format!("unknown job kind {other}"))),
+        };
+        let outcome = match self.ctx.db.acquire().await {
+            Ok(mut conn) => match &result {
+                Ok(()) => queue::complete(&mut conn, &job, &self.id).await,
+                Err(e) => {
+                    let delay = queue::backoff(job.attempts, e.retry_after);
+                    tracing::warn!(error = %e.message, ?delay, "job failed; will retry");
+                    queue::retry(&mut conn, &job, &self.id, delay, &e.message).await
+                }
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(true) => {}
+            // Our lease was rescued and the job handed to another worker; it will run there.
+            Ok(false) => tracing::warn!("lease lost before the job finished"),
+            Err(e) => tracing::warn!(error = %e, "job outcome not recorded; the lease will expire"),
+        }
+    }
+}
+
+/// Returns expired leases to the queue, twice per lease period.
+async fn rescue_loop(ctx: Ctx, stop: Stop) {
+    let period = (ctx.config.job_lease / 2).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+        match ctx.db.acquire().await {
+            Ok(mut conn) => match queue::rescue(&mut conn).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::warn!(jobs = n, "rescued jobs with expired leases");
+                    ctx.notifier.local.notify_one();
+                }
+                Err(e) => tracing::warn!(error = %e, "rescue failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "rescue failed"),
+        }
+    }
+}

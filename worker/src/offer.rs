@@ -1,0 +1,246 @@
+//! Routing a call to a device (claim step S17): the first reachable candidate gets the
+//! offer — on its live socket wherever it is held, else through its push channel. The
+//! offer is recorded (with a timeout job) *before* it is sent, so an ack can never arrive
+//! for an offer the database does not know; if the worker dies after recording and before
+//! sending, the retried job sends it again (agents ignore duplicate offers).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use pushdial_core::calls::{self, reachability, Change, Reach};
+use pushdial_core::lifecycle::CallStatus;
+use pushdial_core::push::{OfferPayload, PushOutcome, PushTarget};
+use pushdial_core::queue::{self, kinds, Job};
+use pushdial_core::store::calls::{self as call_store, CallRow};
+use pushdial_core::store::devices::{self as device_store, DeviceRow};
+
+use crate::{JobError, Worker};
+
+#[derive(serde::Deserialize)]
+struct CallJob {
+    call_id: String,
+    org_id: String,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+fn payload(job: &Job) -> Result<CallJob, JobError> {
+    serde_json::from_value(job.payload.clone()).map_err(|e| JobError::from(format!("bad payload: {e}")))
+}
+
+async fn load(worker: &Worker, p: &CallJob) -> Result<Option<CallRow>, JobError> {
+    let mut conn = worker.ctx.db.acquire().await?;
+    Ok(call_store::get(&mut conn, &p.org_id, &p.call_id).await?)
+}
+
+/// `call.offer`: the first offer of a new call.
+pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
+    let p = payload(job)?;
+    let Some(call) = load(worker, &p).await? else { return Ok(()) };
+    match calls::status_of(&call)? {
+        CallStatus::Queued => route(worker, call).await,
+        // Recorded as offered but this job did not finish: the send may not have happened.
+        CallStatus::Offered if job.attempts > 1 => resend(worker, &call).await,
+        _ => Ok(()),
+    }
+}
+
+/// `call.offer_timeout`: the device did not ack in time; offer the next one.
+pub async fn offer_timeout(worker: &Worker, job: &Job) -> Result<(), JobError> {
+    let p = payload(job)?;
+    let Some(call) = load(worker, &p).await? else { return Ok(()) };
+    let still_waiting = calls::status_of(&call)? == CallStatus::Offered && call.device_id == p.device_id;
+    if still_waiting {
+        tracing::info!(call_id = %call.id, device_id = ?p.device_id, "offer not acknowledged in time; failing over");
+        route(worker, call).await
+    } else {
+        Ok(())
+    }
+}
+
+/// `call.expire`: a call not dialing by its `expires_at` expires.
+pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
+    let p = payload(job)?;
+    let now = Utc::now();
+    let mut tx = worker.ctx.db.begin().await?;
+    let Some(call) = call_store::lock(&mut tx, &p.org_id, &p.call_id).await? else { return Ok(()) };
+    let status = calls::status_of(&call)?;
+    if !status.is_before_dialing() {
+        return Ok(());
+    }
+    if now < call.expires_at {
+        let early = (call.expires_at - now).to_std().unwrap_or(Duration::from_secs(1));
+        return Err(JobError {
+            message: "ran before the call's expiry".into(),
+            retry_after: Some(early),
+        });
+    }
+    let change = Change { reason: Some("expired"), ..Change::to(CallStatus::Expired) };
+    let call = calls::apply(&mut tx, &call, change).await?;
+    tx.commit().await?;
+    tracing::info!(call_id = %call.id, "call expired");
+    if let Some(device) = &call.device_id {
+        let message = serde_json::json!({"type": "call.canceled", "call_id": call.id, "reason": "expired"});
+        if let Err(e) = worker.ctx.presence.send_to_device(device, None, &message).await {
+            tracing::debug!(error = %e, "expiry not forwarded to the phone");
+        }
+    }
+    Ok(())
+}
+
+/// How one delivery attempt went.
+enum Delivery {
+    Handed,
+    /// Not handed to this device; try the next.
+    Missed { push_rejected: bool },
+}
+
+/// Offers the call to the next reachable device that was not tried yet; fails the call when
+/// none is left.
+async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
+    let ctx = &worker.ctx;
+    let devices = {
+        let mut conn = ctx.db.acquire().await?;
+        match &call.target_device_id {
+            Some(id) => device_store::get(&mut conn, &call.org_id, id)
+                .await?
+                .filter(|d| d.revoked_at.is_none())
+                .into_iter()
+                .collect(),
+            None => device_store::routable(&mut conn, &call.org_id, &call.agent_id).await?,
+        }
+    };
+    let candidates: Vec<DeviceRow> = devices
+        .into_iter()
+        .filter(|d| !call.attempted_device_ids.contains(&d.id))
+        .collect();
+    let reach = reachability(ctx, &candidates).await;
+
+    let mut expect_status = calls::status_of(&call)?;
+    let mut expect_device = call.device_id.clone();
+    let mut push_rejected = false;
+    let mut handed_any = !call.attempted_device_ids.is_empty();
+    for (device, reach) in candidates.iter().zip(reach) {
+        if !reach.is_reachable() {
+            continue;
+        }
+        if !record_offer(worker, &call, expect_status, expect_device.as_deref(), &device.id).await? {
+            return Ok(()); // the call moved on (acked, canceled, expired) meanwhile
+        }
+        expect_status = CallStatus::Offered;
+        expect_device = Some(device.id.clone());
+        handed_any = true;
+        match deliver(worker, &call, device, &reach).await? {
+            Delivery::Handed => return Ok(()),
+            Delivery::Missed { push_rejected: r } => push_rejected |= r,
+        }
+    }
+    let reason = if push_rejected {
+        "push_rejected"
+    } else if handed_any {
+        "not_delivered"
+    } else {
+        "no_device_reachable"
+    };
+    let mut tx = ctx.db.begin().await?;
+    let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else { return Ok(()) };
+    let status = calls::status_of(&current)?;
+    if matches!(status, CallStatus::Queued | CallStatus::Offered) && current.device_id == expect_device {
+        calls::apply(&mut tx, &current, Change { reason: Some(reason), ..Change::to(CallStatus::Failed) }).await?;
+        tx.commit().await?;
+        tracing::info!(call_id = %call.id, reason, "call failed: no device left to offer");
+    }
+    Ok(())
+}
+
+/// Records that the call is offered to `device_id` and schedules the ack timeout, in one
+/// transaction. `false` if the call is no longer as the router saw it.
+async fn record_offer(
+    worker: &Worker,
+    call: &CallRow,
+    expect_status: CallStatus,
+    expect_device: Option<&str>,
+    device_id: &str,
+) -> Result<bool, JobError> {
+    let ctx = &worker.ctx;
+    let mut tx = ctx.db.begin().await?;
+    let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else { return Ok(false) };
+    if current.status != expect_status.as_str() || current.device_id.as_deref() != expect_device {
+        return Ok(false);
+    }
+    if Utc::now() >= current.expires_at {
+        return Ok(false); // the expiry job ends it
+    }
+    call_store::mark_offered(&mut tx, &call.id, expect_status.as_str(), expect_device, device_id).await?;
+    if expect_status == CallStatus::Queued {
+        let change = Change { device_id: Some(device_id), ..Change::to(CallStatus::Offered) };
+        calls::apply(&mut tx, &current, change).await?;
+    }
+    let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
+    let payload = serde_json::json!({"call_id": call.id, "org_id": call.org_id, "device_id": device_id});
+    queue::enqueue(&mut tx, kinds::OFFER_TIMEOUT, &payload, Some(Utc::now() + timeout)).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Sends the offer to one device: its live socket first, then its push channel.
+async fn deliver(worker: &Worker, call: &CallRow, device: &DeviceRow, reach: &Reach) -> Result<Delivery, JobError> {
+    let ctx = &worker.ctx;
+    let offer = OfferPayload::new(&call.id, call.expires_at);
+    if let Reach::Live(instance) = reach {
+        let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
+        match ctx.presence.send_to_device(&device.id, instance.as_deref(), &message).await {
+            Ok(true) => {
+                tracing::info!(call_id = %call.id, device_id = %device.id, "offer sent on live socket");
+                return Ok(Delivery::Handed);
+            }
+            Ok(false) => tracing::info!(device_id = %device.id, "socket gone; trying push"),
+            Err(e) => tracing::warn!(device_id = %device.id, error = %e, "live delivery failed; trying push"),
+        }
+    }
+    let (Some(channel), Some(token)) = (&device.push_channel, &device.push_token) else {
+        return Ok(Delivery::Missed { push_rejected: false });
+    };
+    if device.push_rejected_at.is_some() {
+        return Ok(Delivery::Missed { push_rejected: false });
+    }
+    let target = PushTarget {
+        device_id: device.id.clone(),
+        channel: channel.clone(),
+        token: token.clone(),
+    };
+    match worker.push.send(&target, &offer).await {
+        PushOutcome::Accepted => {
+            tracing::info!(call_id = %call.id, device_id = %device.id, channel = %channel, "offer accepted by push service");
+            Ok(Delivery::Handed)
+        }
+        PushOutcome::Rejected(reason) => {
+            tracing::warn!(device_id = %device.id, reason = %reason, "push token rejected");
+            let mut conn = ctx.db.acquire().await?;
+            device_store::mark_push_rejected(&mut conn, &device.id).await?;
+            Ok(Delivery::Missed { push_rejected: true })
+        }
+        PushOutcome::Unsupported => {
+            tracing::warn!(device_id = %device.id, channel = %channel, "no gateway serves this push channel");
+            Ok(Delivery::Missed { push_rejected: false })
+        }
+        PushOutcome::Failed { error, retry_after } => Err(JobError { message: error, retry_after }),
+    }
+}
+
+/// Sends the offer again to the device it is recorded for (after a crash between recording
+/// and sending).
+async fn resend(worker: &Worker, call: &CallRow) -> Result<(), JobError> {
+    let Some(device_id) = &call.device_id else { return Ok(()) };
+    let device = {
+        let mut conn = worker.ctx.db.acquire().await?;
+        device_store::get(&mut conn, &call.org_id, device_id).await?
+    };
+    let Some(device) = device else { return Ok(()) };
+    let reach = reachability(&worker.ctx, std::slice::from_ref(&device)).await;
+    match deliver(worker, call, &device, &reach[0]).await? {
+        Delivery::Handed => Ok(()),
+        // The timeout job will move on to the next device.
+        Delivery::Missed { .. } => Ok(()),
+    }
+}
