@@ -48,8 +48,11 @@ enum AdminCommand {
 
 fn init_logs(config: &Config) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log_format == "json" {
         builder.json().init();
     } else {
@@ -80,10 +83,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => return create_org(&config, &name).await,
         Command::Serve => {
             pushdial::migrate(&config).await?;
-            Roles { api: true, worker: true }
+            Roles {
+                api: true,
+                worker: true,
+            }
         }
-        Command::Api => Roles { api: true, worker: false },
-        Command::Worker => Roles { api: false, worker: true },
+        Command::Api => Roles {
+            api: true,
+            worker: false,
+        },
+        Command::Worker => Roles {
+            api: false,
+            worker: true,
+        },
     };
     let listener = if roles.api {
         let l = std::net::TcpListener::bind(config.listen)

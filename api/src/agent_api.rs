@@ -117,7 +117,11 @@ impl AgentApi {
     ///
     /// Exchanges a pairing code for the device's id and token. The code works once.
     #[oai(path = "/agent/v1/pair", method = "post", operation_id = "agent_pair")]
-    async fn pair(&self, ctx: poem::web::Data<&Ctx>, body: Json<PairRequest>) -> Result<Paired, PairError> {
+    async fn pair(
+        &self,
+        ctx: poem::web::Data<&Ctx>,
+        body: Json<PairRequest>,
+    ) -> Result<Paired, PairError> {
         let b = body.0;
         let name = b.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
@@ -132,9 +136,11 @@ impl AgentApi {
             errors: vec![pushdial_core::FieldError::new("code", "not a pairing code")],
         })?;
         let mut tx = ctx.db.begin().await?;
-        let (org_id, agent_id) = pairing::consume(&mut tx, &secrets::hash(&code)).await?.ok_or(Error::NotFound(
-            "pairing code (it may have expired or been used already)",
-        ))?;
+        let (org_id, agent_id) = pairing::consume(&mut tx, &secrets::hash(&code))
+            .await?
+            .ok_or(Error::NotFound(
+                "pairing code (it may have expired or been used already)",
+            ))?;
         let id = ids::new_id(Kind::Device);
         let token = secrets::new_token("pd_dev_");
         device_store::insert(
@@ -160,7 +166,11 @@ impl AgentApi {
     }
 
     /// Update this device
-    #[oai(path = "/agent/v1/device", method = "put", operation_id = "agent_update_device")]
+    #[oai(
+        path = "/agent/v1/device",
+        method = "put",
+        operation_id = "agent_update_device"
+    )]
     async fn update(
         &self,
         auth: DeviceToken,
@@ -178,17 +188,29 @@ impl AgentApi {
             Some(None) => Some((None, None)),
             Some(Some(channel)) => {
                 if !PUSH_CHANNELS.contains(&channel.as_str()) {
-                    return Err(Error::invalid("push_channel", "one of fcm, apns, webpush, loopback").into());
+                    return Err(Error::invalid(
+                        "push_channel",
+                        "one of fcm, apns, webpush, loopback",
+                    )
+                    .into());
                 }
                 match b.push_token {
                     Some(t) if !t.is_empty() && t.len() <= 4096 => Some((Some(channel), Some(t))),
-                    _ => return Err(Error::invalid("push_token", "required with push_channel, up to 4096 characters").into()),
+                    _ => {
+                        return Err(Error::invalid(
+                            "push_token",
+                            "required with push_channel, up to 4096 characters",
+                        )
+                        .into())
+                    }
                 }
             }
         };
         if let Some(caps) = &b.capabilities {
             if caps.len() > 32 || caps.iter().any(|c| c.is_empty() || c.len() > 64) {
-                return Err(Error::invalid("capabilities", "up to 32 names of 1 to 64 characters").into());
+                return Err(
+                    Error::invalid("capabilities", "up to 32 names of 1 to 64 characters").into(),
+                );
             }
         }
         if b.app_version.as_ref().is_some_and(|v| v.len() > 64) {
@@ -214,8 +236,15 @@ impl AgentApi {
     ///
     /// Keeps a device with a push channel fresh; devices with a live socket send heartbeats
     /// on the socket instead.
-    #[oai(path = "/agent/v1/heartbeat", method = "post", operation_id = "agent_heartbeat")]
-    async fn heartbeat(&self, auth: DeviceToken) -> Result<Json<HeartbeatResponse>, DeviceSelfError> {
+    #[oai(
+        path = "/agent/v1/heartbeat",
+        method = "post",
+        operation_id = "agent_heartbeat"
+    )]
+    async fn heartbeat(
+        &self,
+        auth: DeviceToken,
+    ) -> Result<Json<HeartbeatResponse>, DeviceSelfError> {
         // The security checker already recorded the check-in.
         Ok(Json(HeartbeatResponse {
             device_id: auth.0.id,
@@ -227,7 +256,11 @@ impl AgentApi {
     ///
     /// Moves the call to `delivered` and returns what the phone needs to dial. After the
     /// call's `expires_at` the answer is `409 call_expired`, never the number.
-    #[oai(path = "/agent/v1/calls/:call_id/ack", method = "post", operation_id = "agent_ack")]
+    #[oai(
+        path = "/agent/v1/calls/:call_id/ack",
+        method = "post",
+        operation_id = "agent_ack"
+    )]
     async fn ack(
         &self,
         auth: DeviceToken,
@@ -242,7 +275,11 @@ impl AgentApi {
             AckOutcome::Ok(call) => Ok(Json(AckResponse {
                 call_id: call.id,
                 to: call.to_number,
-                confirm: if auth.0.auto_dial { "auto".into() } else { call.confirm },
+                confirm: if auth.0.auto_dial {
+                    "auto".into()
+                } else {
+                    call.confirm
+                },
                 expires_at: call.expires_at,
                 status: call.status,
             })),
@@ -254,7 +291,11 @@ impl AgentApi {
     ///
     /// Repeating the current status is harmless; states skipped on the way are recorded as
     /// inferred; anything after the call ended is refused with 409.
-    #[oai(path = "/agent/v1/calls/:call_id/events", method = "post", operation_id = "agent_report")]
+    #[oai(
+        path = "/agent/v1/calls/:call_id/events",
+        method = "post",
+        operation_id = "agent_report"
+    )]
     async fn report(
         &self,
         auth: DeviceToken,
@@ -269,12 +310,20 @@ impl AgentApi {
         let reason = match (status, b.reason.as_deref()) {
             (CallStatus::Failed, None | Some("dial_failed")) => Some("dial_failed"),
             (_, None) => None,
-            _ => return Err(Error::invalid("reason", "only `dial_failed`, with status `failed`").into()),
+            _ => {
+                return Err(
+                    Error::invalid("reason", "only `dial_failed`, with status `failed`").into(),
+                )
+            }
         };
         let duration_s = match (status, b.duration_s) {
             (_, None) => None,
             (CallStatus::Completed, Some(d)) if (0..=86_400).contains(&d) => Some(d),
-            _ => return Err(Error::invalid("duration_s", "0 to 86400, with status `completed`").into()),
+            _ => {
+                return Err(
+                    Error::invalid("duration_s", "0 to 86400, with status `completed`").into(),
+                )
+            }
         };
         let change = Change {
             status,

@@ -72,7 +72,11 @@ problems!(
 );
 
 /// Agents with their presence, computed from their devices in one query and one Redis read.
-pub(crate) async fn with_presence(ctx: &Ctx, org_id: &str, rows: Vec<agent_store::AgentRow>) -> Result<Vec<Agent>, Error> {
+pub(crate) async fn with_presence(
+    ctx: &Ctx,
+    org_id: &str,
+    rows: Vec<agent_store::AgentRow>,
+) -> Result<Vec<Agent>, Error> {
     let agent_ids: Vec<String> = rows.iter().map(|a| a.id.clone()).collect();
     let mut conn = ctx.db.acquire().await?;
     let devices: Vec<_> = device_store::list(&mut conn, org_id, Some(&agent_ids))
@@ -120,7 +124,14 @@ impl AgentsApi {
             }
         }
         let mut conn = ctx.db.acquire().await?;
-        let row = agent_store::insert(&mut conn, &ids::new_id(Kind::Agent), &auth.0.org_id, name, email).await?;
+        let row = agent_store::insert(
+            &mut conn,
+            &ids::new_id(Kind::Agent),
+            &auth.0.org_id,
+            name,
+            email,
+        )
+        .await?;
         Ok(AgentCreated::Created(Json(Agent::new(row, &[]))))
     }
 
@@ -144,7 +155,11 @@ impl AgentsApi {
     }
 
     /// Retrieve an agent
-    #[oai(path = "/v1/agents/:agent_id", method = "get", operation_id = "get_agent")]
+    #[oai(
+        path = "/v1/agents/:agent_id",
+        method = "get",
+        operation_id = "get_agent"
+    )]
     async fn get(
         &self,
         auth: SecretKey,
@@ -165,7 +180,12 @@ impl AgentsApi {
     }
 
     /// Create a pairing code for a new phone
-    #[oai(path = "/v1/pairing_codes", method = "post", operation_id = "create_pairing_code", tag = "Tags::Devices")]
+    #[oai(
+        path = "/v1/pairing_codes",
+        method = "post",
+        operation_id = "create_pairing_code",
+        tag = "Tags::Devices"
+    )]
     async fn create_pairing_code(
         &self,
         auth: SecretKey,
@@ -181,7 +201,14 @@ impl AgentsApi {
         let ttl = chrono::Duration::from_std(ctx.config.pairing_code_ttl)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let expires_at = Utc::now() + ttl;
-        pairing::insert(&mut conn, &secrets::hash(&code), &auth.0.org_id, &agent_id, expires_at).await?;
+        pairing::insert(
+            &mut conn,
+            &secrets::hash(&code),
+            &auth.0.org_id,
+            &agent_id,
+            expires_at,
+        )
+        .await?;
         let pair_uri = format!(
             "pushdial://pair?server={}&code={}",
             percent(&ctx.config.public_url()),
@@ -201,7 +228,9 @@ impl AgentsApi {
 fn percent(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

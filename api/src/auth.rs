@@ -36,7 +36,12 @@ fn ctx(req: &Request) -> Result<&Ctx, ApiError> {
 
 async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScope> {
     let ctx = ctx(req)?;
-    let invalid = || ApiError(Error::unauthenticated("invalid_api_key", "the API key is not valid"));
+    let invalid = || {
+        ApiError(Error::unauthenticated(
+            "invalid_api_key",
+            "the API key is not valid",
+        ))
+    };
     if !(bearer.token.starts_with("pd_sk_") || bearer.token.starts_with("pd_pk_")) {
         return Err(invalid().into());
     }
@@ -46,7 +51,11 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
         .map_err(|e| ApiError(e.into()))?
         .ok_or_else(invalid)?;
     if key.revoked_at.is_some() {
-        return Err(ApiError(Error::unauthenticated("api_key_revoked", "the API key was revoked")).into());
+        return Err(ApiError(Error::unauthenticated(
+            "api_key_revoked",
+            "the API key was revoked",
+        ))
+        .into());
     }
     if key.kind != "secret" {
         return Err(ApiError(Error::Forbidden {
@@ -63,7 +72,8 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
 
 /// Resolves a device token; shared with the WebSocket handshake.
 pub async fn device_from_token(ctx: &Ctx, token: &str) -> Result<DeviceRow, Error> {
-    let invalid = || Error::unauthenticated("invalid_device_token", "the device token is not valid");
+    let invalid =
+        || Error::unauthenticated("invalid_device_token", "the device token is not valid");
     if !token.starts_with("pd_dev_") {
         return Err(invalid());
     }
@@ -72,7 +82,10 @@ pub async fn device_from_token(ctx: &Ctx, token: &str) -> Result<DeviceRow, Erro
         .await?
         .ok_or_else(invalid)?;
     if device.revoked_at.is_some() {
-        return Err(Error::unauthenticated("device_revoked", "this device was revoked; pair it again"));
+        return Err(Error::unauthenticated(
+            "device_revoked",
+            "this device was revoked; pair it again",
+        ));
     }
     // Any authenticated agent request is a check-in that keeps a push channel fresh.
     devices::touch_seen(&mut conn, &device.id).await?;
@@ -81,5 +94,7 @@ pub async fn device_from_token(ctx: &Ctx, token: &str) -> Result<DeviceRow, Erro
 
 async fn check_device_token(req: &Request, bearer: Bearer) -> poem::Result<DeviceRow> {
     let ctx = ctx(req)?;
-    Ok(device_from_token(ctx, &bearer.token).await.map_err(ApiError)?)
+    Ok(device_from_token(ctx, &bearer.token)
+        .await
+        .map_err(ApiError)?)
 }

@@ -64,7 +64,10 @@ problems!(
 
 fn check_idempotency_key(key: &str) -> Result<(), Error> {
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(Error::invalid("Idempotency-Key", "1 to 255 printable ASCII characters without spaces"));
+        return Err(Error::invalid(
+            "Idempotency-Key",
+            "1 to 255 printable ASCII characters without spaces",
+        ));
     }
     Ok(())
 }
@@ -79,7 +82,8 @@ fn replay(stored: idempotency::Stored, hash: &[u8]) -> Result<CallCreated, Creat
         }
         .into());
     }
-    let call: Call = serde_json::from_value(stored.body).map_err(|e| Error::Internal(e.to_string()))?;
+    let call: Call =
+        serde_json::from_value(stored.body).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(CallCreated::Created(Json(call)))
 }
 
@@ -178,7 +182,10 @@ impl CallsApi {
         };
         let mut conn = ctx.db.acquire().await?;
         let rows = call_store::list(&mut conn, &auth.0.org_id, &filter, &page).await?;
-        Ok(Json(List::new(rows.data.into_iter().map(Call::from).collect(), rows.has_more)))
+        Ok(Json(List::new(
+            rows.data.into_iter().map(Call::from).collect(),
+            rows.has_more,
+        )))
     }
 
     /// Retrieve a call
@@ -201,7 +208,11 @@ impl CallsApi {
     ///
     /// One event per transition, oldest first; states the phone did not report but that a
     /// later report implies are marked `observed: false`.
-    #[oai(path = "/v1/calls/:call_id/events", method = "get", operation_id = "list_call_events")]
+    #[oai(
+        path = "/v1/calls/:call_id/events",
+        method = "get",
+        operation_id = "list_call_events"
+    )]
     async fn events(
         &self,
         auth: SecretKey,
@@ -214,13 +225,20 @@ impl CallsApi {
             .await?
             .ok_or(Error::NotFound("call"))?;
         let rows = call_store::events(&mut conn, &auth.0.org_id, &id).await?;
-        Ok(Json(List::new(rows.into_iter().map(CallEvent::from).collect(), false)))
+        Ok(Json(List::new(
+            rows.into_iter().map(CallEvent::from).collect(),
+            false,
+        )))
     }
 
     /// Cancel a call
     ///
     /// Possible until the phone starts dialing; the phone is told to drop the offer.
-    #[oai(path = "/v1/calls/:call_id/cancel", method = "post", operation_id = "cancel_call")]
+    #[oai(
+        path = "/v1/calls/:call_id/cancel",
+        method = "post",
+        operation_id = "cancel_call"
+    )]
     async fn cancel(
         &self,
         auth: SecretKey,

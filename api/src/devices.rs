@@ -51,12 +51,20 @@ impl DevicesApi {
         let rows = device_store::list(&mut conn, &auth.0.org_id, agent.as_deref()).await?;
         drop(conn);
         let reach = reachability(&ctx, &rows).await;
-        let data = rows.into_iter().zip(reach.iter()).map(|(d, r)| Device::new(d, r)).collect();
+        let data = rows
+            .into_iter()
+            .zip(reach.iter())
+            .map(|(d, r)| Device::new(d, r))
+            .collect();
         Ok(Json(List::new(data, false)))
     }
 
     /// Retrieve a device
-    #[oai(path = "/v1/devices/:device_id", method = "get", operation_id = "get_device")]
+    #[oai(
+        path = "/v1/devices/:device_id",
+        method = "get",
+        operation_id = "get_device"
+    )]
     async fn get(
         &self,
         auth: SecretKey,
@@ -69,7 +77,11 @@ impl DevicesApi {
     /// Revoke a device
     ///
     /// Its token stops working at once and its live socket is closed.
-    #[oai(path = "/v1/devices/:device_id", method = "delete", operation_id = "revoke_device")]
+    #[oai(
+        path = "/v1/devices/:device_id",
+        method = "delete",
+        operation_id = "revoke_device"
+    )]
     async fn revoke(
         &self,
         auth: SecretKey,

@@ -47,7 +47,12 @@ pub fn api_service() -> OpenApiService<
     (),
 > {
     OpenApiService::new(
-        (calls::CallsApi, agents::AgentsApi, devices::DevicesApi, agent_api::AgentApi),
+        (
+            calls::CallsApi,
+            agents::AgentsApi,
+            devices::DevicesApi,
+            agent_api::AgentApi,
+        ),
         "pushdial",
         env!("CARGO_PKG_VERSION"),
     )
@@ -72,14 +77,20 @@ fn healthz() -> &'static str {
 #[handler]
 async fn readyz(ctx: Data<&Ctx>, stop: Data<&Stop>) -> Response {
     if stop.is_stopped() {
-        return problem::Problem::new(503, "shutting_down", "this instance is shutting down").into_poem();
+        return problem::Problem::new(503, "shutting_down", "this instance is shutting down")
+            .into_poem();
     }
-    let db = tokio::time::timeout(Duration::from_secs(2), sqlx::query("select 1").execute(&ctx.db)).await;
+    let db = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("select 1").execute(&ctx.db),
+    )
+    .await;
     let redis = tokio::time::timeout(Duration::from_secs(2), ctx.presence.ping()).await;
     let db_ok = matches!(db, Ok(Ok(_)));
     let redis_ok = matches!(redis, Ok(Ok(())));
     if db_ok && redis_ok {
-        poem::web::Json(serde_json::json!({"status": "ready", "postgres": "ok", "redis": "ok"})).into_response()
+        poem::web::Json(serde_json::json!({"status": "ready", "postgres": "ok", "redis": "ok"}))
+            .into_response()
     } else {
         let mut p = problem::Problem::new(
             503,
@@ -148,6 +159,6 @@ pub async fn run(listener: std::net::TcpListener, ctx: Ctx, stop: Stop) -> std::
 
 // Silence the unused-import lint for the Listener trait when only acceptors are used.
 #[allow(unused_imports)]
-use Listener as _;
-#[allow(unused_imports)]
 use Acceptor as _;
+#[allow(unused_imports)]
+use Listener as _;

@@ -225,7 +225,10 @@ pub fn page(
         return Err(Error::invalid("limit", "must be between 1 and 100"));
     }
     if starting_after.is_some() && ending_before.is_some() {
-        return Err(Error::invalid("ending_before", "give at most one of starting_after and ending_before"));
+        return Err(Error::invalid(
+            "ending_before",
+            "give at most one of starting_after and ending_before",
+        ));
     }
     Ok(Page {
         limit,

@@ -65,7 +65,8 @@ impl Problem {
             tracing::error!(error = ?e, "request failed");
         }
         let detail = if e.is_internal() {
-            "something went wrong on our side; retry later, and quote the request id if it persists".to_owned()
+            "something went wrong on our side; retry later, and quote the request id if it persists"
+                .to_owned()
         } else {
             e.to_string()
         };
@@ -166,22 +167,41 @@ pub async fn catch_all(err: poem::Error) -> Response {
     let status = err.status().as_u16();
     let message = err.to_string();
     let (status, code, detail) = if err.is::<AuthorizationError>() {
-        (401, "missing_credentials", "send `Authorization: Bearer <key>`".to_owned())
+        (
+            401,
+            "missing_credentials",
+            "send `Authorization: Bearer <key>`".to_owned(),
+        )
     } else if err.is::<ParseRequestPayloadError>() {
         (400, "invalid_request_body", message)
     } else if err.is::<ContentTypeError>() {
-        (415, "unsupported_media_type", "send a JSON body with `Content-Type: application/json`".to_owned())
-    } else if err.is::<ParseParamError>() || err.is::<ParsePathError>() || err.is::<ParseMultipartError>() {
+        (
+            415,
+            "unsupported_media_type",
+            "send a JSON body with `Content-Type: application/json`".to_owned(),
+        )
+    } else if err.is::<ParseParamError>()
+        || err.is::<ParsePathError>()
+        || err.is::<ParseMultipartError>()
+    {
         (400, "invalid_parameter", message)
     } else if err.is::<poem::error::NotFoundError>() || status == 404 {
         (404, "route_not_found", "no such route".to_owned())
     } else if err.is::<poem::error::MethodNotAllowedError>() || status == 405 {
-        (405, "method_not_allowed", "this route does not accept that method".to_owned())
+        (
+            405,
+            "method_not_allowed",
+            "this route does not accept that method".to_owned(),
+        )
     } else if status == 413 {
         (413, "payload_too_large", message)
     } else if status >= 500 {
         tracing::error!(error = %message, "request failed");
-        (status, "internal_error", "something went wrong on our side".to_owned())
+        (
+            status,
+            "internal_error",
+            "something went wrong on our side".to_owned(),
+        )
     } else {
         (status, "bad_request", message)
     };
@@ -226,7 +246,9 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
                     match req.take_body().into_bytes_limit(MAX_BODY).await {
                         Ok(bytes) => req.set_body(bytes),
                         Err(poem::error::ReadBodyError::PayloadTooLarge) => return too_large(),
-                        Err(e) => return Problem::new(400, "unreadable_body", e.to_string()).into_poem(),
+                        Err(e) => {
+                            return Problem::new(400, "unreadable_body", e.to_string()).into_poem()
+                        }
                     }
                 }
                 match self.0.call(req).await {
@@ -247,5 +269,10 @@ fn is_upgrade(req: &Request) -> bool {
 }
 
 fn too_large() -> Response {
-    Problem::new(413, "payload_too_large", format!("request bodies are limited to {MAX_BODY} bytes")).into_poem()
+    Problem::new(
+        413,
+        "payload_too_large",
+        format!("request bodies are limited to {MAX_BODY} bytes"),
+    )
+    .into_poem()
 }

@@ -80,17 +80,30 @@ pub async fn stream(
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(token) = token else {
-        return Problem::new(401, "missing_credentials", "send `Authorization: Bearer pd_dev_…`").into_poem();
+        return Problem::new(
+            401,
+            "missing_credentials",
+            "send `Authorization: Bearer pd_dev_…`",
+        )
+        .into_poem();
     };
     let device = match crate::auth::device_from_token(&ctx, token).await {
         Ok(d) => d,
         Err(e) => return Problem::from_core(&e).into_poem(),
     };
     let Some(ws) = ws else {
-        return Problem::new(400, "websocket_required", "this endpoint speaks WebSocket only").into_poem();
+        return Problem::new(
+            400,
+            "websocket_required",
+            "this endpoint speaks WebSocket only",
+        )
+        .into_poem();
     };
     let ctx = (*ctx).clone();
     let sockets = (*sockets).clone();

@@ -11,9 +11,9 @@ use crate::ids::{self, Kind};
 use crate::lifecycle::{self, CallStatus, Plan, Refusal};
 use crate::phone::PhoneNumber;
 use crate::queue::{self, kinds};
+use crate::store::agents as agent_store;
 use crate::store::calls::{self as call_store, CallRow, NewCall, NewEvent};
 use crate::store::devices::{self as device_store, DeviceRow};
-use crate::store::agents as agent_store;
 use crate::{Ctx, Error, Result};
 
 /// How a device can be reached right now.
@@ -55,7 +55,11 @@ pub async fn reachability(ctx: &Ctx, devices: &[DeviceRow]) -> Vec<Reach> {
             let window = chrono::Duration::from_std(ctx.config.presence_window).unwrap_or_default();
             devices
                 .iter()
-                .map(|d| d.stream_seen_at.filter(|t| now - *t <= window).map(|_| None))
+                .map(|d| {
+                    d.stream_seen_at
+                        .filter(|t| now - *t <= window)
+                        .map(|_| None)
+                })
                 .collect()
         }
     };
@@ -123,10 +127,17 @@ impl CallRequest {
             }
         };
         let target = match (raw.agent_id, raw.device_id) {
-            (Some(a), None) => check_id(Kind::Agent, "agent_id", &a, &mut errors).map(Target::Agent),
-            (None, Some(d)) => check_id(Kind::Device, "device_id", &d, &mut errors).map(Target::Device),
+            (Some(a), None) => {
+                check_id(Kind::Agent, "agent_id", &a, &mut errors).map(Target::Agent)
+            }
+            (None, Some(d)) => {
+                check_id(Kind::Device, "device_id", &d, &mut errors).map(Target::Device)
+            }
             _ => {
-                errors.push(crate::FieldError::new("agent_id", "give exactly one of agent_id and device_id"));
+                errors.push(crate::FieldError::new(
+                    "agent_id",
+                    "give exactly one of agent_id and device_id",
+                ));
                 None
             }
         };
@@ -134,7 +145,10 @@ impl CallRequest {
             None | Some("prompt") => "prompt",
             Some("auto") => "auto",
             Some(_) => {
-                errors.push(crate::FieldError::new("confirm", "must be \"prompt\" or \"auto\""));
+                errors.push(crate::FieldError::new(
+                    "confirm",
+                    "must be \"prompt\" or \"auto\"",
+                ));
                 "prompt"
             }
         };
@@ -142,7 +156,10 @@ impl CallRequest {
             None => default_expiry,
             Some(s) if (10..=3600).contains(&s) => Duration::from_secs(s as u64),
             Some(_) => {
-                errors.push(crate::FieldError::new("expires_in", "must be between 10 and 3600 seconds"));
+                errors.push(crate::FieldError::new(
+                    "expires_in",
+                    "must be between 10 and 3600 seconds",
+                ));
                 default_expiry
             }
         };
@@ -150,8 +167,14 @@ impl CallRequest {
         if metadata.len() > 20 {
             errors.push(crate::FieldError::new("metadata", "at most 20 keys"));
         }
-        if metadata.iter().any(|(k, v)| k.is_empty() || k.len() > 40 || v.len() > 500) {
-            errors.push(crate::FieldError::new("metadata", "keys of 1 to 40 characters, values up to 500"));
+        if metadata
+            .iter()
+            .any(|(k, v)| k.is_empty() || k.len() > 40 || v.len() > 500)
+        {
+            errors.push(crate::FieldError::new(
+                "metadata",
+                "keys of 1 to 40 characters, values up to 500",
+            ));
         }
         match (to, target, errors.is_empty()) {
             (Some(to), Some(target), true) => Ok(CallRequest {
@@ -170,13 +193,22 @@ impl CallRequest {
                     .map(|e| format!("{}: {}", e.field, e.message))
                     .collect::<Vec<_>>()
                     .join("; ");
-                Err(Error::Invalid { code, message, errors })
+                Err(Error::Invalid {
+                    code,
+                    message,
+                    errors,
+                })
             }
         }
     }
 }
 
-fn check_id(kind: Kind, field: &str, value: &str, errors: &mut Vec<crate::FieldError>) -> Option<String> {
+fn check_id(
+    kind: Kind,
+    field: &str,
+    value: &str,
+    errors: &mut Vec<crate::FieldError>,
+) -> Option<String> {
     match ids::parse(kind, field, value) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -188,11 +220,18 @@ fn check_id(kind: Kind, field: &str, value: &str, errors: &mut Vec<crate::FieldE
 
 /// Resolves the target to an agent and checks that one of its devices is reachable
 /// (claim step S13); `no_device_reachable` otherwise (S19). Reads only.
-pub async fn check_target(ctx: &Ctx, org_id: &str, target: &Target) -> Result<(String, Option<String>)> {
+pub async fn check_target(
+    ctx: &Ctx,
+    org_id: &str,
+    target: &Target,
+) -> Result<(String, Option<String>)> {
     let mut conn = ctx.db.acquire().await?;
     let (agent_id, devices, device_id) = match target {
         Target::Agent(agent_id) => {
-            if agent_store::get(&mut conn, org_id, agent_id).await?.is_none() {
+            if agent_store::get(&mut conn, org_id, agent_id)
+                .await?
+                .is_none()
+            {
                 return Err(Error::NotFound("agent"));
             }
             let devices = device_store::routable(&mut conn, org_id, agent_id).await?;
@@ -205,7 +244,11 @@ pub async fn check_target(ctx: &Ctx, org_id: &str, target: &Target) -> Result<(S
             if device.revoked_at.is_some() {
                 return Err(Error::conflict("device_revoked", "the device was revoked"));
             }
-            (device.agent_id.clone(), vec![device], Some(device_id.clone()))
+            (
+                device.agent_id.clone(),
+                vec![device],
+                Some(device_id.clone()),
+            )
         }
     };
     drop(conn);
@@ -230,7 +273,8 @@ pub async fn insert(
 ) -> Result<CallRow> {
     let id = ids::new_id(Kind::Call);
     let expires_at = Utc::now()
-        + chrono::Duration::from_std(request.expires_in).map_err(|e| Error::Internal(e.to_string()))?;
+        + chrono::Duration::from_std(request.expires_in)
+            .map_err(|e| Error::Internal(e.to_string()))?;
     let call = call_store::insert(
         conn,
         NewCall {
@@ -309,16 +353,37 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
             for skipped in inferred {
                 record_event(conn, call, skipped, false, None, device).await?;
             }
-            record_event(conn, call, change.status, change.observed, change.reason, device).await?;
-            Ok(call_store::set_status(conn, &call.id, change.status.as_str(), change.reason, change.duration_s).await?)
+            record_event(
+                conn,
+                call,
+                change.status,
+                change.observed,
+                change.reason,
+                device,
+            )
+            .await?;
+            Ok(call_store::set_status(
+                conn,
+                &call.id,
+                change.status.as_str(),
+                change.reason,
+                change.duration_s,
+            )
+            .await?)
         }
         Err(Refusal::AfterTerminal(status)) => Err(Error::conflict(
             "invalid_transition",
-            format!("the call is already {status}; it cannot become {}", change.status),
+            format!(
+                "the call is already {status}; it cannot become {}",
+                change.status
+            ),
         )),
         Err(Refusal::Backward) => Err(Error::conflict(
             "invalid_transition",
-            format!("the call is {current}; it cannot go back to {}", change.status),
+            format!(
+                "the call is {current}; it cannot go back to {}",
+                change.status
+            ),
         )),
     }
 }
@@ -337,7 +402,10 @@ pub fn has_expired(call: &CallRow, now: DateTime<Utc>) -> bool {
 
 /// The refusal a device gets for a call past its `expires_at`.
 pub fn expired_error() -> Error {
-    Error::conflict("call_expired", "the call expired before the phone dialed it; it must not be dialed")
+    Error::conflict(
+        "call_expired",
+        "the call expired before the phone dialed it; it must not be dialed",
+    )
 }
 
 /// The outcome of a device's acknowledgement.
@@ -358,24 +426,52 @@ pub async fn ack(conn: &mut PgConnection, device: &DeviceRow, call_id: &str) -> 
     if status == CallStatus::Expired {
         return Ok(AckOutcome::Expired);
     }
+    let taken_by_another = call.device_id.as_deref() != Some(device.id.as_str())
+        && !matches!(
+            status,
+            CallStatus::Queued | CallStatus::Offered | CallStatus::Failed | CallStatus::Canceled
+        );
+    if taken_by_another {
+        return Err(Error::conflict(
+            "call_taken",
+            "another device of the agent took this call",
+        ));
+    }
     if status.is_terminal() {
-        return Err(Error::conflict("call_not_active", format!("the call is {status}")));
+        return Err(Error::conflict(
+            "call_not_active",
+            format!("the call is {status}"),
+        ));
     }
     if status.is_before_dialing() && has_expired(&call, Utc::now()) {
-        apply(conn, &call, Change { reason: Some("expired"), ..Change::to(CallStatus::Expired) }).await?;
+        apply(
+            conn,
+            &call,
+            Change {
+                reason: Some("expired"),
+                ..Change::to(CallStatus::Expired)
+            },
+        )
+        .await?;
         return Ok(AckOutcome::Expired);
     }
     if status == CallStatus::Offered {
         if call.device_id.as_deref() != Some(device.id.as_str()) {
             call_store::set_device(conn, &call.id, &device.id).await?;
         }
-        let change = Change { device_id: Some(&device.id), ..Change::to(CallStatus::Delivered) };
+        let change = Change {
+            device_id: Some(&device.id),
+            ..Change::to(CallStatus::Delivered)
+        };
         return Ok(AckOutcome::Ok(apply(conn, &call, change).await?));
     }
     if call.device_id.as_deref() == Some(device.id.as_str()) {
         Ok(AckOutcome::Ok(call))
     } else {
-        Err(Error::conflict("call_taken", "another device of the agent took this call"))
+        Err(Error::conflict(
+            "call_taken",
+            "another device of the agent took this call",
+        ))
     }
 }
 
@@ -414,18 +510,38 @@ pub async fn report(
         .filter(|c| c.agent_id == device.agent_id && c.attempted_device_ids.contains(&device.id))
         .ok_or(Error::NotFound("call"))?;
     if call.device_id.as_deref() != Some(device.id.as_str()) {
-        return Err(Error::conflict("call_taken", "another device of the agent took this call"));
+        return Err(Error::conflict(
+            "call_taken",
+            "another device of the agent took this call",
+        ));
     }
     let status = status_of(&call)?;
     let starts_dialing = matches!(change.status, CallStatus::Accepted | CallStatus::Dialing);
     if starts_dialing && status.is_before_dialing() && has_expired(&call, Utc::now()) {
-        apply(conn, &call, Change { reason: Some("expired"), ..Change::to(CallStatus::Expired) }).await?;
+        apply(
+            conn,
+            &call,
+            Change {
+                reason: Some("expired"),
+                ..Change::to(CallStatus::Expired)
+            },
+        )
+        .await?;
         return Ok(Err(expired_error()));
     }
     if status == CallStatus::Expired && change.status != CallStatus::Expired {
         return Err(expired_error());
     }
-    apply(conn, &call, Change { device_id: Some(&device.id), ..change }).await.map(Ok)
+    apply(
+        conn,
+        &call,
+        Change {
+            device_id: Some(&device.id),
+            ..change
+        },
+    )
+    .await
+    .map(Ok)
 }
 
 /// The caller cancels a call that has not started dialing.

@@ -9,7 +9,11 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// PostgreSQL connection string.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/pushdial")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/pushdial"
+    )]
     pub database_url: String,
 
     /// Redis connection string (presence, live fan-out between replicas, wake-ups).
@@ -118,7 +122,9 @@ impl Config {
 /// Parses `250ms`, `10s`, `5m`, `2h`, `30d`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
     let value: f64 = number
         .parse()
@@ -129,7 +135,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => value * 60.0,
         "h" => value * 3600.0,
         "d" => value * 86400.0,
-        other => return Err(format!("unknown unit `{other}` in `{s}` (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{s}` (use ms, s, m, h or d)"
+            ))
+        }
     };
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("`{s}` is not a valid duration"));

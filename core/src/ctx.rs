@@ -28,10 +28,24 @@ impl Ctx {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&config.database_url)
             .await
-            .map_err(|e| format!("cannot connect to PostgreSQL at {}: {e}", redact(&config.database_url)))?;
-        let presence = Presence::connect(&config.redis_url, &config.redis_prefix, config.presence_window)
-            .await
-            .map_err(|e| format!("cannot connect to Redis at {}: {e}", redact(&config.redis_url)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    redact(&config.database_url)
+                )
+            })?;
+        let presence = Presence::connect(
+            &config.redis_url,
+            &config.redis_prefix,
+            config.presence_window,
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot connect to Redis at {}: {e}",
+                redact(&config.redis_url)
+            )
+        })?;
         Ok(Self {
             db,
             presence,
@@ -57,7 +71,12 @@ fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }

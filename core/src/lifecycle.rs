@@ -160,16 +160,28 @@ mod tests {
 
     #[test]
     fn forward_moves_infer_skipped_states() {
-        assert_eq!(plan(Queued, Offered), Ok(Plan::Advance { inferred: vec![] }));
+        assert_eq!(
+            plan(Queued, Offered),
+            Ok(Plan::Advance { inferred: vec![] })
+        );
         assert_eq!(
             plan(Delivered, Dialing),
-            Ok(Plan::Advance { inferred: vec![Accepted] })
+            Ok(Plan::Advance {
+                inferred: vec![Accepted]
+            })
         );
         assert_eq!(
             plan(Delivered, Completed),
-            Ok(Plan::Advance { inferred: vec![Accepted, Dialing, Connected] })
+            Ok(Plan::Advance {
+                inferred: vec![Accepted, Dialing, Connected]
+            })
         );
-        assert_eq!(plan(Offered, Declined), Ok(Plan::Advance { inferred: vec![Delivered] }));
+        assert_eq!(
+            plan(Offered, Declined),
+            Ok(Plan::Advance {
+                inferred: vec![Delivered]
+            })
+        );
     }
 
     #[test]
@@ -180,11 +192,20 @@ mod tests {
 
     #[test]
     fn nothing_leaves_a_terminal_state_or_goes_back() {
-        assert_eq!(plan(Completed, Dialing), Err(Refusal::AfterTerminal(Completed)));
-        assert_eq!(plan(Canceled, Failed), Err(Refusal::AfterTerminal(Canceled)));
+        assert_eq!(
+            plan(Completed, Dialing),
+            Err(Refusal::AfterTerminal(Completed))
+        );
+        assert_eq!(
+            plan(Canceled, Failed),
+            Err(Refusal::AfterTerminal(Canceled))
+        );
         assert_eq!(plan(Dialing, Accepted), Err(Refusal::Backward));
         assert_eq!(plan(Dialing, Declined), Err(Refusal::Backward));
-        assert_eq!(plan(Connected, Failed), Ok(Plan::Advance { inferred: vec![] }));
+        assert_eq!(
+            plan(Connected, Failed),
+            Ok(Plan::Advance { inferred: vec![] })
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ impl PhoneNumber {
             return Err(crate::Error::Invalid {
                 code: "invalid_phone_number",
                 message: format!("{field}: a number in E.164 form is required, like +14155550123"),
-                errors: vec![crate::FieldError::new(field, "must start with + and the country code")],
+                errors: vec![crate::FieldError::new(
+                    field,
+                    "must start with + and the country code",
+                )],
             });
         };
         let ok = (8..=15).contains(&digits.len())
@@ -53,7 +56,9 @@ mod tests {
     #[test]
     fn accepts_e164_and_common_punctuation() {
         assert_eq!(
-            PhoneNumber::parse("to", "+1 (415) 555-0123").map(PhoneNumber::into_string).ok(),
+            PhoneNumber::parse("to", "+1 (415) 555-0123")
+                .map(PhoneNumber::into_string)
+                .ok(),
             Some("+14155550123".to_owned())
         );
         assert!(PhoneNumber::parse("to", "+4930123456").is_ok());
@@ -61,7 +66,16 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        for bad in ["4155550123", "+0123456789", "*#06#", "+1234", "+1415555012x", "+1234567890123456", "", "+"] {
+        for bad in [
+            "4155550123",
+            "+0123456789",
+            "*#06#",
+            "+1234",
+            "+1415555012x",
+            "+1234567890123456",
+            "",
+            "+",
+        ] {
             assert!(PhoneNumber::parse("to", bad).is_err(), "{bad}");
         }
     }

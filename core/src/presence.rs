@@ -25,7 +25,9 @@ pub struct Presence {
 
 impl std::fmt::Debug for Presence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Presence").field("prefix", &self.prefix).finish()
+        f.debug_struct("Presence")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -85,7 +87,10 @@ impl Presence {
     }
 
     /// The instance holding each device's live socket, if any.
-    pub async fn instances(&self, device_ids: &[String]) -> redis::RedisResult<Vec<Option<String>>> {
+    pub async fn instances(
+        &self,
+        device_ids: &[String],
+    ) -> redis::RedisResult<Vec<Option<String>>> {
         if device_ids.is_empty() {
             return Ok(vec![]);
         }
@@ -104,7 +109,12 @@ impl Presence {
     ) -> redis::RedisResult<bool> {
         let instance = match instance {
             Some(i) => i.to_owned(),
-            None => match self.instances(&[device_id.to_owned()]).await?.pop().flatten() {
+            None => match self
+                .instances(&[device_id.to_owned()])
+                .await?
+                .pop()
+                .flatten()
+            {
                 Some(i) => i,
                 None => return Ok(false),
             },
@@ -132,13 +142,20 @@ impl Presence {
 
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ())
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
     }
 
     /// Delivers every message published for `instance` as (device_id, message) to `on_message`
     /// until `stop` resolves, resubscribing after a lost connection.
-    pub async fn follow_instance<F>(&self, instance: &str, stop: crate::shutdown::Stop, on_message: F)
-    where
+    pub async fn follow_instance<F>(
+        &self,
+        instance: &str,
+        stop: crate::shutdown::Stop,
+        on_message: F,
+    ) where
         F: Fn(String, serde_json::Value) + Send + Sync,
     {
         let channel = self.instance_channel(instance);

@@ -132,9 +132,11 @@ pub async fn rescue(conn: &mut PgConnection) -> sqlx::Result<u64> {
 
 /// When the next unleased job falls due, if any.
 pub async fn next_due(conn: &mut PgConnection) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar!("select min(run_at) from jobs where lease_owner is null and dead_at is null")
-        .fetch_one(conn)
-        .await
+    sqlx::query_scalar!(
+        "select min(run_at) from jobs where lease_owner is null and dead_at is null"
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Delay before attempt `attempts + 1`: exponential from 1 s, capped at 10 min, with full

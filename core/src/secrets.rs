@@ -53,7 +53,10 @@ mod tests {
     #[test]
     fn pairing_codes_normalize() {
         let code = new_pairing_code();
-        assert_eq!(normalize_pairing_code(&code.to_lowercase().replace('-', " ")), Some(code));
+        assert_eq!(
+            normalize_pairing_code(&code.to_lowercase().replace('-', " ")),
+            Some(code)
+        );
         assert_eq!(normalize_pairing_code("ABC"), None);
         assert_eq!(normalize_pairing_code("0000-0000"), None);
     }

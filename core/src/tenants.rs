@@ -26,7 +26,15 @@ pub async fn create_org(conn: &mut PgConnection, name: &str) -> Result<NewOrg> {
     let publishable_key = secrets::new_token("pd_pk_");
     for (kind, key) in [("secret", &secret_key), ("publishable", &publishable_key)] {
         let last4 = &key[key.len() - 4..];
-        keys::insert(conn, &ids::new_id(Kind::Key), &org_id, kind, &secrets::hash(key), last4).await?;
+        keys::insert(
+            conn,
+            &ids::new_id(Kind::Key),
+            &org_id,
+            kind,
+            &secrets::hash(key),
+            last4,
+        )
+        .await?;
     }
     Ok(NewOrg {
         org_id,

@@ -13,7 +13,16 @@ use pushdial_core::push::PushGateway;
 use pushdial_core::queue::{self, kinds, Job};
 use pushdial_core::shutdown::Stop;
 use pushdial_core::Ctx;
-use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Aborts a helper task when the worker that owns it goes away.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Why a job did not finish: it will be retried after a backoff.
 #[derive(Debug)]
@@ -43,67 +52,75 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(ctx: Ctx, push: Arc<dyn PushGateway>) -> Self {
-        let id = format!("worker-{}", pushdial_core::secrets::new_token("").get(..12).unwrap_or("0"));
+        let id = format!(
+            "worker-{}",
+            pushdial_core::secrets::new_token("")
+                .get(..12)
+                .unwrap_or("0")
+        );
         Worker { ctx, push, id }
     }
 
     /// Runs until `stop` fires, then waits (bounded by the shutdown grace) for the jobs in
-    /// hand; jobs not finished by then keep their lease and are rescued elsewhere.
+    /// hand. Jobs run in a `JoinSet` owned by this future: if the future is dropped (the
+    /// worker is killed), its jobs stop with it and their leases expire to be rescued.
     pub async fn run(self, stop: Stop) {
         let concurrency = self.ctx.config.worker_concurrency.max(1);
-        let slots = Arc::new(Semaphore::new(concurrency));
         let wake = self.ctx.notifier.local.clone();
         // Wake-ups from other processes arrive through Redis.
         let follower = {
             let ctx = self.ctx.clone();
             let stop = stop.clone();
             let wake = wake.clone();
-            tokio::spawn(async move { ctx.presence.follow_jobs(stop, || wake.notify_one()).await })
+            AbortOnDrop(tokio::spawn(async move {
+                ctx.presence.follow_jobs(stop, || wake.notify_one()).await
+            }))
         };
-        let rescuer = tokio::spawn(rescue_loop(self.ctx.clone(), stop.clone()));
+        let rescuer = AbortOnDrop(tokio::spawn(rescue_loop(self.ctx.clone(), stop.clone())));
+        let mut running = JoinSet::new();
         tracing::info!(worker = %self.id, concurrency, "worker started");
 
         while !stop.is_stopped() {
-            let free = slots.available_permits();
-            let claimed = if free == 0 {
-                Ok(vec![])
-            } else {
-                match self.ctx.db.acquire().await {
-                    Ok(mut conn) => queue::claim(&mut conn, &self.id, free as i64, self.ctx.config.job_lease).await,
+            while running.try_join_next().is_some() {}
+            let free = concurrency.saturating_sub(running.len());
+            let mut got = 0;
+            if free > 0 {
+                let claimed = match self.ctx.db.acquire().await {
+                    Ok(mut conn) => {
+                        queue::claim(&mut conn, &self.id, free as i64, self.ctx.config.job_lease)
+                            .await
+                    }
                     Err(e) => Err(e),
+                };
+                match claimed {
+                    Ok(jobs) => {
+                        got = jobs.len();
+                        for job in jobs {
+                            let worker = self.clone();
+                            running.spawn(async move { worker.execute(job).await });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
                 }
-            };
-            let jobs = match claimed {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming jobs failed");
-                    vec![]
+                if got > 0 && got == free {
+                    continue; // probably more waiting
                 }
-            };
-            let got = jobs.len();
-            for job in jobs {
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                let worker = self.clone();
-                tokio::spawn(async move {
-                    worker.execute(job).await;
-                    drop(permit);
-                });
-            }
-            if got > 0 && got == free {
-                continue; // probably more waiting
             }
             let pause = self.idle_pause().await;
             tokio::select! {
                 _ = stop.wait() => break,
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }
-        // Let running jobs finish, within the grace.
+        // Let running jobs finish, within the grace; the rest are dropped with their leases.
         let grace = self.ctx.config.shutdown_grace;
-        let _ = tokio::time::timeout(grace, slots.acquire_many(concurrency as u32)).await;
-        follower.abort();
-        rescuer.abort();
+        let _ = tokio::time::timeout(grace, async {
+            while running.join_next().await.is_some() {}
+        })
+        .await;
+        drop((follower, rescuer));
         tracing::info!(worker = %self.id, "worker stopped");
     }
 

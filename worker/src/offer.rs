@@ -25,7 +25,8 @@ struct CallJob {
 }
 
 fn payload(job: &Job) -> Result<CallJob, JobError> {
-    serde_json::from_value(job.payload.clone()).map_err(|e| JobError::from(format!("bad payload: {e}")))
+    serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::from(format!("bad payload: {e}")))
 }
 
 async fn load(worker: &Worker, p: &CallJob) -> Result<Option<CallRow>, JobError> {
@@ -36,7 +37,9 @@ async fn load(worker: &Worker, p: &CallJob) -> Result<Option<CallRow>, JobError>
 /// `call.offer`: the first offer of a new call.
 pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
     let p = payload(job)?;
-    let Some(call) = load(worker, &p).await? else { return Ok(()) };
+    let Some(call) = load(worker, &p).await? else {
+        return Ok(());
+    };
     match calls::status_of(&call)? {
         CallStatus::Queued => route(worker, call).await,
         // Recorded as offered but this job did not finish: the send may not have happened.
@@ -48,8 +51,11 @@ pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
 /// `call.offer_timeout`: the device did not ack in time; offer the next one.
 pub async fn offer_timeout(worker: &Worker, job: &Job) -> Result<(), JobError> {
     let p = payload(job)?;
-    let Some(call) = load(worker, &p).await? else { return Ok(()) };
-    let still_waiting = calls::status_of(&call)? == CallStatus::Offered && call.device_id == p.device_id;
+    let Some(call) = load(worker, &p).await? else {
+        return Ok(());
+    };
+    let still_waiting =
+        calls::status_of(&call)? == CallStatus::Offered && call.device_id == p.device_id;
     if still_waiting {
         tracing::info!(call_id = %call.id, device_id = ?p.device_id, "offer not acknowledged in time; failing over");
         route(worker, call).await
@@ -63,25 +69,38 @@ pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
     let p = payload(job)?;
     let now = Utc::now();
     let mut tx = worker.ctx.db.begin().await?;
-    let Some(call) = call_store::lock(&mut tx, &p.org_id, &p.call_id).await? else { return Ok(()) };
+    let Some(call) = call_store::lock(&mut tx, &p.org_id, &p.call_id).await? else {
+        return Ok(());
+    };
     let status = calls::status_of(&call)?;
     if !status.is_before_dialing() {
         return Ok(());
     }
     if now < call.expires_at {
-        let early = (call.expires_at - now).to_std().unwrap_or(Duration::from_secs(1));
+        let early = (call.expires_at - now)
+            .to_std()
+            .unwrap_or(Duration::from_secs(1));
         return Err(JobError {
             message: "ran before the call's expiry".into(),
             retry_after: Some(early),
         });
     }
-    let change = Change { reason: Some("expired"), ..Change::to(CallStatus::Expired) };
+    let change = Change {
+        reason: Some("expired"),
+        ..Change::to(CallStatus::Expired)
+    };
     let call = calls::apply(&mut tx, &call, change).await?;
     tx.commit().await?;
     tracing::info!(call_id = %call.id, "call expired");
     if let Some(device) = &call.device_id {
-        let message = serde_json::json!({"type": "call.canceled", "call_id": call.id, "reason": "expired"});
-        if let Err(e) = worker.ctx.presence.send_to_device(device, None, &message).await {
+        let message =
+            serde_json::json!({"type": "call.canceled", "call_id": call.id, "reason": "expired"});
+        if let Err(e) = worker
+            .ctx
+            .presence
+            .send_to_device(device, None, &message)
+            .await
+        {
             tracing::debug!(error = %e, "expiry not forwarded to the phone");
         }
     }
@@ -92,7 +111,9 @@ pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
 enum Delivery {
     Handed,
     /// Not handed to this device; try the next.
-    Missed { push_rejected: bool },
+    Missed {
+        push_rejected: bool,
+    },
 }
 
 /// Offers the call to the next reachable device that was not tried yet; fails the call when
@@ -124,7 +145,15 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
         if !reach.is_reachable() {
             continue;
         }
-        if !record_offer(worker, &call, expect_status, expect_device.as_deref(), &device.id).await? {
+        if !record_offer(
+            worker,
+            &call,
+            expect_status,
+            expect_device.as_deref(),
+            &device.id,
+        )
+        .await?
+        {
             return Ok(()); // the call moved on (acked, canceled, expired) meanwhile
         }
         expect_status = CallStatus::Offered;
@@ -143,10 +172,22 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
         "no_device_reachable"
     };
     let mut tx = ctx.db.begin().await?;
-    let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else { return Ok(()) };
+    let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else {
+        return Ok(());
+    };
     let status = calls::status_of(&current)?;
-    if matches!(status, CallStatus::Queued | CallStatus::Offered) && current.device_id == expect_device {
-        calls::apply(&mut tx, &current, Change { reason: Some(reason), ..Change::to(CallStatus::Failed) }).await?;
+    if matches!(status, CallStatus::Queued | CallStatus::Offered)
+        && current.device_id == expect_device
+    {
+        calls::apply(
+            &mut tx,
+            &current,
+            Change {
+                reason: Some(reason),
+                ..Change::to(CallStatus::Failed)
+            },
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(call_id = %call.id, reason, "call failed: no device left to offer");
     }
@@ -164,45 +205,79 @@ async fn record_offer(
 ) -> Result<bool, JobError> {
     let ctx = &worker.ctx;
     let mut tx = ctx.db.begin().await?;
-    let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else { return Ok(false) };
+    let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else {
+        return Ok(false);
+    };
     if current.status != expect_status.as_str() || current.device_id.as_deref() != expect_device {
         return Ok(false);
     }
     if Utc::now() >= current.expires_at {
         return Ok(false); // the expiry job ends it
     }
-    call_store::mark_offered(&mut tx, &call.id, expect_status.as_str(), expect_device, device_id).await?;
+    call_store::mark_offered(
+        &mut tx,
+        &call.id,
+        expect_status.as_str(),
+        expect_device,
+        device_id,
+    )
+    .await?;
     if expect_status == CallStatus::Queued {
-        let change = Change { device_id: Some(device_id), ..Change::to(CallStatus::Offered) };
+        let change = Change {
+            device_id: Some(device_id),
+            ..Change::to(CallStatus::Offered)
+        };
         calls::apply(&mut tx, &current, change).await?;
     }
     let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
-    let payload = serde_json::json!({"call_id": call.id, "org_id": call.org_id, "device_id": device_id});
-    queue::enqueue(&mut tx, kinds::OFFER_TIMEOUT, &payload, Some(Utc::now() + timeout)).await?;
+    let payload =
+        serde_json::json!({"call_id": call.id, "org_id": call.org_id, "device_id": device_id});
+    queue::enqueue(
+        &mut tx,
+        kinds::OFFER_TIMEOUT,
+        &payload,
+        Some(Utc::now() + timeout),
+    )
+    .await?;
     tx.commit().await?;
     Ok(true)
 }
 
 /// Sends the offer to one device: its live socket first, then its push channel.
-async fn deliver(worker: &Worker, call: &CallRow, device: &DeviceRow, reach: &Reach) -> Result<Delivery, JobError> {
+async fn deliver(
+    worker: &Worker,
+    call: &CallRow,
+    device: &DeviceRow,
+    reach: &Reach,
+) -> Result<Delivery, JobError> {
     let ctx = &worker.ctx;
     let offer = OfferPayload::new(&call.id, call.expires_at);
     if let Reach::Live(instance) = reach {
         let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
-        match ctx.presence.send_to_device(&device.id, instance.as_deref(), &message).await {
+        match ctx
+            .presence
+            .send_to_device(&device.id, instance.as_deref(), &message)
+            .await
+        {
             Ok(true) => {
                 tracing::info!(call_id = %call.id, device_id = %device.id, "offer sent on live socket");
                 return Ok(Delivery::Handed);
             }
             Ok(false) => tracing::info!(device_id = %device.id, "socket gone; trying push"),
-            Err(e) => tracing::warn!(device_id = %device.id, error = %e, "live delivery failed; trying push"),
+            Err(e) => {
+                tracing::warn!(device_id = %device.id, error = %e, "live delivery failed; trying push")
+            }
         }
     }
     let (Some(channel), Some(token)) = (&device.push_channel, &device.push_token) else {
-        return Ok(Delivery::Missed { push_rejected: false });
+        return Ok(Delivery::Missed {
+            push_rejected: false,
+        });
     };
     if device.push_rejected_at.is_some() {
-        return Ok(Delivery::Missed { push_rejected: false });
+        return Ok(Delivery::Missed {
+            push_rejected: false,
+        });
     }
     let target = PushTarget {
         device_id: device.id.clone(),
@@ -218,20 +293,29 @@ async fn deliver(worker: &Worker, call: &CallRow, device: &DeviceRow, reach: &Re
             tracing::warn!(device_id = %device.id, reason = %reason, "push token rejected");
             let mut conn = ctx.db.acquire().await?;
             device_store::mark_push_rejected(&mut conn, &device.id).await?;
-            Ok(Delivery::Missed { push_rejected: true })
+            Ok(Delivery::Missed {
+                push_rejected: true,
+            })
         }
         PushOutcome::Unsupported => {
             tracing::warn!(device_id = %device.id, channel = %channel, "no gateway serves this push channel");
-            Ok(Delivery::Missed { push_rejected: false })
+            Ok(Delivery::Missed {
+                push_rejected: false,
+            })
         }
-        PushOutcome::Failed { error, retry_after } => Err(JobError { message: error, retry_after }),
+        PushOutcome::Failed { error, retry_after } => Err(JobError {
+            message: error,
+            retry_after,
+        }),
     }
 }
 
 /// Sends the offer again to the device it is recorded for (after a crash between recording
 /// and sending).
 async fn resend(worker: &Worker, call: &CallRow) -> Result<(), JobError> {
-    let Some(device_id) = &call.device_id else { return Ok(()) };
+    let Some(device_id) = &call.device_id else {
+        return Ok(());
+    };
     let device = {
         let mut conn = worker.ctx.db.acquire().await?;
         device_store::get(&mut conn, &call.org_id, device_id).await?

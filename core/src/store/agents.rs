@@ -34,7 +34,11 @@ pub async fn insert(
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<Option<AgentRow>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<AgentRow>> {
     sqlx::query_as!(
         AgentRow,
         "select id, org_id, name, email, created_at from agents where org_id = $1 and id = $2",
@@ -45,7 +49,11 @@ pub async fn get(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Resul
     .await
 }
 
-pub async fn list(conn: &mut PgConnection, org_id: &str, page: &Page) -> sqlx::Result<Paged<AgentRow>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    org_id: &str,
+    page: &Page,
+) -> sqlx::Result<Paged<AgentRow>> {
     let rows = sqlx::query_as!(
         AgentRow,
         "select id, org_id, name, email, created_at from agents

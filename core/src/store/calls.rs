@@ -81,7 +81,11 @@ pub async fn get(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Resul
 }
 
 /// The call, locked until the transaction ends, so that concurrent reports serialise.
-pub async fn lock(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<Option<CallRow>> {
+pub async fn lock(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<CallRow>> {
     sqlx::query_as!(
         CallRow,
         "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
@@ -217,7 +221,11 @@ pub async fn insert_event(conn: &mut PgConnection, e: NewEvent<'_>) -> sqlx::Res
     Ok(())
 }
 
-pub async fn events(conn: &mut PgConnection, org_id: &str, call_id: &str) -> sqlx::Result<Vec<EventRow>> {
+pub async fn events(
+    conn: &mut PgConnection,
+    org_id: &str,
+    call_id: &str,
+) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as!(
         EventRow,
         "select id, org_id, call_id, status, observed, reason, device_id, created_at

@@ -58,7 +58,10 @@ pub async fn insert(conn: &mut PgConnection, d: NewDevice<'_>) -> sqlx::Result<(
     Ok(())
 }
 
-pub async fn find_by_token(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<DeviceRow>> {
+pub async fn find_by_token(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<DeviceRow>> {
     sqlx::query_as!(
         DeviceRow,
         "select id, org_id, agent_id, name, platform, push_channel, push_token, push_rejected_at,
@@ -70,7 +73,11 @@ pub async fn find_by_token(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<Option<DeviceRow>> {
+pub async fn get(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<DeviceRow>> {
     sqlx::query_as!(
         DeviceRow,
         "select id, org_id, agent_id, name, platform, push_channel, push_token, push_rejected_at,
@@ -104,7 +111,11 @@ pub async fn list(
 }
 
 /// An agent's devices that could take a call, most recently active first.
-pub async fn routable(conn: &mut PgConnection, org_id: &str, agent_id: &str) -> sqlx::Result<Vec<DeviceRow>> {
+pub async fn routable(
+    conn: &mut PgConnection,
+    org_id: &str,
+    agent_id: &str,
+) -> sqlx::Result<Vec<DeviceRow>> {
     sqlx::query_as!(
         DeviceRow,
         "select id, org_id, agent_id, name, platform, push_channel, push_token, push_rejected_at,
@@ -191,8 +202,11 @@ pub async fn clear_stream(conn: &mut PgConnection, id: &str) -> sqlx::Result<()>
 
 /// A push service said the token is dead: stop counting the channel as reachable.
 pub async fn mark_push_rejected(conn: &mut PgConnection, id: &str) -> sqlx::Result<()> {
-    sqlx::query!("update devices set push_rejected_at = now() where id = $1", id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "update devices set push_rejected_at = now() where id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -14,7 +14,11 @@ pub struct Stored {
 }
 
 /// Looks up a key (younger than 24 h).
-pub async fn find(conn: &mut PgConnection, org_id: &str, key: &str) -> sqlx::Result<Option<Stored>> {
+pub async fn find(
+    conn: &mut PgConnection,
+    org_id: &str,
+    key: &str,
+) -> sqlx::Result<Option<Stored>> {
     sqlx::query_as!(
         Stored,
         "select request_hash, status, body from idempotency_keys

@@ -33,7 +33,10 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn find_by_hash(conn: &mut PgConnection, key_hash: &[u8]) -> sqlx::Result<Option<KeyRecord>> {
+pub async fn find_by_hash(
+    conn: &mut PgConnection,
+    key_hash: &[u8],
+) -> sqlx::Result<Option<KeyRecord>> {
     sqlx::query_as!(
         KeyRecord,
         "select id, org_id, kind, revoked_at from api_keys where key_hash = $1",

@@ -33,6 +33,9 @@ impl Page {
         if self.ending_before.is_some() {
             rows.reverse();
         }
-        Paged { data: rows, has_more }
+        Paged {
+            data: rows,
+            has_more,
+        }
     }
 }

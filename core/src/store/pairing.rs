@@ -24,7 +24,10 @@ pub async fn insert(
 
 /// Marks a valid code used and returns its (org_id, agent_id); `None` when the code is
 /// unknown, used or expired. The update is the check, so two devices cannot both pair.
-pub async fn consume(conn: &mut PgConnection, code_hash: &[u8]) -> sqlx::Result<Option<(String, String)>> {
+pub async fn consume(
+    conn: &mut PgConnection,
+    code_hash: &[u8],
+) -> sqlx::Result<Option<(String, String)>> {
     let row = sqlx::query!(
         "update pairing_codes set used_at = now()
          where code_hash = $1 and used_at is null and expires_at > now()

@@ -1,0 +1,173 @@
+//! Offers that are not acknowledged move on to the agent's next reachable device; when none
+//! is left the call fails `not_delivered`. Push channels wake devices without a socket.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pushdial_sdk::{CreateCall, UpdateDevice};
+
+use crate::call_loop::next_offer;
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacknowledged_offer_fails_over_to_the_next_device() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let agent = client.create_agent("Ann", None).await.unwrap();
+    let (desk_phone, desk_id) = app.pair_device(&client, &agent.id, "desk phone").await;
+    let (mobile, mobile_id) = app.pair_device(&client, &agent.id, "mobile").await;
+
+    // The desk phone runs the reference agent; the mobile holds a socket but never answers.
+    // The mobile connected last, so it is the most recently active and is offered first.
+    let desk = RunningAgent::start(desk_phone, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut silent = mobile.connect_stream().await.unwrap();
+
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent.id), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_offer(&mut silent).await,
+        call.id,
+        "the most recent device is offered first"
+    );
+    let done = wait_for_status(&client, &call.id, "completed", Duration::from_secs(15)).await;
+    assert_eq!(
+        done.device_id.as_deref(),
+        Some(desk_id.as_str()),
+        "the second device took it"
+    );
+
+    let events = client.call_events(&call.id).await.unwrap().data;
+    let offered: Vec<_> = events.iter().filter(|e| e.status == "offered").collect();
+    assert_eq!(offered.len(), 1, "one offered transition");
+    assert_eq!(offered[0].device_id.as_deref(), Some(mobile_id.as_str()));
+    let delivered = events.iter().find(|e| e.status == "delivered").unwrap();
+    assert_eq!(delivered.device_id.as_deref(), Some(desk_id.as_str()));
+    // The silent device cannot take the call any more.
+    let err = mobile.ack(&call.id).await.unwrap_err();
+    assert_eq!(err.code(), Some("call_taken"));
+    desk.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_fails_not_delivered_when_no_device_acknowledges() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let mut silent = device.connect_stream().await.unwrap();
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    assert_eq!(next_offer(&mut silent).await, call.id);
+    let failed = wait_for_status(&client, &call.id, "failed", Duration::from_secs(10)).await;
+    assert_eq!(failed.reason.as_deref(), Some("not_delivered"));
+    assert_eq!(
+        event_trail(&client, &call.id).await,
+        ["queued", "offered", "failed"]
+    );
+}
+
+/// A loopback push service: records what it is sent and answers with `status`.
+async fn push_service(status: u16) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    let record = seen.clone();
+    let app = poem::Route::new().at(
+        "/push",
+        poem::post(poem::endpoint::make(move |req: poem::Request| {
+            let record = record.clone();
+            async move {
+                let body: serde_json::Value = req.into_body().into_json().await.unwrap_or_default();
+                record.lock().unwrap().push(body);
+                poem::http::StatusCode::from_u16(status).unwrap()
+            }
+        })),
+    );
+    tokio::spawn(async move {
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        poem::Server::new_with_acceptor(acceptor).run(app).await
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_phone_is_woken_by_push_without_the_number() {
+    let (push_url, pushed) = push_service(200).await;
+    let app = TestApp::spawn_with(
+        |c| c.loopback_push_url = Some(push_url),
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
+    let update = UpdateDevice {
+        push_channel: Some(Some("loopback".into())),
+        push_token: Some(Some("tok-123".into())),
+        ..Default::default()
+    };
+    let updated = device.update_device(&update).await.unwrap();
+    assert_eq!(updated.presence, "push");
+    assert!(
+        client.get_agent(&agent_id).await.unwrap().reachable,
+        "a fresh push channel is reachable"
+    );
+
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    wait_for_status(&client, &call.id, "offered", Duration::from_secs(10)).await;
+    let sent = pushed.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["token"], "tok-123");
+    assert_eq!(sent[0]["device_id"], device_id.as_str());
+    assert_eq!(sent[0]["payload"]["type"], "call.offer");
+    assert_eq!(sent[0]["payload"]["call_id"], call.id.as_str());
+    assert!(
+        !sent[0].to_string().contains("4155550123"),
+        "no phone number through a push service"
+    );
+
+    // The woken phone acks over HTTP and gets the number there.
+    assert_eq!(device.ack(&call.id).await.unwrap().to, "+14155550123");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_push_token_fails_the_call_and_stops_counting_the_device() {
+    let (push_url, _pushed) = push_service(410).await;
+    let app = TestApp::spawn_with(
+        |c| c.loopback_push_url = Some(push_url),
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let update = UpdateDevice {
+        push_channel: Some(Some("loopback".into())),
+        push_token: Some(Some("dead-token".into())),
+        ..Default::default()
+    };
+    device.update_device(&update).await.unwrap();
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    let failed = wait_for_status(&client, &call.id, "failed", Duration::from_secs(10)).await;
+    assert_eq!(failed.reason.as_deref(), Some("push_rejected"));
+    assert!(!client.get_agent(&agent_id).await.unwrap().reachable);
+    let err = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("no_device_reachable"));
+}

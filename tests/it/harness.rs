@@ -1,0 +1,396 @@
+//! Starts pushdial (api + worker by default) on `127.0.0.1:0` against its own database and
+//! Redis prefix, and offers the helpers the tests share.
+
+use std::future::Future;
+use std::time::Duration;
+
+use pushdial_core::shutdown::{self, Trigger};
+use pushdial_core::tenants::NewOrg;
+use pushdial_core::Config;
+use pushdial_sdk::agent::{self, RunOptions};
+use pushdial_sdk::{AgentClient, Client};
+use rand::Rng;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The server URL without a database name, from `DATABASE_URL` (any database on it).
+pub fn server_url() -> String {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (base, _) = url
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
+    base.to_owned()
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn migrations_fingerprint() -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for m in pushdial_core::MIGRATOR.iter() {
+        h.update(m.version.to_be_bytes());
+        h.update(&*m.checksum);
+    }
+    hex::encode(&h.finalize()[..6])
+}
+
+/// Creates a fresh database for one test from a migrated template (made once per schema).
+pub async fn fresh_database() -> String {
+    let admin_url = format!("{}/postgres", server_url());
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    let template = format!("pushdial_tpl_{}", migrations_fingerprint());
+    // One test process creates the template; the others wait on the lock.
+    sqlx::query("select pg_advisory_lock(727001)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("select exists(select 1 from pg_database where datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    if !exists {
+        let building = format!("{template}_building");
+        sqlx::query(&format!("drop database if exists {building}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query(&format!("create database {building}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let pool = PgPool::connect(&format!("{}/{building}", server_url()))
+            .await
+            .unwrap();
+        pushdial_core::MIGRATOR
+            .run(&pool)
+            .await
+            .expect("migrate template");
+        pool.close().await;
+        sqlx::query(&format!("alter database {building} rename to {template}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    sqlx::query("select pg_advisory_unlock(727001)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let name = format!("pushdial_test_{:016x}", rand::thread_rng().gen::<u64>());
+    let mut tries = 0;
+    loop {
+        match sqlx::query(&format!("create database {name} template {template}"))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => break,
+            // Another test is copying the template at this instant.
+            Err(e) if tries < 50 && e.to_string().contains("being accessed by other users") => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("create test database: {e}"),
+        }
+    }
+    format!("{}/{name}", server_url())
+}
+
+/// The configuration of a test server: short timeouts so tests run in seconds.
+pub fn test_config(database_url: &str, prefix: &str) -> Config {
+    let mut c = Config::local();
+    c.database_url = database_url.to_owned();
+    c.redis_url = redis_url();
+    c.redis_prefix = prefix.to_owned();
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.public_url = None;
+    c.offer_timeout = Duration::from_millis(1500);
+    c.presence_window = Duration::from_secs(6);
+    c.job_lease = Duration::from_secs(2);
+    c.job_poll_interval = Duration::from_millis(200);
+    c.db_max_connections = 10;
+    c.shutdown_grace = Duration::from_secs(2);
+    c
+}
+
+/// A running pushdial with its own database and Redis prefix.
+pub struct TestApp {
+    pub url: String,
+    pub database_url: String,
+    pub config: Config,
+    pub db: PgPool,
+    /// A fresh organization with its keys.
+    pub org: NewOrg,
+    stop: Option<Trigger>,
+    server: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl TestApp {
+    /// api + worker in one process, as `pushdial serve` runs them.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(
+            |_| {},
+            pushdial::Roles {
+                api: true,
+                worker: true,
+            },
+        )
+        .await
+    }
+
+    pub async fn spawn_with(tune: impl FnOnce(&mut Config), roles: pushdial::Roles) -> TestApp {
+        let database_url = fresh_database().await;
+        let prefix = format!(
+            "t{:012x}:",
+            rand::thread_rng().gen::<u64>() & 0xffff_ffff_ffff
+        );
+        let mut config = test_config(&database_url, &prefix);
+        tune(&mut config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        config.listen = addr;
+        let url = format!("http://{addr}");
+        let (trigger, stop) = shutdown::channel();
+        let server = tokio::spawn(pushdial::run(config.clone(), Some(listener), roles, stop));
+        let db = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&database_url)
+            .await
+            .unwrap();
+        let org = Self::create_org_in(&db, "Acme").await;
+        let app = TestApp {
+            url,
+            database_url,
+            config,
+            db,
+            org,
+            stop: Some(trigger),
+            server: Some(server),
+        };
+        app.wait_ready().await;
+        app
+    }
+
+    async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(r) = http.get(format!("{}/readyz", self.url)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    async fn create_org_in(db: &PgPool, name: &str) -> NewOrg {
+        let mut conn = db.acquire().await.unwrap();
+        pushdial_core::tenants::create_org(&mut conn, name)
+            .await
+            .unwrap()
+    }
+
+    /// Another organization in the same deployment.
+    pub async fn other_org(&self) -> NewOrg {
+        Self::create_org_in(&self.db, "Other").await
+    }
+
+    /// An sdk client with the organization's secret key.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url, &self.org.secret_key).unwrap()
+    }
+
+    pub fn client_for(&self, org: &NewOrg) -> Client {
+        Client::new(&self.url, &org.secret_key).unwrap()
+    }
+
+    /// A raw request builder with the organization's secret key.
+    pub fn http(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.org.secret_key)
+    }
+
+    /// Creates an agent and pairs a device to it; returns (agent_id, device client, device id).
+    pub async fn agent_with_device(
+        &self,
+        client: &Client,
+        name: &str,
+    ) -> (String, AgentClient, String) {
+        let agent = client.create_agent(name, None).await.unwrap();
+        let (device, id) = self
+            .pair_device(client, &agent.id, &format!("{name}'s phone"))
+            .await;
+        (agent.id, device, id)
+    }
+
+    pub async fn pair_device(
+        &self,
+        client: &Client,
+        agent_id: &str,
+        name: &str,
+    ) -> (AgentClient, String) {
+        let code = client.create_pairing_code(agent_id).await.unwrap();
+        let (device, paired) = AgentClient::pair(&self.url, &code.code, name, "cli")
+            .await
+            .unwrap();
+        (device, paired.id)
+    }
+
+    /// Number of rows in a table (to prove that nothing was written).
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("select count(*) from {table}"))
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Row counts of every table a request could write to.
+    pub async fn counts(&self) -> Vec<(&'static str, i64)> {
+        let mut out = vec![];
+        for t in [
+            "organizations",
+            "api_keys",
+            "agents",
+            "pairing_codes",
+            "devices",
+            "calls",
+            "call_events",
+            "jobs",
+            "idempotency_keys",
+        ] {
+            out.push((t, self.count(t).await));
+        }
+        out
+    }
+
+    /// Stops the server (SIGTERM-like) and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(t) = self.stop.take() {
+            t.stop();
+        }
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(t) = self.stop.take() {
+            t.stop();
+        }
+    }
+}
+
+/// A reference agent running in this process.
+pub struct RunningAgent {
+    pub connected: watch::Receiver<bool>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningAgent {
+    /// Starts the reference agent (auto-dial, built-in dialer that "talks" for `talk`).
+    pub async fn start(device: AgentClient, talk: Duration) -> RunningAgent {
+        Self::start_with(
+            device,
+            RunOptions {
+                auto: true,
+                call_duration: talk,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_with(device: AgentClient, mut opts: RunOptions) -> RunningAgent {
+        let (tx, mut rx) = watch::channel(false);
+        opts.connected = Some(tx);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = agent::run(device, opts, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|c| *c))
+            .await
+            .expect("agent connected in time")
+            .unwrap();
+        RunningAgent {
+            connected: rx,
+            stop: Some(stop_tx),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until a call reaches `status`.
+pub async fn wait_for_status(
+    client: &Client,
+    call_id: &str,
+    status: &str,
+    within: Duration,
+) -> pushdial_sdk::Call {
+    eventually(
+        within,
+        &format!("call {call_id} to become {status}"),
+        || async {
+            let call = client.get_call(call_id).await.ok()?;
+            (call.status == status).then_some(call)
+        },
+    )
+    .await
+}
+
+/// The statuses of a call's events, in order, with `~` marking inferred ones.
+pub async fn event_trail(client: &Client, call_id: &str) -> Vec<String> {
+    client
+        .call_events(call_id)
+        .await
+        .unwrap()
+        .data
+        .into_iter()
+        .map(|e| {
+            if e.observed {
+                e.status
+            } else {
+                format!("~{}", e.status)
+            }
+        })
+        .collect()
+}

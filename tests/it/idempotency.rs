@@ -1,0 +1,76 @@
+//! `Idempotency-Key` on call creation: replay, different body, concurrent use.
+
+use std::time::Duration;
+
+use pushdial_sdk::CreateCall;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_key_replays_refuses_other_bodies_and_concurrent_use() {
+    let app = TestApp::spawn_with(
+        |c| c.presence_window = Duration::from_secs(60),
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let _stream = device.connect_stream().await.unwrap();
+    let request = CreateCall::for_agent("+14155550123", &agent_id);
+
+    let first = client
+        .create_call(&request, Some("order-42"))
+        .await
+        .unwrap();
+    let replay = client
+        .create_call(&request, Some("order-42"))
+        .await
+        .unwrap();
+    assert_eq!(
+        replay.id, first.id,
+        "the same key and body return the first call"
+    );
+    assert_eq!(replay.created_at, first.created_at);
+    assert_eq!(app.count("calls").await, 1);
+
+    let before = app.counts().await;
+    let other = CreateCall::for_agent("+14155550199", &agent_id);
+    let err = client
+        .create_call(&other, Some("order-42"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(422));
+    assert_eq!(err.code(), Some("idempotency_key_reused"));
+    assert_eq!(app.counts().await, before);
+
+    // Another request holding the key (as a request in flight does) makes this one wait
+    // its turn: 409, nothing written.
+    let org_id = app.org.org_id.clone();
+    let mut tx = app.db.begin().await.unwrap();
+    assert!(
+        pushdial_core::store::idempotency::try_lock(&mut tx, &org_id, "order-43")
+            .await
+            .unwrap()
+    );
+    let err = client
+        .create_call(&request, Some("order-43"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    assert_eq!(err.code(), Some("idempotency_key_in_use"));
+    assert_eq!(app.counts().await, before);
+    tx.rollback().await.unwrap();
+    // Once the other request is done, the key works.
+    let created = client
+        .create_call(&request, Some("order-43"))
+        .await
+        .unwrap();
+    assert_ne!(created.id, first.id);
+    // Without a key, every request creates a call.
+    let a = client.create_call(&request, None).await.unwrap();
+    let b = client.create_call(&request, None).await.unwrap();
+    assert_ne!(a.id, b.id);
+}

@@ -1,0 +1,128 @@
+//! Tenant isolation: every resource of one organization, asked for with another
+//! organization's key or device, answers 404 and reveals nothing.
+
+use std::time::Duration;
+
+use pushdial_sdk::{CreateCall, ListCalls, Report};
+use reqwest::Method;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organization_sees_nothing_of_ours() {
+    let app = TestApp::spawn_with(
+        |c| c.presence_window = Duration::from_secs(60),
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let ours = app.client();
+    let (agent_id, device, device_id) = app.agent_with_device(&ours, "Ann").await;
+    let _stream = device.connect_stream().await.unwrap();
+    let call = ours
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+
+    let other_org = app.other_org().await;
+    let theirs = app.client_for(&other_org);
+    let before = app.counts().await;
+    let http = reqwest::Client::new();
+    let cases: Vec<(Method, String, Option<serde_json::Value>)> = vec![
+        (Method::GET, format!("/v1/agents/{agent_id}"), None),
+        (Method::GET, format!("/v1/devices/{device_id}"), None),
+        (Method::DELETE, format!("/v1/devices/{device_id}"), None),
+        (Method::GET, format!("/v1/calls/{}", call.id), None),
+        (Method::GET, format!("/v1/calls/{}/events", call.id), None),
+        (Method::POST, format!("/v1/calls/{}/cancel", call.id), None),
+        (
+            Method::POST,
+            "/v1/pairing_codes".into(),
+            Some(serde_json::json!({"agent_id": agent_id})),
+        ),
+        (
+            Method::POST,
+            "/v1/calls".into(),
+            Some(serde_json::json!({"to": "+14155550123", "agent_id": agent_id})),
+        ),
+        (
+            Method::POST,
+            "/v1/calls".into(),
+            Some(serde_json::json!({"to": "+14155550123", "device_id": device_id})),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let mut req = http
+            .request(method.clone(), format!("{}{path}", app.url))
+            .bearer_auth(&other_org.secret_key);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 404, "{method} {path}");
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], "resource_missing", "{method} {path}");
+        let text = problem.to_string();
+        assert!(
+            !text.contains("Ann") && !text.contains("4155550123"),
+            "{method} {path} leaks: {text}"
+        );
+    }
+    // Lists show only their own (empty) organization.
+    assert!(theirs.list_agents().await.unwrap().data.is_empty());
+    assert!(theirs.list_devices(None).await.unwrap().data.is_empty());
+    assert!(theirs
+        .list_devices(Some(&agent_id))
+        .await
+        .unwrap()
+        .data
+        .is_empty());
+    assert!(theirs
+        .list_calls(&ListCalls::default())
+        .await
+        .unwrap()
+        .data
+        .is_empty());
+    let filtered = ListCalls {
+        agent_id: Some(agent_id.clone()),
+        ..Default::default()
+    };
+    assert!(theirs.list_calls(&filtered).await.unwrap().data.is_empty());
+
+    // Their phone cannot ack or report our call.
+    let (_, their_device, _) = app.agent_with_device(&theirs, "Mallory").await;
+    let before_theirs = app.counts().await;
+    let err = their_device.ack(&call.id).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    let err = their_device
+        .report(&call.id, &Report::new("dialing"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(app.counts().await, before_theirs);
+
+    // Our data is untouched: the device is not revoked, the call not canceled.
+    assert!(ours
+        .get_device(&device_id)
+        .await
+        .unwrap()
+        .revoked_at
+        .is_none());
+    assert_ne!(ours.get_call(&call.id).await.unwrap().status, "canceled");
+    let after: Vec<_> = app
+        .counts()
+        .await
+        .into_iter()
+        .filter(|(t, _)| *t != "agents" && *t != "devices" && *t != "pairing_codes")
+        .collect();
+    let before: Vec<_> = before
+        .into_iter()
+        .filter(|(t, _)| *t != "agents" && *t != "devices" && *t != "pairing_codes")
+        .collect();
+    assert_eq!(
+        after.iter().find(|(t, _)| *t == "calls"),
+        before.iter().find(|(t, _)| *t == "calls")
+    );
+}

@@ -1,0 +1,135 @@
+//! The durable queue under failure: a worker killed in the middle of a job loses nothing;
+//! another worker finishes the job once the lease expires.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushdial_core::Ctx;
+use pushdial_sdk::{CreateCall, UpdateDevice};
+
+use crate::harness::*;
+
+/// A push service whose first request never gets an answer (the worker sending it hangs
+/// there); later requests are accepted. Returns its URL and the number of requests seen.
+async fn push_service_that_hangs_once() -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    let counter = seen.clone();
+    let app = poem::Route::new().at(
+        "/push",
+        poem::post(poem::endpoint::make(move |_req: poem::Request| {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                    std::future::pending::<()>().await;
+                }
+                poem::http::StatusCode::OK
+            }
+        })),
+    );
+    tokio::spawn(async move {
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        poem::Server::new_with_acceptor(acceptor).run(app).await
+    });
+    (url, seen)
+}
+
+fn start_worker(
+    ctx: Ctx,
+) -> (
+    pushdial_core::shutdown::Trigger,
+    tokio::task::JoinHandle<()>,
+) {
+    let (trigger, stop) = pushdial_core::shutdown::channel();
+    let push = pushdial::push_gateway(&ctx.config);
+    let worker = pushdial_worker::Worker::new(ctx, push);
+    (trigger, tokio::spawn(worker.run(stop)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_mid_job_loses_nothing_and_another_worker_finishes_it() {
+    let (push_url, pushes) = push_service_that_hangs_once().await;
+    // The api alone; workers are started (and killed) by the test.
+    let app = TestApp::spawn_with(
+        |c| {
+            c.loopback_push_url = Some(push_url);
+            c.offer_timeout = Duration::from_secs(60);
+        },
+        pushdial::Roles {
+            api: true,
+            worker: false,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let update = UpdateDevice {
+        push_channel: Some(Some("loopback".into())),
+        push_token: Some(Some("tok".into())),
+        ..Default::default()
+    };
+    device.update_device(&update).await.unwrap();
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+
+    // Worker A claims the offer job and hangs inside it, sending the push.
+    let (_a_stop, worker_a) = start_worker(Ctx::connect(app.config.clone()).await.unwrap());
+    eventually(
+        Duration::from_secs(10),
+        "worker A to be inside the job",
+        || async { (pushes.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
+    .await;
+    let leased: i64 = sqlx::query_scalar(
+        "select count(*) from jobs where kind = 'call.offer' and lease_owner is not null",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(leased, 1, "the job is leased by worker A");
+    // Kill it: no cleanup runs, the lease stays in the row.
+    worker_a.abort();
+    let _ = worker_a.await;
+
+    // Worker B takes the job over once the lease expires, and sends the offer again.
+    let (b_stop, worker_b) = start_worker(Ctx::connect(app.config.clone()).await.unwrap());
+    eventually(
+        Duration::from_secs(15),
+        "worker B to send the offer",
+        || async { (pushes.load(Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the offer job to be completed",
+        || async {
+            let left: i64 =
+                sqlx::query_scalar("select count(*) from jobs where kind = 'call.offer'")
+                    .fetch_one(&app.db)
+                    .await
+                    .ok()?;
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    let attempts: Option<i32> =
+        sqlx::query_scalar("select max(attempts) from jobs where dead_at is not null")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(attempts, None, "no job was buried");
+
+    // The call was offered exactly once as a transition, and the phone can take it.
+    assert_eq!(client.get_call(&call.id).await.unwrap().status, "offered");
+    assert_eq!(device.ack(&call.id).await.unwrap().to, "+14155550123");
+    assert_eq!(
+        event_trail(&client, &call.id).await,
+        ["queued", "offered", "delivered"]
+    );
+    b_stop.stop();
+    let _ = tokio::time::timeout(Duration::from_secs(5), worker_b).await;
+}

@@ -1,0 +1,16 @@
+//! End-to-end tests of pushdial: real PostgreSQL (one fresh database per test, cloned from
+//! a migrated template), real Redis (a key prefix per test), real HTTP and WebSockets, and
+//! the reference agent from pushdial-sdk as the phone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+
+mod bad_input;
+mod call_loop;
+mod cli;
+mod failover;
+mod idempotency;
+mod isolation;
+mod jobs;
+mod openapi;

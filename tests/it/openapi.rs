@@ -1,0 +1,47 @@
+//! The committed OpenAPI document is the one the code serves. Run with
+//! `UPDATE_OPENAPI=1` to rewrite it after an API change.
+
+#[test]
+fn committed_openapi_document_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+    let current = pushdial_api::openapi_json() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &current).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "openapi/openapi.json is stale: run `UPDATE_OPENAPI=1 cargo nextest run -E 'test(committed_openapi)'` and commit it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_document_and_reference_are_reachable() {
+    let app = crate::harness::TestApp::spawn().await;
+    let spec: serde_json::Value = reqwest::get(format!("{}/openapi.json", app.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["paths"]["/v1/calls"]["post"].is_object());
+    assert!(
+        spec["paths"]["/v1/calls"]["post"]["responses"]["409"].is_object(),
+        "409 documented"
+    );
+    let docs = reqwest::get(format!("{}/docs", app.url)).await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("redoc"));
+    let health = reqwest::get(format!("{}/healthz", app.url)).await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().contains_key("request-id"));
+    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", app.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["postgres"], "ok");
+    assert_eq!(ready["redis"], "ok");
+}
