@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use pushdial_core::calls::{self, reachability, AckOutcome, Change};
+use pushdial_core::calls::{self, reachability, Change};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::devices::{self as device_store, DeviceUpdate, NewDevice};
 use pushdial_core::store::pairing;
@@ -271,20 +271,15 @@ impl AgentApi {
         let mut tx = ctx.db.begin().await?;
         let outcome = calls::ack(&mut tx, &auth.0, &id).await?;
         tx.commit().await?;
-        match outcome {
-            AckOutcome::Ok(call) => Ok(Json(AckResponse {
-                call_id: call.id,
-                to: call.to_number,
-                confirm: if auth.0.auto_dial {
-                    "auto".into()
-                } else {
-                    call.confirm
-                },
-                expires_at: call.expires_at,
-                status: call.status,
-            })),
-            AckOutcome::Expired => Err(calls::expired_error().into()),
-        }
+        let call = outcome?;
+        let confirm = if auth.0.auto_dial { "auto".into() } else { call.confirm };
+        Ok(Json(AckResponse {
+            call_id: call.id,
+            to: call.to_number,
+            confirm,
+            expires_at: call.expires_at,
+            status: call.status,
+        }))
     }
 
     /// Report a call's status

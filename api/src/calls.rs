@@ -154,6 +154,7 @@ impl CallsApi {
 
     /// List calls
     #[oai(path = "/v1/calls", method = "get", operation_id = "list_calls")]
+    #[allow(clippy::too_many_arguments)] // one argument per query parameter
     async fn list(
         &self,
         auth: SecretKey,

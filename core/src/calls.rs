@@ -408,23 +408,21 @@ pub fn expired_error() -> Error {
     )
 }
 
-/// The outcome of a device's acknowledgement.
-pub enum AckOutcome {
-    Ok(CallRow),
-    /// The call expired (now or before); nothing may be dialed.
-    Expired,
-}
-
 /// A device acknowledges an offer (DESIGN §4: the ack moves the call to `delivered` and
-/// nothing more). The first device to ack takes the call.
-pub async fn ack(conn: &mut PgConnection, device: &DeviceRow, call_id: &str) -> Result<AckOutcome> {
+/// nothing more). The first device to ack takes the call. The inner `Err(call_expired)`
+/// comes after recording the expiry, so the caller commits and then refuses.
+pub async fn ack(
+    conn: &mut PgConnection,
+    device: &DeviceRow,
+    call_id: &str,
+) -> Result<std::result::Result<CallRow, Error>> {
     let call = call_store::lock(conn, &device.org_id, call_id)
         .await?
         .filter(|c| c.agent_id == device.agent_id && c.attempted_device_ids.contains(&device.id))
         .ok_or(Error::NotFound("call"))?;
     let status = status_of(&call)?;
     if status == CallStatus::Expired {
-        return Ok(AckOutcome::Expired);
+        return Ok(Err(expired_error()));
     }
     let taken_by_another = call.device_id.as_deref() != Some(device.id.as_str())
         && !matches!(
@@ -453,7 +451,7 @@ pub async fn ack(conn: &mut PgConnection, device: &DeviceRow, call_id: &str) -> 
             },
         )
         .await?;
-        return Ok(AckOutcome::Expired);
+        return Ok(Err(expired_error()));
     }
     if status == CallStatus::Offered {
         if call.device_id.as_deref() != Some(device.id.as_str()) {
@@ -463,10 +461,10 @@ pub async fn ack(conn: &mut PgConnection, device: &DeviceRow, call_id: &str) -> 
             device_id: Some(&device.id),
             ..Change::to(CallStatus::Delivered)
         };
-        return Ok(AckOutcome::Ok(apply(conn, &call, change).await?));
+        return Ok(Ok(apply(conn, &call, change).await?));
     }
     if call.device_id.as_deref() == Some(device.id.as_str()) {
-        Ok(AckOutcome::Ok(call))
+        Ok(Ok(call))
     } else {
         Err(Error::conflict(
             "call_taken",

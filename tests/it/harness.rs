@@ -212,13 +212,6 @@ impl TestApp {
         Client::new(&self.url, &org.secret_key).unwrap()
     }
 
-    /// A raw request builder with the organization's secret key.
-    pub fn http(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        reqwest::Client::new()
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(&self.org.secret_key)
-    }
-
     /// Creates an agent and pairs a device to it; returns (agent_id, device client, device id).
     pub async fn agent_with_device(
         &self,

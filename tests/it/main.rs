@@ -14,3 +14,4 @@ mod idempotency;
 mod isolation;
 mod jobs;
 mod openapi;
+mod shutdown;
