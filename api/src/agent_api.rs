@@ -272,7 +272,11 @@ impl AgentApi {
         let outcome = calls::ack(&mut tx, &auth.0, &id).await?;
         tx.commit().await?;
         let call = outcome?;
-        let confirm = if auth.0.auto_dial { "auto".into() } else { call.confirm };
+        let confirm = if auth.0.auto_dial {
+            "auto".into()
+        } else {
+            call.confirm
+        };
         Ok(Json(AckResponse {
             call_id: call.id,
             to: call.to_number,
