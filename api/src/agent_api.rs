@@ -83,7 +83,7 @@ pub struct ReportRequest {
     pub status: String,
     /// Length of a completed call in seconds.
     pub duration_s: Option<i32>,
-    /// For `failed`: `dial_failed`.
+    /// For `failed`: `dial_failed` (default) or `expired`.
     pub reason: Option<String>,
     /// `false` when the app inferred the state rather than observed it (default true).
     pub observed: Option<bool>,
@@ -308,11 +308,12 @@ impl AgentApi {
         use pushdial_core::lifecycle::CallStatus;
         let reason = match (status, b.reason.as_deref()) {
             (CallStatus::Failed, None | Some("dial_failed")) => Some("dial_failed"),
+            // The phone found the call expired between reporting `dialing` and dialing.
+            (CallStatus::Failed, Some("expired")) => Some("expired"),
             (_, None) => None,
             _ => {
-                return Err(
-                    Error::invalid("reason", "only `dial_failed`, with status `failed`").into(),
-                )
+                let why = "`dial_failed` or `expired`, with status `failed`";
+                return Err(Error::invalid("reason", why).into());
             }
         };
         let duration_s = match (status, b.duration_s) {

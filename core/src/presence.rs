@@ -13,6 +13,9 @@ use redis::aio::ConnectionManager;
 
 /// How long a single Redis command may take before we treat Redis as unavailable.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a failed command, commands fail at once for this long instead of each waiting for
+/// a reconnect: requests stay fast (on the Postgres fallback) while Redis is down.
+const BACKOFF_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// Handle on the shared Redis: presence keys and the pub/sub channels between processes.
 #[derive(Clone)]
@@ -21,6 +24,8 @@ pub struct Presence {
     conn: ConnectionManager,
     prefix: String,
     window: Duration,
+    /// Milliseconds since the Unix epoch before which Redis is presumed down.
+    down_until: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Presence {
@@ -45,7 +50,41 @@ impl Presence {
             conn,
             prefix: prefix.to_owned(),
             window,
+            down_until: Default::default(),
         })
+    }
+
+    /// Runs one command with a deadline, failing fast while Redis is known to be down.
+    async fn guarded<T>(
+        &self,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> redis::RedisResult<T> {
+        use std::sync::atomic::Ordering;
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        if now < self.down_until.load(Ordering::Relaxed) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "redis presumed down",
+            )));
+        }
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+            Ok(r) => r,
+            Err(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "redis command timed out",
+            ))),
+        };
+        if let Err(e) = &result {
+            if e.is_io_error()
+                || e.is_timeout()
+                || e.is_connection_dropped()
+                || e.is_connection_refusal()
+            {
+                let until = now + BACKOFF_AFTER_FAILURE.as_millis() as u64;
+                self.down_until.store(until, Ordering::Relaxed);
+            }
+        }
+        result
     }
 
     fn presence_key(&self, device_id: &str) -> String {
@@ -63,27 +102,29 @@ impl Presence {
     /// Marks a device live on `instance` for one presence window.
     pub async fn mark_live(&self, device_id: &str, instance: &str) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("SET")
-            .arg(self.presence_key(device_id))
-            .arg(instance)
-            .arg("PX")
-            .arg(self.window.as_millis() as u64)
-            .query_async(&mut conn)
-            .await
+        self.guarded(
+            redis::cmd("SET")
+                .arg(self.presence_key(device_id))
+                .arg(instance)
+                .arg("PX")
+                .arg(self.window.as_millis() as u64)
+                .query_async(&mut conn),
+        )
+        .await
     }
 
     /// Removes the device's presence if it still points at `instance` (a newer socket on
     /// another instance must not be erased by an old one closing).
     pub async fn clear(&self, device_id: &str, instance: &str) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        redis::Script::new(
+        let script = redis::Script::new(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-        )
-        .key(self.presence_key(device_id))
-        .arg(instance)
-        .invoke_async::<i64>(&mut conn)
-        .await
-        .map(|_| ())
+        );
+        let mut invocation = script.key(self.presence_key(device_id));
+        invocation.arg(instance);
+        self.guarded(invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
     }
 
     /// The instance holding each device's live socket, if any.
@@ -96,7 +137,8 @@ impl Presence {
         }
         let mut conn = self.conn.clone();
         let keys: Vec<String> = device_ids.iter().map(|d| self.presence_key(d)).collect();
-        redis::cmd("MGET").arg(keys).query_async(&mut conn).await
+        self.guarded(redis::cmd("MGET").arg(keys).query_async(&mut conn))
+            .await
     }
 
     /// Sends a message to a device's live socket, wherever it is held. `Ok(false)` when no
@@ -121,10 +163,13 @@ impl Presence {
         };
         let envelope = serde_json::json!({ "device_id": device_id, "message": message });
         let mut conn = self.conn.clone();
-        let receivers: i64 = redis::cmd("PUBLISH")
-            .arg(self.instance_channel(&instance))
-            .arg(envelope.to_string())
-            .query_async(&mut conn)
+        let receivers: i64 = self
+            .guarded(
+                redis::cmd("PUBLISH")
+                    .arg(self.instance_channel(&instance))
+                    .arg(envelope.to_string())
+                    .query_async(&mut conn),
+            )
             .await?;
         Ok(receivers > 0)
     }
@@ -132,12 +177,14 @@ impl Presence {
     /// Tells workers in other processes that jobs were committed.
     pub async fn publish_jobs(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        redis::cmd("PUBLISH")
-            .arg(self.jobs_channel())
-            .arg("1")
-            .query_async::<i64>(&mut conn)
-            .await
-            .map(|_| ())
+        self.guarded(
+            redis::cmd("PUBLISH")
+                .arg(self.jobs_channel())
+                .arg("1")
+                .query_async::<i64>(&mut conn),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {

@@ -14,4 +14,5 @@ mod idempotency;
 mod isolation;
 mod jobs;
 mod openapi;
+mod redis_down;
 mod shutdown;

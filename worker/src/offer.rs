@@ -265,6 +265,14 @@ async fn deliver(
             }
             Ok(false) => tracing::info!(device_id = %device.id, "socket gone; trying push"),
             Err(e) => {
+                if device.push_channel.is_none() {
+                    // Redis is down but the device is live (Postgres fallback): retry the
+                    // job later rather than give up on a phone that is there.
+                    return Err(JobError {
+                        message: format!("live delivery unavailable: {e}"),
+                        retry_after: None,
+                    });
+                }
                 tracing::warn!(device_id = %device.id, error = %e, "live delivery failed; trying push")
             }
         }

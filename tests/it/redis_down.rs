@@ -1,0 +1,122 @@
+//! When Redis is down, presence falls back to the heartbeats recorded in PostgreSQL: a
+//! connected phone is still reachable and calls are still accepted; readiness says Redis
+//! is unavailable.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use pushdial_sdk::CreateCall;
+
+use crate::harness::*;
+
+/// A private Redis server on a free port, killed on drop.
+struct PrivateRedis {
+    child: Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        eventually(
+            Duration::from_secs(10),
+            "private redis to answer",
+            || async {
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        PrivateRedis { child, url }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_falls_back_to_postgres_while_redis_is_down() {
+    let redis = PrivateRedis::start().await;
+    let url = redis.url.clone();
+    let app = TestApp::spawn_with(
+        move |c| {
+            c.redis_url = url;
+            c.presence_window = Duration::from_secs(60);
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let _stream = device.connect_stream().await.unwrap();
+    eventually(Duration::from_secs(5), "the agent to be online", || async {
+        client
+            .get_agent(&agent_id)
+            .await
+            .ok()
+            .filter(|a| a.presence == "online")
+    })
+    .await;
+
+    drop(redis);
+    let ready = reqwest::get(format!("{}/readyz", app.url)).await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let problem: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(problem["code"], "not_ready");
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("redis: unavailable"));
+
+    let agent = client.get_agent(&agent_id).await.unwrap();
+    assert!(
+        agent.reachable,
+        "the socket's heartbeat in PostgreSQL keeps the agent reachable"
+    );
+    assert_eq!(agent.presence, "online");
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    assert_eq!(call.status, "queued");
+    // The offer cannot reach the socket without Redis; the call is not failed for that —
+    // the job retries.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = client.get_call(&call.id).await.unwrap();
+    assert!(
+        matches!(now.status.as_str(), "queued" | "offered"),
+        "{}",
+        now.status
+    );
+}
