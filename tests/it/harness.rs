@@ -75,10 +75,23 @@ pub async fn fresh_database() -> String {
             .await
             .expect("migrate template");
         pool.close().await;
-        sqlx::query(&format!("alter database {building} rename to {template}"))
+        // The pool's backends may take a moment to go away; a rename needs none left.
+        let mut tries = 0;
+        while let Err(e) = sqlx::query(&format!("alter database {building} rename to {template}"))
+            .execute(&mut admin)
+            .await
+        {
+            tries += 1;
+            assert!(tries < 100, "rename template: {e}");
+            sqlx::query(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1",
+            )
+            .bind(&building)
             .execute(&mut admin)
             .await
             .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     sqlx::query("select pg_advisory_unlock(727001)")
         .execute(&mut admin)
