@@ -2,7 +2,7 @@
 //! and the codes that pair a phone to one of them.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use pushdial_core::calls::{reachability, Reach};
@@ -11,6 +11,7 @@ use pushdial_core::store::{agents as agent_store, devices as device_store, pairi
 use pushdial_core::{secrets, Ctx, Error};
 
 use crate::auth::SecretKey;
+use crate::idempotency::Idempotency;
 use crate::models::{page, Agent, List};
 use crate::problems;
 use crate::Tags;
@@ -18,7 +19,7 @@ use crate::Tags;
 pub struct AgentsApi;
 
 /// Creates an agent.
-#[derive(Debug, Object)]
+#[derive(Debug, Object, serde::Serialize)]
 #[oai(deny_unknown_fields)]
 pub struct CreateAgent {
     /// Display name, 1 to 200 characters.
@@ -60,7 +61,7 @@ pub enum PairingCodeCreated {
 
 problems!(
     /// Errors of agent creation.
-    CreateAgentError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 413 => PayloadTooLarge }
+    CreateAgentError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 409 => Conflict, 413 => PayloadTooLarge, 422 => UnprocessableEntity }
 );
 problems!(
     /// Errors of reading agents.
@@ -107,8 +108,16 @@ impl AgentsApi {
         &self,
         auth: SecretKey,
         ctx: poem::web::Data<&Ctx>,
+        /// Makes retries safe for 24 hours: the same key and body return the first answer.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
         body: Json<CreateAgent>,
     ) -> Result<AgentCreated, CreateAgentError> {
+        let org_id = &auth.0.org_id;
+        let idem = Idempotency::new(idempotency_key.0, "POST /v1/agents", &body.0)?;
+        if let Some(agent) = idem.replay(&mut *ctx.db.acquire().await?, org_id).await? {
+            return Ok(AgentCreated::Created(Json(agent)));
+        }
         let name = body.0.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
             return Err(Error::invalid("name", "must be 1 to 200 characters").into());
@@ -123,16 +132,16 @@ impl AgentsApi {
                 return Err(Error::invalid("email", "must be an e-mail address").into());
             }
         }
-        let mut conn = ctx.db.acquire().await?;
-        let row = agent_store::insert(
-            &mut conn,
-            &ids::new_id(Kind::Agent),
-            &auth.0.org_id,
-            name,
-            email,
-        )
-        .await?;
-        Ok(AgentCreated::Created(Json(Agent::new(row, &[]))))
+        let mut tx = ctx.db.begin().await?;
+        if let Some(agent) = idem.lock(&mut tx, org_id).await? {
+            return Ok(AgentCreated::Created(Json(agent)));
+        }
+        let row =
+            agent_store::insert(&mut tx, &ids::new_id(Kind::Agent), org_id, name, email).await?;
+        let agent = Agent::new(row, &[]);
+        idem.save(&mut tx, org_id, 201, &agent).await?;
+        tx.commit().await?;
+        Ok(AgentCreated::Created(Json(agent)))
     }
 
     /// List agents with their presence

@@ -10,11 +10,10 @@ use pushdial_core::calls::{self, CallRequest, RawCallRequest};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
 use pushdial_core::store::calls::{self as call_store, CallFilter};
-use pushdial_core::store::idempotency;
 use pushdial_core::{Ctx, Error};
-use sha2::{Digest, Sha256};
 
 use crate::auth::SecretKey;
+use crate::idempotency::Idempotency;
 use crate::models::{page, Call, CallEvent, List};
 use crate::problems;
 use crate::Tags;
@@ -62,31 +61,6 @@ problems!(
     CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
 
-fn check_idempotency_key(key: &str) -> Result<(), Error> {
-    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(Error::invalid(
-            "Idempotency-Key",
-            "1 to 255 printable ASCII characters without spaces",
-        ));
-    }
-    Ok(())
-}
-
-/// The stored answer for an earlier request with the same key, or the refusal of a
-/// different body under that key.
-fn replay(stored: idempotency::Stored, hash: &[u8]) -> Result<CallCreated, CreateCallError> {
-    if stored.request_hash != hash {
-        return Err(Error::Unprocessable {
-            code: "idempotency_key_reused",
-            message: "this Idempotency-Key was used with a different request body".into(),
-        }
-        .into());
-    }
-    let call: Call =
-        serde_json::from_value(stored.body).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(CallCreated::Created(Json(call)))
-}
-
 #[OpenApi(tag = "Tags::Calls")]
 impl CallsApi {
     /// Create a call
@@ -104,14 +78,9 @@ impl CallsApi {
         body: Json<CreateCall>,
     ) -> Result<CallCreated, CreateCallError> {
         let org_id = &auth.0.org_id;
-        let key = idempotency_key.0;
-        let hash = Sha256::digest(serde_json::to_vec(&body.0).unwrap_or_default()).to_vec();
-        if let Some(key) = &key {
-            check_idempotency_key(key)?;
-            let mut conn = ctx.db.acquire().await?;
-            if let Some(stored) = idempotency::find(&mut conn, org_id, key).await? {
-                return replay(stored, &hash);
-            }
+        let idem = Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?;
+        if let Some(call) = idem.replay(&mut *ctx.db.acquire().await?, org_id).await? {
+            return Ok(CallCreated::Created(Json(call)));
         }
         let b = body.0;
         let request = CallRequest::parse(
@@ -128,24 +97,12 @@ impl CallsApi {
         let (agent_id, device_id) = calls::check_target(&ctx, org_id, &request.target).await?;
 
         let mut tx = ctx.db.begin().await?;
-        if let Some(key) = &key {
-            if !idempotency::try_lock(&mut tx, org_id, key).await? {
-                return Err(Error::conflict(
-                    "idempotency_key_in_use",
-                    "a request with this Idempotency-Key is still being processed; retry shortly",
-                )
-                .into());
-            }
-            if let Some(stored) = idempotency::find(&mut tx, org_id, key).await? {
-                return replay(stored, &hash);
-            }
+        if let Some(call) = idem.lock(&mut tx, org_id).await? {
+            return Ok(CallCreated::Created(Json(call)));
         }
         let row = calls::insert(&mut tx, org_id, &request, &agent_id, device_id.as_deref()).await?;
         let call = Call::from(row);
-        if let Some(key) = &key {
-            let body = serde_json::to_value(&call).map_err(|e| Error::Internal(e.to_string()))?;
-            idempotency::save(&mut tx, org_id, key, &hash, 201, &body).await?;
-        }
+        idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
         ctx.wake_workers().await;
         tracing::info!(call_id = %call.id, org_id = %org_id, "call queued");

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod auth;
 pub mod calls;
 pub mod devices;
+pub mod idempotency;
 pub mod models;
 pub mod problem;
 pub mod stream;
@@ -110,17 +111,38 @@ async fn readyz(ctx: Data<&Ctx>, stop: Data<&Stop>) -> Response {
     }
 }
 
+/// The rendered reference, self-contained: the stock page's web-font link is removed so
+/// that reading the docs sends no request outside the deployment.
+fn docs_page(stock: &str) -> String {
+    let page = stock.replace(
+        "<title>Redoc</title>",
+        "<title>pushdial API reference</title>",
+    );
+    match page.find("<link href=\"https://fonts.googleapis.com") {
+        Some(start) => match page[start..].find('>') {
+            Some(len) => format!("{}{}", &page[..start], &page[start + len + 1..]),
+            None => page,
+        },
+        None => page,
+    }
+}
+
 /// The routes of the api, with request ids, body limits and problem documents for every
 /// error.
 pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<Output = Response> {
     let service = api_service().server(ctx.config.public_url());
     let spec = service.spec_endpoint();
-    let docs = service.redoc();
+    let docs = docs_page(&service.redoc_html());
     Route::new()
         .nest("/", service)
         .at("/agent/v1/stream", get(stream::stream))
         .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .at(
+            "/docs",
+            get(poem::endpoint::make_sync(move |_| {
+                poem::web::Html(docs.clone())
+            })),
+        )
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .data(ctx)

@@ -13,8 +13,9 @@ use pushdial_core::store::Page;
 use pushdial_core::{ids, Error};
 
 /// How an agent or device can be reached now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Presence {
     /// A live socket.
     Online,
@@ -35,7 +36,7 @@ impl From<&Reach> for Presence {
 }
 
 /// A member of the organization who takes calls on their devices.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub id: String,
     /// Always `agent`.

@@ -74,3 +74,44 @@ async fn idempotency_key_replays_refuses_other_bodies_and_concurrent_use() {
     let b = client.create_call(&request, None).await.unwrap();
     assert_ne!(a.id, b.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_creation_is_idempotent_too_and_keys_are_per_route() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, key: &str, body: serde_json::Value| {
+        http.post(format!("{}{path}", app.url))
+            .bearer_auth(&app.org.secret_key)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let first = post("/v1/agents", "agent-1", serde_json::json!({"name": "Ann"}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again: serde_json::Value =
+        post("/v1/agents", "agent-1", serde_json::json!({"name": "Ann"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(app.count("agents").await, 1);
+    // The same key on another route is another request.
+    let other = post(
+        "/v1/calls",
+        "agent-1",
+        serde_json::json!({"to": "+14155550123", "agent_id": first["id"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 422);
+    let bad_key = post("/v1/agents", "has space", serde_json::json!({"name": "Bo"}))
+        .await
+        .unwrap();
+    assert_eq!(bad_key.status(), 400);
+    assert_eq!(app.count("agents").await, 1);
+}

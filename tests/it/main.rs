@@ -13,6 +13,7 @@ mod failover;
 mod idempotency;
 mod isolation;
 mod jobs;
+mod lists;
 mod openapi;
 mod redis_down;
 mod shutdown;

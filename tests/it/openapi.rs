@@ -32,7 +32,20 @@ async fn served_document_and_reference_are_reachable() {
     );
     let docs = reqwest::get(format!("{}/docs", app.url)).await.unwrap();
     assert_eq!(docs.status(), 200);
-    assert!(docs.text().await.unwrap().contains("redoc"));
+    let page = docs.text().await.unwrap();
+    assert!(
+        page.contains("Redoc.init"),
+        "the reference renders with the embedded Redoc"
+    );
+    assert!(page.contains("pushdial API reference"));
+    assert!(
+        !page.contains("fonts.googleapis.com"),
+        "no web fonts from outside the deployment"
+    );
+    assert!(
+        !page.contains("src=\"http"),
+        "no scripts from outside the deployment"
+    );
     let health = reqwest::get(format!("{}/healthz", app.url)).await.unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.headers().contains_key("request-id"));
