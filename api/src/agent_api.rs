@@ -4,12 +4,13 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use pushdial_core::calls::{self, reachability, Change};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::devices::{self as device_store, DeviceUpdate, NewDevice};
 use pushdial_core::store::pairing;
-use pushdial_core::{secrets, Ctx, Error};
+use pushdial_core::{secrets, text, Ctx, Error};
 
 use crate::auth::DeviceToken;
 use crate::models::{Call, Device};
@@ -46,9 +47,9 @@ pub struct PairResponse {
 #[oai(deny_unknown_fields)]
 pub struct UpdateDevice {
     /// `fcm`, `apns`, `webpush` or `loopback`; `null` removes the push channel.
-    #[oai(default)]
-    pub push_channel: Option<Option<String>>,
-    pub push_token: Option<String>,
+    pub push_channel: MaybeUndefined<String>,
+    /// The channel's token; required with `push_channel`.
+    pub push_token: MaybeUndefined<String>,
     pub app_version: Option<String>,
     pub capabilities: Option<Vec<String>>,
     /// The device dials without asking its user.
@@ -101,7 +102,7 @@ problems!(
 );
 problems!(
     /// Errors of device self-service.
-    DeviceSelfError { 400 => BadRequest, 401 => Unauthorized, 413 => PayloadTooLarge }
+    DeviceSelfError { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 413 => PayloadTooLarge }
 );
 problems!(
     /// Errors of acks and reports.
@@ -123,10 +124,7 @@ impl AgentApi {
         body: Json<PairRequest>,
     ) -> Result<Paired, PairError> {
         let b = body.0;
-        let name = b.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(Error::invalid("name", "must be 1 to 100 characters").into());
-        }
+        let name = text::required("name", &b.name, 100)?;
         if !PLATFORMS.contains(&b.platform.as_str()) {
             return Err(Error::invalid("platform", "one of android, ios, web, cli").into());
         }
@@ -178,52 +176,52 @@ impl AgentApi {
         body: Json<UpdateDevice>,
     ) -> Result<Json<Device>, DeviceSelfError> {
         let b = body.0;
+        let token = match b.push_token {
+            MaybeUndefined::Value(t) => Some(text::required("push_token", &t, 4096)?.to_owned()),
+            _ => None,
+        };
         let push = match b.push_channel {
-            None => {
-                if b.push_token.is_some() {
+            MaybeUndefined::Undefined => {
+                if token.is_some() {
                     return Err(Error::invalid("push_channel", "required with push_token").into());
                 }
                 None
             }
-            Some(None) => Some((None, None)),
-            Some(Some(channel)) => {
+            // `null` removes the push channel (and its token).
+            MaybeUndefined::Null => Some((None, None)),
+            MaybeUndefined::Value(channel) => {
                 if !PUSH_CHANNELS.contains(&channel.as_str()) {
-                    return Err(Error::invalid(
-                        "push_channel",
-                        "one of fcm, apns, webpush, loopback",
-                    )
-                    .into());
+                    let why = "one of fcm, apns, webpush, loopback, or null";
+                    return Err(Error::invalid("push_channel", why).into());
                 }
-                match b.push_token {
-                    Some(t) if !t.is_empty() && t.len() <= 4096 => Some((Some(channel), Some(t))),
-                    _ => {
-                        return Err(Error::invalid(
-                            "push_token",
-                            "required with push_channel, up to 4096 characters",
+                match token {
+                    Some(t) => Some((Some(channel), Some(t))),
+                    None => {
+                        return Err(
+                            Error::invalid("push_token", "required with push_channel").into()
                         )
-                        .into())
                     }
                 }
             }
         };
         if let Some(caps) = &b.capabilities {
-            if caps.len() > 32 || caps.iter().any(|c| c.is_empty() || c.len() > 64) {
-                return Err(
-                    Error::invalid("capabilities", "up to 32 names of 1 to 64 characters").into(),
-                );
+            if caps.len() > 32 {
+                return Err(Error::invalid("capabilities", "at most 32").into());
+            }
+            for c in caps {
+                text::required("capabilities", c, 64)?;
             }
         }
-        if b.app_version.as_ref().is_some_and(|v| v.len() > 64) {
-            return Err(Error::invalid("app_version", "up to 64 characters").into());
-        }
+        let app_version =
+            text::optional("app_version", b.app_version.as_deref(), 64)?.map(str::to_owned);
         let update = DeviceUpdate {
             push,
-            app_version: b.app_version,
+            app_version,
             capabilities: b.capabilities,
             auto_dial: b.auto_dial,
         };
         let mut conn = ctx.db.acquire().await?;
-        device_store::update(&mut conn, &auth.0.id, &update).await?;
+        device_store::update(&mut conn, &auth.0.org_id, &auth.0.id, &update).await?;
         let row = device_store::get(&mut conn, &auth.0.org_id, &auth.0.id)
             .await?
             .ok_or(Error::NotFound("device"))?;

@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use pushdial_core::calls::{reachability, Reach};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::{agents as agent_store, devices as device_store, pairing};
-use pushdial_core::{secrets, Ctx, Error};
+use pushdial_core::{secrets, text, Ctx, Error};
 
 use crate::auth::SecretKey;
 use crate::idempotency::Idempotency;
@@ -118,16 +118,12 @@ impl AgentsApi {
         if let Some(agent) = idem.replay(&mut *ctx.db.acquire().await?, org_id).await? {
             return Ok(AgentCreated::Created(Json(agent)));
         }
-        let name = body.0.name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(Error::invalid("name", "must be 1 to 200 characters").into());
-        }
-        let email = body.0.email.as_deref().map(str::trim);
+        let name = text::required("name", &body.0.name, 200)?;
+        let email = text::optional("email", body.0.email.as_deref(), 254)?;
         if let Some(email) = email {
-            let plausible = email.len() <= 254
-                && email
-                    .split_once('@')
-                    .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'));
+            let plausible = email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !email.contains(' ')
+            });
             if !plausible {
                 return Err(Error::invalid("email", "must be an e-mail address").into());
             }

@@ -88,7 +88,7 @@ pub async fn device_from_token(ctx: &Ctx, token: &str) -> Result<DeviceRow, Erro
         ));
     }
     // Any authenticated agent request is a check-in that keeps a push channel fresh.
-    devices::touch_seen(&mut conn, &device.id).await?;
+    devices::touch_seen(&mut conn, &device.org_id, &device.id).await?;
     Ok(device)
 }
 

@@ -9,7 +9,7 @@ use pushdial_core::store::devices as device_store;
 use pushdial_core::{Ctx, Error};
 
 use crate::auth::SecretKey;
-use crate::models::{Device, List};
+use crate::models::{page, Device, List};
 use crate::problems;
 use crate::Tags;
 
@@ -41,22 +41,27 @@ impl DevicesApi {
         ctx: poem::web::Data<&Ctx>,
         /// Only this agent's devices.
         agent_id: Query<Option<String>>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<i64>>,
+        starting_after: Query<Option<String>>,
+        ending_before: Query<Option<String>>,
     ) -> Result<Json<List<Device>>, DeviceError> {
+        let page = page(Kind::Device, limit.0, starting_after.0, ending_before.0)?;
         let agent = agent_id
             .0
             .map(|a| ids::parse(Kind::Agent, "agent_id", &a))
-            .transpose()?
-            .map(|a| vec![a]);
+            .transpose()?;
         let mut conn = ctx.db.acquire().await?;
-        let rows = device_store::list(&mut conn, &auth.0.org_id, agent.as_deref()).await?;
+        let rows = device_store::page(&mut conn, &auth.0.org_id, agent.as_deref(), &page).await?;
         drop(conn);
-        let reach = reachability(&ctx, &rows).await;
+        let reach = reachability(&ctx, &rows.data).await;
         let data = rows
+            .data
             .into_iter()
             .zip(reach.iter())
             .map(|(d, r)| Device::new(d, r))
             .collect();
-        Ok(Json(List::new(data, false)))
+        Ok(Json(List::new(data, rows.has_more)))
     }
 
     /// Retrieve a device

@@ -19,7 +19,7 @@ pub mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpAcceptor};
+use poem::listener::TcpAcceptor;
 use poem::web::Data;
 use poem::{get, handler, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::{OpenApiService, Tags as TagsDerive};
@@ -164,7 +164,13 @@ pub async fn run(listener: std::net::TcpListener, ctx: Ctx, stop: Stop) -> std::
             let instance = ctx.instance_id.clone();
             ctx.presence
                 .follow_instance(&instance, stop, |device_id, message| {
-                    if !sockets.send(&device_id, message.to_string()) {
+                    let text = message.to_string();
+                    let outgoing = if message["type"] == "device.revoked" {
+                        stream::Outgoing::Close(text)
+                    } else {
+                        stream::Outgoing::Text(text)
+                    };
+                    if !sockets.send(&device_id, outgoing) {
                         tracing::debug!(device_id = %device_id, "message for a socket no longer here");
                     }
                 })
@@ -182,9 +188,3 @@ pub async fn run(listener: std::net::TcpListener, ctx: Ctx, stop: Stop) -> std::
     follower.abort();
     result
 }
-
-// Silence the unused-import lint for the Listener trait when only acceptors are used.
-#[allow(unused_imports)]
-use Acceptor as _;
-#[allow(unused_imports)]
-use Listener as _;

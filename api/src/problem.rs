@@ -112,12 +112,16 @@ macro_rules! problems {
             /// Something failed on our side.
             #[oai(status = 500, content_type = "application/problem+json")]
             Internal(poem_openapi::payload::Json<$crate::problem::Problem>),
+            /// A dependency (PostgreSQL) is unavailable; retry later.
+            #[oai(status = 503, content_type = "application/problem+json")]
+            Unavailable(poem_openapi::payload::Json<$crate::problem::Problem>),
         }
 
         impl From<$crate::problem::Problem> for $name {
             fn from(p: $crate::problem::Problem) -> Self {
                 match p.status {
                     $($status => $name::$variant(poem_openapi::payload::Json(p)),)*
+                    503 => $name::Unavailable(poem_openapi::payload::Json(p)),
                     other => {
                         if other != 500 {
                             tracing::error!(status = other, code = %p.code, "undeclared error status");

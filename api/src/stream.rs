@@ -20,15 +20,24 @@ use tokio::sync::mpsc;
 
 use crate::problem::Problem;
 
+/// What this instance sends down one socket.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A message to forward as a text frame.
+    Text(String),
+    /// Forward this last message, then close (the device was revoked).
+    Close(String),
+}
+
 /// The sockets this instance holds, by device: where messages for a device go.
 #[derive(Default)]
 pub struct Sockets {
     next: AtomicU64,
-    by_device: Mutex<HashMap<String, (u64, mpsc::Sender<String>)>>,
+    by_device: Mutex<HashMap<String, (u64, mpsc::Sender<Outgoing>)>>,
 }
 
 impl Sockets {
-    fn register(&self, device_id: &str) -> (u64, mpsc::Receiver<String>) {
+    fn register(&self, device_id: &str) -> (u64, mpsc::Receiver<Outgoing>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(64);
         // A newer socket of the same device replaces the old one, whose sender is dropped;
@@ -45,7 +54,7 @@ impl Sockets {
     }
 
     /// Queues a message for a device's socket on this instance; `false` if none.
-    pub fn send(&self, device_id: &str, message: String) -> bool {
+    pub fn send(&self, device_id: &str, message: Outgoing) -> bool {
         let sender = self.lock().get(device_id).map(|(_, tx)| tx.clone());
         match sender {
             Some(tx) => tx.try_send(message).is_ok(),
@@ -53,16 +62,7 @@ impl Sockets {
         }
     }
 
-    /// How many sockets this instance holds.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, mpsc::Sender<String>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, mpsc::Sender<Outgoing>)>> {
         self.by_device.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -109,7 +109,7 @@ pub async fn stream(
     let sockets = (*sockets).clone();
     let stop = (*stop).clone();
     ws.on_upgrade(move |socket| async move {
-        serve_socket(ctx, sockets, stop, device.id, socket).await;
+        serve_socket(ctx, sockets, stop, device.org_id, device.id, socket).await;
     })
     .into_response()
 }
@@ -118,6 +118,7 @@ async fn serve_socket(
     ctx: Ctx,
     sockets: std::sync::Arc<Sockets>,
     stop: Stop,
+    org_id: String,
     device_id: String,
     socket: poem::web::websocket::WebSocketStream,
 ) {
@@ -125,7 +126,8 @@ async fn serve_socket(
     let (conn_id, mut outbox) = sockets.register(&device_id);
     let heartbeat = ctx.config.heartbeat_interval();
     let window = ctx.config.presence_window;
-    refresh(&ctx, &device_id).await;
+    // When this socket last wrote the Postgres fallback; a newer socket's write is later.
+    let mut written = refresh(&ctx, &org_id, &device_id).await;
     tracing::info!(device_id = %device_id, "agent connected");
 
     let hello = serde_json::json!({
@@ -145,18 +147,18 @@ async fn serve_socket(
                     // Any frame (heartbeat, ping, pong) shows the device is there.
                     last_heard = Instant::now();
                     if last_refresh.elapsed() >= heartbeat / 2 {
-                        refresh(&ctx, &device_id).await;
+                        written = refresh(&ctx, &org_id, &device_id).await.or(written);
                         last_refresh = Instant::now();
                     }
                 }
             },
             outgoing = outbox.recv() => match outgoing {
-                Some(text) => {
-                    let revoked = text.contains("\"device.revoked\"");
+                Some(Outgoing::Text(text)) => {
                     alive = sink.send(Message::Text(text)).await.is_ok();
-                    if revoked {
-                        break;
-                    }
+                }
+                Some(Outgoing::Close(text)) => {
+                    let _ = sink.send(Message::Text(text)).await;
+                    break;
                 }
                 // Replaced by a newer socket of the same device.
                 None => break,
@@ -181,8 +183,10 @@ async fn serve_socket(
         if let Err(e) = ctx.presence.clear(&device_id, &ctx.instance_id).await {
             tracing::warn!(device_id = %device_id, error = %e, "presence not cleared in Redis");
         }
-        if let Ok(mut conn) = ctx.db.acquire().await {
-            if let Err(e) = device_store::clear_stream(&mut conn, &device_id).await {
+        if let (Ok(mut conn), Some(written)) = (ctx.db.acquire().await, written) {
+            if let Err(e) =
+                device_store::clear_stream(&mut conn, &org_id, &device_id, written).await
+            {
                 tracing::warn!(device_id = %device_id, error = %e, "presence fallback not cleared");
             }
         }
@@ -194,17 +198,25 @@ fn sockets_has(sockets: &Sockets, device_id: &str) -> bool {
     sockets.lock().contains_key(device_id)
 }
 
-/// Marks the device live for another presence window, in Redis and in Postgres.
-async fn refresh(ctx: &Ctx, device_id: &str) {
+/// Marks the device live for another presence window, in Redis and in Postgres; returns
+/// the time written to Postgres.
+async fn refresh(
+    ctx: &Ctx,
+    org_id: &str,
+    device_id: &str,
+) -> Option<chrono::DateTime<chrono::Utc>> {
     if let Err(e) = ctx.presence.mark_live(device_id, &ctx.instance_id).await {
         tracing::warn!(device_id, error = %e, "presence not written to Redis");
     }
-    match ctx.db.acquire().await {
-        Ok(mut conn) => {
-            if let Err(e) = device_store::touch_stream(&mut conn, device_id).await {
-                tracing::warn!(device_id, error = %e, "presence fallback not written");
-            }
+    let written = match ctx.db.acquire().await {
+        Ok(mut conn) => device_store::touch_stream(&mut conn, org_id, device_id).await,
+        Err(e) => Err(e),
+    };
+    match written {
+        Ok(at) => at,
+        Err(e) => {
+            tracing::warn!(device_id, error = %e, "presence fallback not written");
+            None
         }
-        Err(e) => tracing::warn!(device_id, error = %e, "presence fallback not written"),
     }
 }

@@ -14,6 +14,7 @@ use crate::queue::{self, kinds};
 use crate::store::agents as agent_store;
 use crate::store::calls::{self as call_store, CallRow, NewCall, NewEvent};
 use crate::store::devices::{self as device_store, DeviceRow};
+use crate::text::has_control;
 use crate::{Ctx, Error, Result};
 
 /// How a device can be reached right now.
@@ -167,13 +168,12 @@ impl CallRequest {
         if metadata.len() > 20 {
             errors.push(crate::FieldError::new("metadata", "at most 20 keys"));
         }
-        if metadata
-            .iter()
-            .any(|(k, v)| k.is_empty() || k.len() > 40 || v.len() > 500)
-        {
+        if metadata.iter().any(|(k, v)| {
+            k.is_empty() || k.len() > 40 || v.len() > 500 || has_control(k) || has_control(v)
+        }) {
             errors.push(crate::FieldError::new(
                 "metadata",
-                "keys of 1 to 40 characters, values up to 500",
+                "keys of 1 to 40 characters, values up to 500, no control characters",
             ));
         }
         match (to, target, errors.is_empty()) {
@@ -364,6 +364,7 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
             .await?;
             Ok(call_store::set_status(
                 conn,
+                &call.org_id,
                 &call.id,
                 change.status.as_str(),
                 change.reason,
@@ -395,17 +396,50 @@ pub fn status_of(call: &CallRow) -> Result<CallStatus> {
         .map_err(|()| Error::Internal(format!("unknown status {} on {}", call.status, call.id)))
 }
 
-/// Whether a call that has not started dialing has passed its `expires_at`.
-pub fn has_expired(call: &CallRow, now: DateTime<Utc>) -> bool {
-    now >= call.expires_at
-}
-
 /// The refusal a device gets for a call past its `expires_at`.
 pub fn expired_error() -> Error {
     Error::conflict(
         "call_expired",
         "the call expired before the phone dialed it; it must not be dialed",
     )
+}
+
+/// Expires a call that has not started dialing once its `expires_at` has passed; `true`
+/// when the call is (now or already) expired. The one place expiry is decided.
+pub async fn expire_if_due(
+    conn: &mut PgConnection,
+    call: &CallRow,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let status = status_of(call)?;
+    if status == CallStatus::Expired {
+        return Ok(true);
+    }
+    if !status.is_before_dialing() || now < call.expires_at {
+        return Ok(false);
+    }
+    apply(
+        conn,
+        call,
+        Change {
+            reason: Some("expired"),
+            ..Change::to(CallStatus::Expired)
+        },
+    )
+    .await?;
+    Ok(true)
+}
+
+/// The call, locked, if it was offered to this device (otherwise it does not exist for it).
+async fn lock_for_device(
+    conn: &mut PgConnection,
+    device: &DeviceRow,
+    call_id: &str,
+) -> Result<CallRow> {
+    call_store::lock(conn, &device.org_id, call_id)
+        .await?
+        .filter(|c| c.agent_id == device.agent_id && c.attempted_device_ids.contains(&device.id))
+        .ok_or(Error::NotFound("call"))
 }
 
 /// A device acknowledges an offer (DESIGN §4: the ack moves the call to `delivered` and
@@ -416,14 +450,11 @@ pub async fn ack(
     device: &DeviceRow,
     call_id: &str,
 ) -> Result<std::result::Result<CallRow, Error>> {
-    let call = call_store::lock(conn, &device.org_id, call_id)
-        .await?
-        .filter(|c| c.agent_id == device.agent_id && c.attempted_device_ids.contains(&device.id))
-        .ok_or(Error::NotFound("call"))?;
-    let status = status_of(&call)?;
-    if status == CallStatus::Expired {
+    let call = lock_for_device(conn, device, call_id).await?;
+    if expire_if_due(conn, &call, Utc::now()).await? {
         return Ok(Err(expired_error()));
     }
+    let status = status_of(&call)?;
     let taken_by_another = call.device_id.as_deref() != Some(device.id.as_str())
         && !matches!(
             status,
@@ -441,21 +472,9 @@ pub async fn ack(
             format!("the call is {status}"),
         ));
     }
-    if status.is_before_dialing() && has_expired(&call, Utc::now()) {
-        apply(
-            conn,
-            &call,
-            Change {
-                reason: Some("expired"),
-                ..Change::to(CallStatus::Expired)
-            },
-        )
-        .await?;
-        return Ok(Err(expired_error()));
-    }
     if status == CallStatus::Offered {
         if call.device_id.as_deref() != Some(device.id.as_str()) {
-            call_store::set_device(conn, &call.id, &device.id).await?;
+            call_store::set_device(conn, &call.org_id, &call.id, &device.id).await?;
         }
         let change = Change {
             device_id: Some(&device.id),
@@ -463,14 +482,7 @@ pub async fn ack(
         };
         return Ok(Ok(apply(conn, &call, change).await?));
     }
-    if call.device_id.as_deref() == Some(device.id.as_str()) {
-        Ok(Ok(call))
-    } else {
-        Err(Error::conflict(
-            "call_taken",
-            "another device of the agent took this call",
-        ))
-    }
+    Ok(Ok(call))
 }
 
 /// What a device may report about a call it took.
@@ -496,39 +508,23 @@ pub fn parse_reported_status(status: &str) -> Result<CallStatus> {
 }
 
 /// A device reports a status of the call it took. Returns the call, and `Err(call_expired)`
-/// after recording the expiry when the report would start a call past its `expires_at`.
+/// after recording the expiry when the call had not started dialing by its `expires_at`:
+/// no report can carry an expired call any further.
 pub async fn report(
     conn: &mut PgConnection,
     device: &DeviceRow,
     call_id: &str,
     change: Change<'_>,
 ) -> Result<std::result::Result<CallRow, Error>> {
-    let call = call_store::lock(conn, &device.org_id, call_id)
-        .await?
-        .filter(|c| c.agent_id == device.agent_id && c.attempted_device_ids.contains(&device.id))
-        .ok_or(Error::NotFound("call"))?;
+    let call = lock_for_device(conn, device, call_id).await?;
     if call.device_id.as_deref() != Some(device.id.as_str()) {
         return Err(Error::conflict(
             "call_taken",
             "another device of the agent took this call",
         ));
     }
-    let status = status_of(&call)?;
-    let starts_dialing = matches!(change.status, CallStatus::Accepted | CallStatus::Dialing);
-    if starts_dialing && status.is_before_dialing() && has_expired(&call, Utc::now()) {
-        apply(
-            conn,
-            &call,
-            Change {
-                reason: Some("expired"),
-                ..Change::to(CallStatus::Expired)
-            },
-        )
-        .await?;
+    if expire_if_due(conn, &call, Utc::now()).await? {
         return Ok(Err(expired_error()));
-    }
-    if status == CallStatus::Expired && change.status != CallStatus::Expired {
-        return Err(expired_error());
     }
     apply(
         conn,

@@ -58,7 +58,8 @@ impl Ctx {
     /// Wakes workers after jobs were committed: in this process at once, elsewhere through
     /// Redis. Both are hints (workers poll anyway), so a Redis failure is only logged.
     pub async fn wake_workers(&self) {
-        self.notifier.local.notify_waiters();
+        // `notify_one` keeps a permit when the worker is not waiting yet, so no wake-up is lost.
+        self.notifier.local.notify_one();
         if let Err(e) = self.presence.publish_jobs().await {
             tracing::debug!(error = %e, "job wake-up not published");
         }

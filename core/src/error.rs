@@ -43,9 +43,6 @@ pub enum Error {
     /// The same idempotency key was used with another request body (422).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
-    /// A dependency is down and the operation cannot proceed safely (503).
-    #[error("{message}")]
-    Unavailable { code: &'static str, message: String },
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("redis error")]
@@ -90,7 +87,6 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::Conflict { .. } => 409,
             Error::Unprocessable { .. } => 422,
-            Error::Unavailable { .. } => 503,
             Error::Database(e) if is_unavailable(e) => 503,
             Error::Database(_) | Error::Redis(_) | Error::Internal(_) => 500,
         }
@@ -103,8 +99,7 @@ impl Error {
             | Error::Unauthenticated { code, .. }
             | Error::Forbidden { code, .. }
             | Error::Conflict { code, .. }
-            | Error::Unprocessable { code, .. }
-            | Error::Unavailable { code, .. } => code,
+            | Error::Unprocessable { code, .. } => code,
             Error::NotFound(_) => "resource_missing",
             Error::Database(e) if is_unavailable(e) => "database_unavailable",
             Error::Database(_) | Error::Redis(_) | Error::Internal(_) => "internal_error",

@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod tenants;
+pub mod text;
 
 pub use config::Config;
 pub use ctx::Ctx;

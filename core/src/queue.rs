@@ -18,6 +18,9 @@ pub mod kinds {
     pub const CALL_OFFER: &str = "call.offer";
     /// The offer to one device was not acknowledged in time: try the next one.
     pub const OFFER_TIMEOUT: &str = "call.offer_timeout";
+    /// Send a recorded offer to its device (the outbox of one offer; retried on transient
+    /// push or Redis failures, and the crash-safety net of the inline send).
+    pub const OFFER_DELIVER: &str = "call.deliver";
     /// The call reached its `expires_at`.
     pub const CALL_EXPIRE: &str = "call.expire";
 }
@@ -128,6 +131,47 @@ pub async fn rescue(conn: &mut PgConnection) -> sqlx::Result<u64> {
     .execute(conn)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Deletes what is kept only for a while: idempotency answers after 24 h, buried jobs
+/// after 7 days. Returns the number of rows removed.
+pub async fn purge(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    let keys =
+        sqlx::query!("delete from idempotency_keys where created_at < now() - interval '24 hours'")
+            .execute(&mut *conn)
+            .await?;
+    let dead = sqlx::query!("delete from jobs where dead_at < now() - interval '7 days'")
+        .execute(&mut *conn)
+        .await?;
+    Ok(keys.rows_affected() + dead.rows_affected())
+}
+
+/// Deletes a job by id (an outbox job whose work was done inline).
+pub async fn delete(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
+    sqlx::query!("delete from jobs where id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves a not-yet-claimed job's next run.
+pub async fn reschedule(
+    conn: &mut PgConnection,
+    id: i64,
+    delay: Duration,
+    error: &str,
+) -> sqlx::Result<()> {
+    let delay_ms = delay.as_millis() as i64;
+    sqlx::query!(
+        "update jobs set run_at = now() + $2::bigint * interval '1 millisecond', last_error = $3
+         where id = $1 and lease_owner is null",
+        id,
+        delay_ms,
+        error
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// When the next unleased job falls due, if any.

@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 
 use crate::ids::{self, Kind};
 use crate::store::{keys, orgs};
-use crate::{secrets, Error, Result};
+use crate::{secrets, Result};
 
 /// A new organization and its keys, shown once.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -16,10 +16,7 @@ pub struct NewOrg {
 
 /// Creates an organization with one secret and one publishable key.
 pub async fn create_org(conn: &mut PgConnection, name: &str) -> Result<NewOrg> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(Error::invalid("name", "must be 1 to 200 characters"));
-    }
+    let name = crate::text::required("name", name, 200)?;
     let org_id = ids::new_id(Kind::Org);
     orgs::insert(conn, &org_id, name).await?;
     let secret_key = secrets::new_token("pd_sk_");

@@ -96,6 +96,7 @@ async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
         .unwrap();
     // Let the worker offer it, so the job table is quiet while we count rows.
     wait_for_status(&client, &call.id, "offered", Duration::from_secs(10)).await;
+    settle(&app).await;
 
     let sk = Some(app.org.secret_key.clone());
     let pk = Some(app.org.publishable_key.clone());

@@ -261,3 +261,37 @@ pub async fn next_offer(stream: &mut pushdial_sdk::Stream) -> String {
     .await
     .expect("an offer arrives")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_device_closes_its_socket_and_its_token_stops_working() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
+    let mut stream = device.connect_stream().await.unwrap();
+    assert!(client.get_agent(&agent_id).await.unwrap().reachable);
+
+    let revoked = client.revoke_device(&device_id).await.unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert!(!revoked.reachable);
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.recv().await {
+                Some(Ok(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the server closes the revoked device's socket"
+    );
+    let err = device.connect_stream().await.unwrap_err();
+    assert_eq!(err.code(), Some("device_revoked"));
+    assert!(!client.get_agent(&agent_id).await.unwrap().reachable);
+    let err = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("no_device_reachable"));
+}

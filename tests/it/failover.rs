@@ -137,6 +137,18 @@ async fn sleeping_phone_is_woken_by_push_without_the_number() {
 
     // The woken phone acks over HTTP and gets the number there.
     assert_eq!(device.ack(&call.id).await.unwrap().to, "+14155550123");
+
+    // `push_channel: null` removes the channel: the phone is no longer reachable.
+    let cleared = device
+        .update_device(&UpdateDevice {
+            push_channel: Some(None),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(cleared.push_channel, None);
+    assert_eq!(cleared.presence, "offline");
+    assert!(!client.get_agent(&agent_id).await.unwrap().reachable);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -365,6 +365,21 @@ where
     }
 }
 
+/// Waits until no job is running and no offer is waiting to be sent, so that row counts
+/// change only through the requests a test makes.
+pub async fn settle(app: &TestApp) {
+    eventually(Duration::from_secs(10), "background work to settle", || async {
+        let busy: i64 = sqlx::query_scalar(
+            "select count(*) from jobs where lease_owner is not null or kind = 'call.deliver' or run_at <= now()",
+        )
+        .fetch_one(&app.db)
+        .await
+        .ok()?;
+        (busy == 0).then_some(())
+    })
+    .await;
+}
+
 /// Waits until a call reaches `status`.
 pub async fn wait_for_status(
     client: &Client,

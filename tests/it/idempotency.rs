@@ -36,6 +36,7 @@ async fn idempotency_key_replays_refuses_other_bodies_and_concurrent_use() {
     assert_eq!(replay.created_at, first.created_at);
     assert_eq!(app.count("calls").await, 1);
 
+    settle(&app).await;
     let before = app.counts().await;
     let other = CreateCall::for_agent("+14155550199", &agent_id);
     let err = client

@@ -146,6 +146,7 @@ impl Worker {
         let result = match job.kind.as_str() {
             kinds::CALL_OFFER => offer::offer_call(self, &job).await,
             kinds::OFFER_TIMEOUT => offer::offer_timeout(self, &job).await,
+            kinds::OFFER_DELIVER => offer::deliver_offer(self, &job).await,
             kinds::CALL_EXPIRE => offer::expire_call(self, &job).await,
             other => Err(JobError::from(format!("unknown job kind {other}"))),
         };
@@ -169,24 +170,36 @@ impl Worker {
     }
 }
 
-/// Returns expired leases to the queue, twice per lease period.
+/// Returns expired leases to the queue, twice per lease period, and purges what is kept
+/// only for a while (about once a minute).
 async fn rescue_loop(ctx: Ctx, stop: Stop) {
     let period = (ctx.config.job_lease / 2).max(Duration::from_millis(100));
+    let mut last_purge = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.wait() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        match ctx.db.acquire().await {
-            Ok(mut conn) => match queue::rescue(&mut conn).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::warn!(jobs = n, "rescued jobs with expired leases");
-                    ctx.notifier.local.notify_one();
-                }
-                Err(e) => tracing::warn!(error = %e, "rescue failed"),
-            },
+        let mut conn = match ctx.db.acquire().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "rescue skipped");
+                continue;
+            }
+        };
+        match queue::rescue(&mut conn).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(jobs = n, "rescued jobs with expired leases");
+                ctx.notifier.local.notify_one();
+            }
             Err(e) => tracing::warn!(error = %e, "rescue failed"),
+        }
+        if last_purge.elapsed() >= Duration::from_secs(60) {
+            last_purge = tokio::time::Instant::now();
+            if let Err(e) = queue::purge(&mut conn).await {
+                tracing::warn!(error = %e, "purge failed");
+            }
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Routing a call to a device (claim step S17): the first reachable candidate gets the
 //! offer — on its live socket wherever it is held, else through its push channel. The
-//! offer is recorded (with a timeout job) *before* it is sent, so an ack can never arrive
-//! for an offer the database does not know; if the worker dies after recording and before
-//! sending, the retried job sends it again (agents ignore duplicate offers).
+//! offer is recorded *before* it is sent, so an ack can never arrive for an offer the
+//! database does not know. The same transaction schedules the ack timeout and a
+//! `call.deliver` job (the offer's outbox): the worker sends inline and deletes it; if the
+//! send fails transiently the job retries it, and if the worker dies the job sends it after
+//! the lease (agents ignore duplicate offers).
 
 use std::time::Duration;
 
@@ -40,12 +42,33 @@ pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
     let Some(call) = load(worker, &p).await? else {
         return Ok(());
     };
-    match calls::status_of(&call)? {
-        CallStatus::Queued => route(worker, call).await,
-        // Recorded as offered but this job did not finish: the send may not have happened.
-        CallStatus::Offered if job.attempts > 1 => resend(worker, &call).await,
-        _ => Ok(()),
+    if calls::status_of(&call)? == CallStatus::Queued {
+        route(worker, call).await
+    } else {
+        Ok(()) // offered already (this job ran before), or ended
     }
+}
+
+/// `call.deliver`: sends a recorded offer that the inline send did not hand over.
+pub async fn deliver_offer(worker: &Worker, job: &Job) -> Result<(), JobError> {
+    let p = payload(job)?;
+    let Some(call) = load(worker, &p).await? else {
+        return Ok(());
+    };
+    let current = calls::status_of(&call)? == CallStatus::Offered && call.device_id == p.device_id;
+    let Some(device_id) = p.device_id.filter(|_| current) else {
+        return Ok(());
+    };
+    let device = {
+        let mut conn = worker.ctx.db.acquire().await?;
+        device_store::get(&mut conn, &call.org_id, &device_id).await?
+    };
+    let Some(device) = device.filter(|d| d.revoked_at.is_none()) else {
+        return Ok(());
+    };
+    let reach = reachability(&worker.ctx, std::slice::from_ref(&device)).await;
+    // A miss is left to the ack timeout, which moves on to the next device.
+    deliver(worker, &call, &device, &reach[0]).await.map(|_| ())
 }
 
 /// `call.offer_timeout`: the device did not ack in time; offer the next one.
@@ -72,11 +95,8 @@ pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
     let Some(call) = call_store::lock(&mut tx, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
-    let status = calls::status_of(&call)?;
-    if !status.is_before_dialing() {
-        return Ok(());
-    }
-    if now < call.expires_at {
+    let before = calls::status_of(&call)?;
+    if before.is_before_dialing() && now < call.expires_at {
         let early = (call.expires_at - now)
             .to_std()
             .unwrap_or(Duration::from_secs(1));
@@ -85,11 +105,9 @@ pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
             retry_after: Some(early),
         });
     }
-    let change = Change {
-        reason: Some("expired"),
-        ..Change::to(CallStatus::Expired)
-    };
-    let call = calls::apply(&mut tx, &call, change).await?;
+    if before == CallStatus::Expired || !calls::expire_if_due(&mut tx, &call, now).await? {
+        return Ok(());
+    }
     tx.commit().await?;
     tracing::info!(call_id = %call.id, "call expired");
     if let Some(device) = &call.device_id {
@@ -140,12 +158,13 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
     let mut expect_status = calls::status_of(&call)?;
     let mut expect_device = call.device_id.clone();
     let mut push_rejected = false;
-    let mut handed_any = !call.attempted_device_ids.is_empty();
+    // Offers recorded in this run but not handed over do not count: the phone never knew.
+    let offered_before = !call.attempted_device_ids.is_empty();
     for (device, reach) in candidates.iter().zip(reach) {
         if !reach.is_reachable() {
             continue;
         }
-        if !record_offer(
+        let Some(outbox) = record_offer(
             worker,
             &call,
             expect_status,
@@ -153,20 +172,34 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
             &device.id,
         )
         .await?
-        {
+        else {
             return Ok(()); // the call moved on (acked, canceled, expired) meanwhile
-        }
+        };
         expect_status = CallStatus::Offered;
         expect_device = Some(device.id.clone());
-        handed_any = true;
-        match deliver(worker, &call, device, &reach).await? {
-            Delivery::Handed => return Ok(()),
-            Delivery::Missed { push_rejected: r } => push_rejected |= r,
+        let delivered = deliver(worker, &call, device, &reach).await;
+        let mut conn = ctx.db.acquire().await?;
+        match delivered {
+            Ok(Delivery::Handed) => {
+                queue::delete(&mut conn, outbox).await?;
+                return Ok(());
+            }
+            Ok(Delivery::Missed { push_rejected: r }) => {
+                queue::delete(&mut conn, outbox).await?;
+                push_rejected |= r;
+            }
+            Err(e) => {
+                // The outbox job retries this device; the ack timeout still bounds the wait.
+                let delay = queue::backoff(1, e.retry_after);
+                tracing::warn!(device_id = %device.id, error = %e.message, ?delay, "offer not sent; will retry");
+                queue::reschedule(&mut conn, outbox, delay, &e.message).await?;
+                return Ok(());
+            }
         }
     }
     let reason = if push_rejected {
         "push_rejected"
-    } else if handed_any {
+    } else if offered_before {
         "not_delivered"
     } else {
         "no_device_reachable"
@@ -194,34 +227,39 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Records that the call is offered to `device_id` and schedules the ack timeout, in one
-/// transaction. `false` if the call is no longer as the router saw it.
+/// Records that the call is offered to `device_id`, with its ack timeout and its outbox
+/// job, in one transaction. Returns the outbox job's id, or `None` if the call is no longer
+/// as the router saw it.
 async fn record_offer(
     worker: &Worker,
     call: &CallRow,
     expect_status: CallStatus,
     expect_device: Option<&str>,
     device_id: &str,
-) -> Result<bool, JobError> {
+) -> Result<Option<i64>, JobError> {
     let ctx = &worker.ctx;
     let mut tx = ctx.db.begin().await?;
     let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     if current.status != expect_status.as_str() || current.device_id.as_deref() != expect_device {
-        return Ok(false);
+        return Ok(None);
     }
     if Utc::now() >= current.expires_at {
-        return Ok(false); // the expiry job ends it
+        return Ok(None); // the expiry job ends it
     }
-    call_store::mark_offered(
+    if !call_store::mark_offered(
         &mut tx,
+        &call.org_id,
         &call.id,
         expect_status.as_str(),
         expect_device,
         device_id,
     )
-    .await?;
+    .await?
+    {
+        return Ok(None);
+    }
     if expect_status == CallStatus::Queued {
         let change = Change {
             device_id: Some(device_id),
@@ -229,18 +267,15 @@ async fn record_offer(
         };
         calls::apply(&mut tx, &current, change).await?;
     }
+    let now = Utc::now();
     let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
+    let lease = chrono::Duration::from_std(ctx.config.job_lease).unwrap_or_default();
     let payload =
         serde_json::json!({"call_id": call.id, "org_id": call.org_id, "device_id": device_id});
-    queue::enqueue(
-        &mut tx,
-        kinds::OFFER_TIMEOUT,
-        &payload,
-        Some(Utc::now() + timeout),
-    )
-    .await?;
+    queue::enqueue(&mut tx, kinds::OFFER_TIMEOUT, &payload, Some(now + timeout)).await?;
+    let outbox = queue::enqueue(&mut tx, kinds::OFFER_DELIVER, &payload, Some(now + lease)).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(outbox))
 }
 
 /// Sends the offer to one device: its live socket first, then its push channel.
@@ -300,7 +335,7 @@ async fn deliver(
         PushOutcome::Rejected(reason) => {
             tracing::warn!(device_id = %device.id, reason = %reason, "push token rejected");
             let mut conn = ctx.db.acquire().await?;
-            device_store::mark_push_rejected(&mut conn, &device.id).await?;
+            device_store::mark_push_rejected(&mut conn, &device.org_id, &device.id).await?;
             Ok(Delivery::Missed {
                 push_rejected: true,
             })
@@ -315,24 +350,5 @@ async fn deliver(
             message: error,
             retry_after,
         }),
-    }
-}
-
-/// Sends the offer again to the device it is recorded for (after a crash between recording
-/// and sending).
-async fn resend(worker: &Worker, call: &CallRow) -> Result<(), JobError> {
-    let Some(device_id) = &call.device_id else {
-        return Ok(());
-    };
-    let device = {
-        let mut conn = worker.ctx.db.acquire().await?;
-        device_store::get(&mut conn, &call.org_id, device_id).await?
-    };
-    let Some(device) = device else { return Ok(()) };
-    let reach = reachability(&worker.ctx, std::slice::from_ref(&device)).await;
-    match deliver(worker, call, &device, &reach[0]).await? {
-        Delivery::Handed => Ok(()),
-        // The timeout job will move on to the next device.
-        Delivery::Missed { .. } => Ok(()),
     }
 }

@@ -138,6 +138,7 @@ pub async fn list(
 /// Writes a new status (and what comes with it) on a call.
 pub async fn set_status(
     conn: &mut PgConnection,
+    org_id: &str,
     id: &str,
     status: &str,
     reason: Option<&str>,
@@ -147,13 +148,14 @@ pub async fn set_status(
         CallRow,
         "update calls set status = $2, reason = coalesce($3, reason),
                 duration_s = coalesce($4, duration_s), updated_at = now()
-         where id = $1
+         where id = $1 and org_id = $5
          returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
                    status, reason, metadata, duration_s, expires_at, created_at, updated_at",
         id,
         status,
         reason,
-        duration_s
+        duration_s,
+        org_id
     )
     .fetch_one(conn)
     .await
@@ -163,6 +165,7 @@ pub async fn set_status(
 /// saw (`expect_status`, `expect_device`), so a stale worker changes nothing: `false` then.
 pub async fn mark_offered(
     conn: &mut PgConnection,
+    org_id: &str,
     id: &str,
     expect_status: &str,
     expect_device: Option<&str>,
@@ -171,11 +174,12 @@ pub async fn mark_offered(
     let done = sqlx::query!(
         "update calls set status = 'offered', device_id = $4,
                 attempted_device_ids = array_append(attempted_device_ids, $4), updated_at = now()
-         where id = $1 and status = $2 and device_id is not distinct from $3",
+         where id = $1 and status = $2 and device_id is not distinct from $3 and org_id = $5",
         id,
         expect_status,
         expect_device,
-        device_id
+        device_id,
+        org_id
     )
     .execute(conn)
     .await?;
@@ -183,11 +187,17 @@ pub async fn mark_offered(
 }
 
 /// Records which device took the call (the one that acknowledged first).
-pub async fn set_device(conn: &mut PgConnection, id: &str, device_id: &str) -> sqlx::Result<()> {
+pub async fn set_device(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    device_id: &str,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "update calls set device_id = $2, updated_at = now() where id = $1",
+        "update calls set device_id = $2, updated_at = now() where id = $1 and org_id = $3",
         id,
-        device_id
+        device_id,
+        org_id
     )
     .execute(conn)
     .await?;

@@ -110,6 +110,35 @@ pub async fn list(
     .await
 }
 
+/// A page of the organization's devices (optionally one agent's), newest first.
+pub async fn page(
+    conn: &mut PgConnection,
+    org_id: &str,
+    agent_id: Option<&str>,
+    page: &super::Page,
+) -> sqlx::Result<super::Paged<DeviceRow>> {
+    let rows = sqlx::query_as!(
+        DeviceRow,
+        "select id, org_id, agent_id, name, platform, push_channel, push_token, push_rejected_at,
+                app_version, capabilities, auto_dial, last_seen_at, stream_seen_at, created_at, revoked_at
+         from devices
+         where org_id = $1
+           and ($2::text is null or agent_id = $2)
+           and ($3::text is null or id < $3)
+           and ($4::text is null or id > $4)
+         order by case when $4::text is null then id end desc, id asc
+         limit $5",
+        org_id,
+        agent_id,
+        page.starting_after.as_deref(),
+        page.ending_before.as_deref(),
+        page.limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(page.finish(rows))
+}
+
 /// An agent's devices that could take a call, most recently active first.
 pub async fn routable(
     conn: &mut PgConnection,
@@ -141,7 +170,12 @@ pub async fn revoke(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Re
     Ok(())
 }
 
-pub async fn update(conn: &mut PgConnection, id: &str, u: &DeviceUpdate) -> sqlx::Result<()> {
+pub async fn update(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    u: &DeviceUpdate,
+) -> sqlx::Result<()> {
     let (set_push, channel, token) = match &u.push {
         Some((c, t)) => (true, c.as_deref(), t.as_deref()),
         None => (false, None, None),
@@ -155,14 +189,15 @@ pub async fn update(conn: &mut PgConnection, id: &str, u: &DeviceUpdate) -> sqlx
             capabilities = coalesce($6, capabilities),
             auto_dial = coalesce($7, auto_dial),
             last_seen_at = now()
-         where id = $1",
+         where id = $1 and org_id = $8",
         id,
         set_push,
         channel,
         token,
         u.app_version.as_deref(),
         u.capabilities.as_deref(),
-        u.auto_dial
+        u.auto_dial,
+        org_id
     )
     .execute(conn)
     .await?;
@@ -170,41 +205,65 @@ pub async fn update(conn: &mut PgConnection, id: &str, u: &DeviceUpdate) -> sqlx
 }
 
 /// Records an authenticated agent request (a push channel's check-in).
-pub async fn touch_seen(conn: &mut PgConnection, id: &str) -> sqlx::Result<()> {
+pub async fn touch_seen(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<()> {
     sqlx::query!(
         "update devices set last_seen_at = now()
-         where id = $1 and (last_seen_at is null or last_seen_at < now() - interval '5 seconds')",
-        id
+         where id = $1 and org_id = $2 and (last_seen_at is null or last_seen_at < now() - interval '5 seconds')",
+        id,
+        org_id
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Records a heartbeat on a live socket: the presence fallback when Redis is down.
-pub async fn touch_stream(conn: &mut PgConnection, id: &str) -> sqlx::Result<()> {
+/// Records a heartbeat on a live socket (the presence fallback when Redis is down);
+/// returns the time written.
+pub async fn touch_stream(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!(
+        "update devices set stream_seen_at = now(), last_seen_at = now() where id = $1 and org_id = $2
+         returning stream_seen_at",
+        id,
+        org_id
+    )
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
+/// Forgets a closed socket in the fallback too — unless a newer socket of the device
+/// refreshed it after `last_written` (this socket's last heartbeat).
+pub async fn clear_stream(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    last_written: DateTime<Utc>,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "update devices set stream_seen_at = now(), last_seen_at = now() where id = $1",
-        id
+        "update devices set stream_seen_at = null where id = $1 and org_id = $2 and stream_seen_at <= $3",
+        id,
+        org_id,
+        last_written
     )
     .execute(conn)
     .await?;
-    Ok(())
-}
-
-/// Forgets a live socket in the fallback too, so a closed socket is not counted as live.
-pub async fn clear_stream(conn: &mut PgConnection, id: &str) -> sqlx::Result<()> {
-    sqlx::query!("update devices set stream_seen_at = null where id = $1", id)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 
 /// A push service said the token is dead: stop counting the channel as reachable.
-pub async fn mark_push_rejected(conn: &mut PgConnection, id: &str) -> sqlx::Result<()> {
+pub async fn mark_push_rejected(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "update devices set push_rejected_at = now() where id = $1",
-        id
+        "update devices set push_rejected_at = now() where id = $1 and org_id = $2",
+        id,
+        org_id
     )
     .execute(conn)
     .await?;
