@@ -133,3 +133,90 @@ async fn worker_killed_mid_job_loses_nothing_and_another_worker_finishes_it() {
     b_stop.stop();
     let _ = tokio::time::timeout(Duration::from_secs(5), worker_b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
+    use pushdial_core::queue;
+    let db = sqlx::PgPool::connect(&fresh_database().await)
+        .await
+        .unwrap();
+    for i in 0..50 {
+        let mut conn = db.acquire().await.unwrap();
+        queue::enqueue(&mut conn, "test.noop", &serde_json::json!({ "i": i }), None)
+            .await
+            .unwrap();
+    }
+    // Two workers claim at the same instant: SKIP LOCKED hands each job to one of them.
+    let claim = |worker: &'static str| {
+        let db = db.clone();
+        async move {
+            let mut conn = db.acquire().await.unwrap();
+            queue::claim(&mut conn, worker, 30, Duration::from_secs(30))
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = tokio::join!(claim("a"), claim("b"));
+    let mut ids: Vec<i64> = a.iter().chain(b.iter()).map(|j| j.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), a.len() + b.len(), "no job claimed twice");
+    assert_eq!(ids.len(), 50, "every job claimed");
+
+    // A lease that expires is rescued; the next claim is a new attempt, and the old owner
+    // can neither complete nor retry the job any more.
+    let mut conn = db.acquire().await.unwrap();
+    let job = a[0].clone();
+    sqlx::query("update jobs set lease_expires_at = now() - interval '1 second' where id = $1")
+        .bind(job.id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(queue::rescue(&mut conn).await.unwrap(), 1);
+    let again = queue::claim(&mut conn, "c", 100, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, job.id);
+    assert_eq!(again[0].attempts, job.attempts + 1);
+    assert!(
+        !queue::complete(&mut conn, &job, "a").await.unwrap(),
+        "the old owner is fenced out"
+    );
+    assert!(!queue::retry(&mut conn, &job, "a", Duration::ZERO, "late")
+        .await
+        .unwrap());
+    assert!(queue::complete(&mut conn, &again[0], "c").await.unwrap());
+    let left: i64 = sqlx::query_scalar("select count(*) from jobs where id = $1")
+        .bind(job.id)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // A failed job comes back after its backoff with the error kept; after its last
+    // attempt it is buried, not retried forever.
+    let last = b[0].clone();
+    sqlx::query("update jobs set max_attempts = $2 where id = $1")
+        .bind(last.id)
+        .bind(last.attempts)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    assert!(queue::retry(&mut conn, &last, "b", Duration::ZERO, "boom")
+        .await
+        .unwrap());
+    let (dead, error): (bool, Option<String>) =
+        sqlx::query_as("select dead_at is not null, last_error from jobs where id = $1")
+            .bind(last.id)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+    assert!(dead);
+    assert_eq!(error.as_deref(), Some("boom"));
+    assert!(queue::claim(&mut conn, "d", 100, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .iter()
+        .all(|j| j.id != last.id));
+}
