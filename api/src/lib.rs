@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod models;
 pub mod problem;
 pub mod stream;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,24 +40,28 @@ pub enum Tags {
     Devices,
     /// What the phone agent app calls.
     AgentApi,
+    /// Events, and their delivery to the organization's endpoints.
+    Webhooks,
 }
 
+/// Every resource of the API, one `#[OpenApi]` impl each.
+pub type Apis = (
+    calls::CallsApi,
+    agents::AgentsApi,
+    devices::DevicesApi,
+    agent_api::AgentApi,
+    webhooks::WebhooksApi,
+);
+
 /// The whole API, as one service: the server mounts it and the spec test renders it.
-pub fn api_service() -> OpenApiService<
-    (
-        calls::CallsApi,
-        agents::AgentsApi,
-        devices::DevicesApi,
-        agent_api::AgentApi,
-    ),
-    (),
-> {
+pub fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             calls::CallsApi,
             agents::AgentsApi,
             devices::DevicesApi,
             agent_api::AgentApi,
+            webhooks::WebhooksApi,
         ),
         "pushdial",
         env!("CARGO_PKG_VERSION"),

@@ -296,6 +296,27 @@ pub async fn insert(
     Ok(call)
 }
 
+/// The call as the API and webhooks show it (the `data` of `call.*` events).
+pub fn call_json(call: &CallRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": call.id,
+        "object": "call",
+        "agent_id": call.agent_id,
+        "device_id": call.device_id,
+        "to": call.to_number,
+        "confirm": call.confirm,
+        "status": call.status,
+        "reason": call.reason,
+        "metadata": call.metadata,
+        "expires_at": call.expires_at.to_rfc3339(),
+        "created_at": call.created_at.to_rfc3339(),
+        "updated_at": call.updated_at.to_rfc3339(),
+        "duration_s": call.duration_s,
+    })
+}
+
+/// One transition: a `call_events` row for the timeline and a `call.<status>` event (with
+/// its webhook messages) for the tenant, sharing one id. `call` is the call after the change.
 async fn record_event(
     conn: &mut PgConnection,
     call: &CallRow,
@@ -304,10 +325,11 @@ async fn record_event(
     reason: Option<&str>,
     device_id: Option<&str>,
 ) -> Result<()> {
+    let id = ids::new_id(Kind::Event);
     call_store::insert_event(
         conn,
         NewEvent {
-            id: &ids::new_id(Kind::Event),
+            id: &id,
             org_id: &call.org_id,
             call_id: &call.id,
             status: status.as_str(),
@@ -317,6 +339,10 @@ async fn record_event(
         },
     )
     .await?;
+    let mut data = call_json(call);
+    data["event"] = serde_json::json!({ "status": status.as_str(), "observed": observed, "reason": reason, "device_id": device_id });
+    let kind = format!("call.{status}");
+    crate::webhooks::record(conn, &id, &call.org_id, &kind, Some(&call.id), &data).await?;
     Ok(())
 }
 
@@ -350,19 +376,7 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
         Ok(Plan::Unchanged) => Ok(call.clone()),
         Ok(Plan::Advance { inferred }) => {
             let device = change.device_id.or(call.device_id.as_deref());
-            for skipped in inferred {
-                record_event(conn, call, skipped, false, None, device).await?;
-            }
-            record_event(
-                conn,
-                call,
-                change.status,
-                change.observed,
-                change.reason,
-                device,
-            )
-            .await?;
-            Ok(call_store::set_status(
+            let updated = call_store::set_status(
                 conn,
                 &call.org_id,
                 &call.id,
@@ -370,7 +384,20 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
                 change.reason,
                 change.duration_s,
             )
-            .await?)
+            .await?;
+            for skipped in inferred {
+                record_event(conn, &updated, skipped, false, None, device).await?;
+            }
+            record_event(
+                conn,
+                &updated,
+                change.status,
+                change.observed,
+                change.reason,
+                device,
+            )
+            .await?;
+            Ok(updated)
         }
         Err(Refusal::AfterTerminal(status)) => Err(Error::conflict(
             "invalid_transition",

@@ -79,6 +79,29 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Key sealing secrets at rest (webhook signing secrets): 32 bytes in base64, e.g.
+    /// `openssl rand -base64 32`. Unset: a public development key, with a warning.
+    #[arg(long, env = "PUSHDIAL_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
+
+    /// Subnets webhook deliveries may reach although they are not public (comma-separated
+    /// CIDRs). Empty: only public addresses.
+    #[arg(long, env = "PUSHDIAL_WEBHOOK_ALLOW_SUBNETS", default_value = "")]
+    pub webhook_allow_subnets: String,
+
+    /// Delays of the webhook delivery attempts (each ±20 % jitter); the first is the
+    /// initial attempt.
+    #[arg(long, env = "PUSHDIAL_WEBHOOK_RETRY_SCHEDULE", default_value = crate::webhooks::DEFAULT_SCHEDULE)]
+    pub webhook_retry_schedule: String,
+
+    /// Time a webhook receiver has to answer.
+    #[arg(long, env = "PUSHDIAL_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub webhook_timeout: Duration,
+
+    /// An endpoint failing without a success for this long is disabled.
+    #[arg(long, env = "PUSHDIAL_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub webhook_disable_after: Duration,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "PUSHDIAL_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

@@ -18,11 +18,22 @@ pub struct Ctx {
     pub notifier: Notifier,
     /// Identifies this process on the Redis instance channel and in job leases.
     pub instance_id: String,
+    /// Seals and opens secrets stored in the database.
+    pub secrets: crate::crypto::SecretBox,
+    /// Where webhook deliveries may go.
+    pub egress: crate::egress::EgressPolicy,
+    /// The webhook retry schedule, parsed.
+    pub webhook_schedule: Vec<std::time::Duration>,
 }
 
 impl Ctx {
     /// Connects to Postgres and Redis as configured.
     pub async fn connect(config: Config) -> Result<Self, String> {
+        let secrets = crate::crypto::SecretBox::from_config(config.encryption_key.as_deref())?;
+        let egress = crate::egress::EgressPolicy::parse(&config.webhook_allow_subnets)
+            .map_err(|e| format!("PUSHDIAL_WEBHOOK_ALLOW_SUBNETS: {e}"))?;
+        let webhook_schedule = crate::webhooks::parse_schedule(&config.webhook_retry_schedule)
+            .map_err(|e| format!("PUSHDIAL_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
@@ -52,6 +63,9 @@ impl Ctx {
             config: Arc::new(config),
             notifier: Notifier::default(),
             instance_id: crate::secrets::new_token("")[..16].to_owned(),
+            secrets,
+            egress,
+            webhook_schedule,
         })
     }
 

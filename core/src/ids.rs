@@ -16,6 +16,7 @@ pub enum Kind {
     Device,
     Call,
     Event,
+    WebhookEndpoint,
 }
 
 impl Kind {
@@ -27,6 +28,7 @@ impl Kind {
             Kind::Device => "dev",
             Kind::Call => "call",
             Kind::Event => "evt",
+            Kind::WebhookEndpoint => "we",
         }
     }
 
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Device => "device",
             Kind::Call => "call",
             Kind::Event => "event",
+            Kind::WebhookEndpoint => "webhook endpoint",
         }
     }
 }

@@ -5,7 +5,9 @@
 
 pub mod calls;
 pub mod config;
+pub mod crypto;
 pub mod ctx;
+pub mod egress;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;
@@ -18,6 +20,7 @@ pub mod shutdown;
 pub mod store;
 pub mod tenants;
 pub mod text;
+pub mod webhooks;
 
 pub use config::Config;
 pub use ctx::Ctx;

@@ -23,6 +23,8 @@ pub mod kinds {
     pub const OFFER_DELIVER: &str = "call.deliver";
     /// The call reached its `expires_at`.
     pub const CALL_EXPIRE: &str = "call.expire";
+    /// Deliver one webhook message (one event to one endpoint).
+    pub const WEBHOOK_DELIVER: &str = "webhook.deliver";
 }
 
 /// A claimed job.
@@ -112,6 +114,29 @@ pub async fn retry(
         job.attempts,
         worker,
         error,
+        delay_ms
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives a job back to run again after `delay` without counting the attempt (it was not a
+/// failure: the job waits for its turn).
+pub async fn defer(
+    conn: &mut PgConnection,
+    job: &Job,
+    worker: &str,
+    delay: Duration,
+) -> sqlx::Result<bool> {
+    let delay_ms = delay.as_millis() as i64;
+    let done = sqlx::query!(
+        "update jobs set lease_owner = null, lease_expires_at = null, attempts = attempts - 1,
+                run_at = now() + $4::bigint * interval '1 millisecond'
+         where id = $1 and attempts = $2 and lease_owner = $3",
+        job.id,
+        job.attempts,
+        worker,
         delay_ms
     )
     .execute(conn)

@@ -17,3 +17,4 @@ mod lists;
 mod openapi;
 mod redis_down;
 mod shutdown;
+mod webhooks;

@@ -5,6 +5,7 @@
 //! twice.
 
 pub mod offer;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +25,26 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Why a job did not finish: it will be retried after a backoff.
+/// Why a job did not finish: it will be retried after a backoff — or, when `defer` is set,
+/// run again after exactly `retry_after` without counting as a failed attempt (a webhook
+/// waiting for its turn or for its next scheduled attempt).
 #[derive(Debug)]
 pub struct JobError {
     pub message: String,
     /// A floor for the next attempt, e.g. from a push service's `Retry-After`.
     pub retry_after: Option<Duration>,
+    pub defer: bool,
+}
+
+impl JobError {
+    /// Run the job again after `delay`; not a failure.
+    pub fn defer(delay: Duration, why: impl Into<String>) -> Self {
+        JobError {
+            message: why.into(),
+            retry_after: Some(delay),
+            defer: true,
+        }
+    }
 }
 
 impl<E: std::fmt::Display> From<E> for JobError {
@@ -37,6 +52,7 @@ impl<E: std::fmt::Display> From<E> for JobError {
         JobError {
             message: e.to_string(),
             retry_after: None,
+            defer: false,
         }
     }
 }
@@ -48,6 +64,8 @@ pub struct Worker {
     pub push: Arc<dyn PushGateway>,
     /// The lease owner written into claimed rows; unique per worker.
     pub id: String,
+    /// The HTTP client of webhook deliveries: no redirects, SSRF-checked addresses.
+    pub webhook_http: reqwest::Client,
 }
 
 impl Worker {
@@ -58,7 +76,13 @@ impl Worker {
                 .get(..12)
                 .unwrap_or("0")
         );
-        Worker { ctx, push, id }
+        let webhook_http = ctx.egress.client(ctx.config.webhook_timeout);
+        Worker {
+            ctx,
+            push,
+            id,
+            webhook_http,
+        }
     }
 
     /// Runs until `stop` fires, then waits (bounded by the shutdown grace) for the jobs in
@@ -148,11 +172,17 @@ impl Worker {
             kinds::OFFER_TIMEOUT => offer::offer_timeout(self, &job).await,
             kinds::OFFER_DELIVER => offer::deliver_offer(self, &job).await,
             kinds::CALL_EXPIRE => offer::expire_call(self, &job).await,
+            kinds::WEBHOOK_DELIVER => webhooks::deliver(self, &job).await,
             other => Err(JobError::from(format!("unknown job kind {other}"))),
         };
         let outcome = match self.ctx.db.acquire().await {
             Ok(mut conn) => match &result {
                 Ok(()) => queue::complete(&mut conn, &job, &self.id).await,
+                Err(e) if e.defer => {
+                    let delay = e.retry_after.unwrap_or_default();
+                    tracing::debug!(reason = %e.message, ?delay, "job deferred");
+                    queue::defer(&mut conn, &job, &self.id, delay).await
+                }
                 Err(e) => {
                     let delay = queue::backoff(job.attempts, e.retry_after);
                     tracing::warn!(error = %e.message, ?delay, "job failed; will retry");

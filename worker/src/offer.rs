@@ -100,10 +100,7 @@ pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
         let early = (call.expires_at - now)
             .to_std()
             .unwrap_or(Duration::from_secs(1));
-        return Err(JobError {
-            message: "ran before the call's expiry".into(),
-            retry_after: Some(early),
-        });
+        return Err(JobError::defer(early, "ran before the call's expiry"));
     }
     if before == CallStatus::Expired || !calls::expire_if_due(&mut tx, &call, now).await? {
         return Ok(());
@@ -306,6 +303,7 @@ async fn deliver(
                     return Err(JobError {
                         message: format!("live delivery unavailable: {e}"),
                         retry_after: None,
+                        defer: false,
                     });
                 }
                 tracing::warn!(device_id = %device.id, error = %e, "live delivery failed; trying push")
@@ -349,6 +347,7 @@ async fn deliver(
         PushOutcome::Failed { error, retry_after } => Err(JobError {
             message: error,
             retry_after,
+            defer: false,
         }),
     }
 }

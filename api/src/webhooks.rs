@@ -1,0 +1,581 @@
+//! `/v1/webhook_endpoints` and `/v1/events`: where an organization's events are delivered,
+//! the signing secret (shown once, rotated with a grace period), test sends, the attempt
+//! log, resends, and the event log itself for tenants who poll.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::egress::EgressError;
+use pushdial_core::ids::{self, Kind};
+use pushdial_core::queue::{self, kinds};
+use pushdial_core::store::webhooks::{self as store, EndpointRow, EndpointUpdate, NewEndpoint};
+use pushdial_core::webhooks::{signing, EVENT_TYPES};
+use pushdial_core::{text, Ctx, Error};
+
+use crate::auth::SecretKey;
+use crate::models::{page, List};
+use crate::problems;
+use crate::Tags;
+
+pub struct WebhooksApi;
+
+/// Where events are delivered.
+#[derive(Debug, Clone, Object)]
+pub struct WebhookEndpoint {
+    pub id: String,
+    /// Always `webhook_endpoint`.
+    pub object: String,
+    pub url: String,
+    pub description: Option<String>,
+    /// The event types delivered; empty means all.
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    /// Why the endpoint was disabled (410 Gone, failing for too long), if it was.
+    pub disabled_reason: Option<String>,
+    /// Start of the current run of failed deliveries.
+    pub failing_since: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The signing secret (`whsec_…`): only in the answer that creates or rotates it.
+    #[oai(skip_serializing_if_is_none)]
+    pub secret: Option<String>,
+}
+
+impl From<EndpointRow> for WebhookEndpoint {
+    fn from(e: EndpointRow) -> Self {
+        WebhookEndpoint {
+            id: e.id,
+            object: "webhook_endpoint".into(),
+            url: e.url,
+            description: e.description,
+            event_types: e.event_types,
+            enabled: e.enabled,
+            disabled_reason: e.disabled_reason,
+            failing_since: e.failing_since,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+            secret: None,
+        }
+    }
+}
+
+/// Creates a webhook endpoint.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateWebhookEndpoint {
+    /// `https://…` (or `http://…`) on a public address.
+    pub url: String,
+    pub description: Option<String>,
+    /// Event types to deliver; empty or absent: all.
+    pub event_types: Option<Vec<String>>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+/// Changes a webhook endpoint; absent fields stay as they are.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateWebhookEndpoint {
+    pub url: Option<String>,
+    /// `null` clears it.
+    pub description: MaybeUndefined<String>,
+    pub event_types: Option<Vec<String>>,
+    /// Re-enabling clears `disabled_reason` and the failure run.
+    pub enabled: Option<bool>,
+}
+
+/// Rotates the signing secret.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the old secret keeps signing, in seconds: 0 to 604800 (7 days), default
+    /// 86400 (24 h).
+    pub grace_period_s: Option<i64>,
+}
+
+/// An event of the organization, as delivered to webhooks.
+#[derive(Debug, Clone, Object)]
+pub struct Event {
+    pub id: String,
+    /// Always `event`.
+    pub object: String,
+    #[oai(rename = "type")]
+    pub kind: String,
+    pub created_at: DateTime<Utc>,
+    /// The call, device or endpoint the event is about.
+    pub data: serde_json::Value,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, Object)]
+pub struct WebhookAttempt {
+    pub id: i64,
+    /// Always `webhook_attempt`.
+    pub object: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    /// 1 for the first attempt of this event to this endpoint.
+    pub attempt: i32,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<i32>,
+    /// The first 4 KiB of the receiver's answer.
+    pub response_body: Option<String>,
+    /// Why the attempt failed before an answer (timeout, refused address, …).
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event accepted for delivery.
+#[derive(Debug, Object)]
+pub struct Queued {
+    /// Always `webhook_delivery`.
+    pub object: String,
+    pub event_id: String,
+    pub endpoint_id: String,
+}
+
+#[derive(ApiResponse)]
+pub enum EndpointCreated {
+    #[oai(status = 201)]
+    Created(Json<WebhookEndpoint>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeliveryQueued {
+    /// The event will be delivered (and retried) in the background.
+    #[oai(status = 202)]
+    Accepted(Json<Queued>),
+}
+
+problems!(
+    /// Errors of webhook endpoint changes.
+    EndpointWriteError {
+        400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound,
+        413 => PayloadTooLarge, 422 => UnprocessableEntity
+    }
+);
+problems!(
+    /// Errors of reading webhooks and events.
+    WebhookReadError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound }
+);
+
+fn check_url(ctx: &Ctx, url: &str) -> Result<String, Error> {
+    let url = text::required("url", url, 2048)?;
+    match ctx.egress.check_url(url) {
+        Ok(u) => Ok(u.to_string()),
+        Err(e @ (EgressError::ForbiddenHost(_) | EgressError::ForbiddenAddress(_))) => {
+            Err(Error::Unprocessable {
+                code: "webhook_url_forbidden",
+                message: format!("url: {e}"),
+            })
+        }
+        Err(e) => Err(Error::invalid("url", e.to_string())),
+    }
+}
+
+fn check_event_types(types: Vec<String>) -> Result<Vec<String>, Error> {
+    if let Some(bad) = types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
+        return Err(Error::invalid(
+            "event_types",
+            format!("unknown event type `{bad}`"),
+        ));
+    }
+    let mut types = types;
+    types.sort();
+    types.dedup();
+    Ok(types)
+}
+
+async fn endpoint(ctx: &Ctx, org_id: &str, id: &str) -> Result<EndpointRow, Error> {
+    let id = ids::parse(Kind::WebhookEndpoint, "endpoint_id", id)?;
+    let mut conn = ctx.db.acquire().await?;
+    store::get_endpoint(&mut conn, org_id, &id)
+        .await?
+        .ok_or(Error::NotFound("webhook endpoint"))
+}
+
+fn seal(ctx: &Ctx, secret: &str) -> Result<Vec<u8>, Error> {
+    ctx.secrets.seal(secret.as_bytes()).map_err(Error::Internal)
+}
+
+/// Queues one more message of an event to one endpoint, with its delivery job.
+async fn queue_message(
+    tx: &mut sqlx::PgConnection,
+    org_id: &str,
+    event_id: &str,
+    kind: &str,
+    endpoint_id: &str,
+) -> Result<(), Error> {
+    for message_id in store::fan_out(tx, event_id, org_id, kind, None, Some(endpoint_id)).await? {
+        queue::enqueue(
+            tx,
+            kinds::WEBHOOK_DELIVER,
+            &serde_json::json!({ "message_id": message_id }),
+            None,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[OpenApi(tag = "Tags::Webhooks")]
+impl WebhooksApi {
+    /// Create a webhook endpoint
+    ///
+    /// The answer carries the signing secret; it is not shown again.
+    #[oai(
+        path = "/v1/webhook_endpoints",
+        method = "post",
+        operation_id = "create_webhook_endpoint"
+    )]
+    async fn create(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        body: Json<CreateWebhookEndpoint>,
+    ) -> Result<EndpointCreated, EndpointWriteError> {
+        let b = body.0;
+        let url = check_url(&ctx, &b.url)?;
+        let description = text::optional("description", b.description.as_deref(), 500)?;
+        let event_types = check_event_types(b.event_types.unwrap_or_default())?;
+        let secret = signing::new_secret();
+        let mut conn = ctx.db.acquire().await?;
+        let row = store::insert_endpoint(
+            &mut conn,
+            NewEndpoint {
+                id: &ids::new_id(Kind::WebhookEndpoint),
+                org_id: &auth.0.org_id,
+                url: &url,
+                description,
+                event_types: &event_types,
+                enabled: b.enabled.unwrap_or(true),
+                secret_sealed: &seal(&ctx, &secret)?,
+            },
+        )
+        .await?;
+        let mut out = WebhookEndpoint::from(row);
+        out.secret = Some(secret);
+        Ok(EndpointCreated::Created(Json(out)))
+    }
+
+    /// List webhook endpoints
+    #[oai(
+        path = "/v1/webhook_endpoints",
+        method = "get",
+        operation_id = "list_webhook_endpoints"
+    )]
+    async fn list(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<i64>>,
+        starting_after: Query<Option<String>>,
+        ending_before: Query<Option<String>>,
+    ) -> Result<Json<List<WebhookEndpoint>>, WebhookReadError> {
+        let page = page(
+            Kind::WebhookEndpoint,
+            limit.0,
+            starting_after.0,
+            ending_before.0,
+        )?;
+        let mut conn = ctx.db.acquire().await?;
+        let rows = store::list_endpoints(&mut conn, &auth.0.org_id, &page).await?;
+        Ok(Json(List::new(
+            rows.data.into_iter().map(Into::into).collect(),
+            rows.has_more,
+        )))
+    }
+
+    /// Retrieve a webhook endpoint
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id",
+        method = "get",
+        operation_id = "get_webhook_endpoint"
+    )]
+    async fn get(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+    ) -> Result<Json<WebhookEndpoint>, WebhookReadError> {
+        Ok(Json(
+            endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?.into(),
+        ))
+    }
+
+    /// Update a webhook endpoint
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id",
+        method = "patch",
+        operation_id = "update_webhook_endpoint"
+    )]
+    async fn update(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+        body: Json<UpdateWebhookEndpoint>,
+    ) -> Result<Json<WebhookEndpoint>, EndpointWriteError> {
+        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        let b = body.0;
+        let update = EndpointUpdate {
+            url: b.url.map(|u| check_url(&ctx, &u)).transpose()?,
+            description: match b.description {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(d) => {
+                    Some(Some(text::required("description", &d, 500)?.to_owned()))
+                }
+            },
+            event_types: b.event_types.map(check_event_types).transpose()?,
+            enabled: b.enabled,
+        };
+        let mut conn = ctx.db.acquire().await?;
+        let row = store::update_endpoint(&mut conn, &auth.0.org_id, &current.id, &update)
+            .await?
+            .ok_or(Error::NotFound("webhook endpoint"))?;
+        Ok(Json(row.into()))
+    }
+
+    /// Delete a webhook endpoint
+    ///
+    /// Its pending deliveries are dropped.
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id",
+        method = "delete",
+        operation_id = "delete_webhook_endpoint"
+    )]
+    async fn delete(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+    ) -> Result<Json<WebhookEndpoint>, WebhookReadError> {
+        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        let mut conn = ctx.db.acquire().await?;
+        store::delete_endpoint(&mut conn, &auth.0.org_id, &current.id).await?;
+        Ok(Json(current.into()))
+    }
+
+    /// Rotate the signing secret
+    ///
+    /// Returns the new secret (shown once). The old secret keeps signing alongside it for
+    /// the grace period, so receivers can switch without losing a delivery.
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id/rotate_secret",
+        method = "post",
+        operation_id = "rotate_webhook_secret"
+    )]
+    async fn rotate(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+        body: Json<RotateSecret>,
+    ) -> Result<Json<WebhookEndpoint>, EndpointWriteError> {
+        let grace = body.0.grace_period_s.unwrap_or(86_400);
+        if !(0..=7 * 86_400).contains(&grace) {
+            return Err(Error::invalid("grace_period_s", "0 to 604800 seconds (7 days)").into());
+        }
+        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        let secret = signing::new_secret();
+        let until = Utc::now() + chrono::Duration::seconds(grace);
+        let mut conn = ctx.db.acquire().await?;
+        store::rotate_secret(
+            &mut conn,
+            &auth.0.org_id,
+            &current.id,
+            &seal(&ctx, &secret)?,
+            until,
+        )
+        .await?;
+        let row = store::get_endpoint(&mut conn, &auth.0.org_id, &current.id)
+            .await?
+            .ok_or(Error::NotFound("webhook endpoint"))?;
+        let mut out = WebhookEndpoint::from(row);
+        out.secret = Some(secret);
+        Ok(Json(out))
+    }
+
+    /// Send a test event
+    ///
+    /// Delivers a `webhook.test` event to this endpoint only.
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id/test",
+        method = "post",
+        operation_id = "test_webhook_endpoint"
+    )]
+    async fn test(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+    ) -> Result<DeliveryQueued, EndpointWriteError> {
+        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        if !current.enabled {
+            return Err(Error::conflict("endpoint_disabled", "enable the endpoint first").into());
+        }
+        let event_id = ids::new_id(Kind::Event);
+        let data = serde_json::json!({ "endpoint_id": current.id, "message": "This is a test event from pushdial." });
+        let mut tx = ctx.db.begin().await?;
+        store::insert_event(
+            &mut tx,
+            &event_id,
+            &auth.0.org_id,
+            "webhook.test",
+            None,
+            &data,
+        )
+        .await?;
+        queue_message(
+            &mut tx,
+            &auth.0.org_id,
+            &event_id,
+            "webhook.test",
+            &current.id,
+        )
+        .await?;
+        tx.commit().await?;
+        ctx.wake_workers().await;
+        Ok(DeliveryQueued::Accepted(Json(Queued {
+            object: "webhook_delivery".into(),
+            event_id,
+            endpoint_id: current.id,
+        })))
+    }
+
+    /// Resend an event to an endpoint
+    ///
+    /// Queues a new delivery of the event, whatever became of earlier ones.
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id/events/:event_id/resend",
+        method = "post",
+        operation_id = "resend_webhook_event"
+    )]
+    async fn resend(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+        event_id: Path<String>,
+    ) -> Result<DeliveryQueued, EndpointWriteError> {
+        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        if !current.enabled {
+            return Err(Error::conflict("endpoint_disabled", "enable the endpoint first").into());
+        }
+        let event_id = ids::parse(Kind::Event, "event_id", &event_id.0)?;
+        let mut tx = ctx.db.begin().await?;
+        let event = store::get_event(&mut tx, &auth.0.org_id, &event_id)
+            .await?
+            .ok_or(Error::NotFound("event"))?;
+        queue_message(&mut tx, &auth.0.org_id, &event.id, &event.kind, &current.id).await?;
+        tx.commit().await?;
+        ctx.wake_workers().await;
+        Ok(DeliveryQueued::Accepted(Json(Queued {
+            object: "webhook_delivery".into(),
+            event_id: event.id,
+            endpoint_id: current.id,
+        })))
+    }
+
+    /// List delivery attempts
+    ///
+    /// Newest first; `event_id` narrows to the attempts of one event.
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id/attempts",
+        method = "get",
+        operation_id = "list_webhook_attempts"
+    )]
+    async fn attempts(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+        event_id: Query<Option<String>>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<i64>>,
+        /// An attempt id: return older attempts.
+        starting_after: Query<Option<i64>>,
+    ) -> Result<Json<List<WebhookAttempt>>, WebhookReadError> {
+        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        let limit = limit.0.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 100").into());
+        }
+        let event = event_id
+            .0
+            .map(|e| ids::parse(Kind::Event, "event_id", &e))
+            .transpose()?;
+        let mut conn = ctx.db.acquire().await?;
+        let mut rows = store::list_attempts(
+            &mut conn,
+            &auth.0.org_id,
+            &current.id,
+            event.as_deref(),
+            limit + 1,
+            starting_after.0,
+        )
+        .await?;
+        let has_more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let data = rows
+            .into_iter()
+            .map(|a| WebhookAttempt {
+                id: a.id,
+                object: "webhook_attempt".into(),
+                endpoint_id: a.endpoint_id,
+                event_id: a.event_id,
+                attempt: a.attempt,
+                status_code: a.status_code,
+                response_body: a.response_body,
+                error: a.error,
+                duration_ms: a.duration_ms,
+                created_at: a.created_at,
+            })
+            .collect();
+        Ok(Json(List::new(data, has_more)))
+    }
+
+    /// List events
+    ///
+    /// The organization's events, newest first, for tenants who poll instead of (or as
+    /// well as) receiving webhooks.
+    #[oai(path = "/v1/events", method = "get", operation_id = "list_events")]
+    async fn events(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        /// Only events of this type.
+        #[oai(name = "type")]
+        kind: Query<Option<String>>,
+        /// 1 to 100, default 20.
+        limit: Query<Option<i64>>,
+        starting_after: Query<Option<String>>,
+        ending_before: Query<Option<String>>,
+    ) -> Result<Json<List<Event>>, WebhookReadError> {
+        if let Some(k) = &kind.0 {
+            if !EVENT_TYPES.contains(&k.as_str()) {
+                return Err(Error::invalid("type", format!("unknown event type `{k}`")).into());
+            }
+        }
+        let page = page(Kind::Event, limit.0, starting_after.0, ending_before.0)?;
+        let mut conn = ctx.db.acquire().await?;
+        let rows = store::list_events(&mut conn, &auth.0.org_id, kind.0.as_deref(), &page).await?;
+        let data = rows
+            .data
+            .into_iter()
+            .map(|e| Event {
+                id: e.id,
+                object: "event".into(),
+                kind: e.kind,
+                created_at: e.created_at,
+                data: e.data,
+            })
+            .collect();
+        Ok(Json(List::new(data, rows.has_more)))
+    }
+}

@@ -1,0 +1,507 @@
+//! Events, webhook endpoints, messages and attempts.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::{Page, Paged};
+
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: String,
+    pub org_id: String,
+    pub kind: String,
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert_event(
+    conn: &mut PgConnection,
+    id: &str,
+    org_id: &str,
+    kind: &str,
+    ordering_key: Option<&str>,
+    data: &serde_json::Value,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into events (id, org_id, type, ordering_key, data) values ($1, $2, $3, $4, $5)",
+        id,
+        org_id,
+        kind,
+        ordering_key,
+        data
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Creates a pending message of the event for each enabled endpoint that subscribes to its
+/// type (or only for `only_endpoint`); returns the message ids.
+pub async fn fan_out(
+    conn: &mut PgConnection,
+    event_id: &str,
+    org_id: &str,
+    kind: &str,
+    ordering_key: Option<&str>,
+    only_endpoint: Option<&str>,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "insert into webhook_messages (org_id, endpoint_id, event_id, ordering_key)
+         select $2, id, $1, $4 from webhook_endpoints
+         where org_id = $2 and enabled
+           and ($5::text is not null or cardinality(event_types) = 0 or $3 = any(event_types))
+           and ($5::text is null or id = $5)
+         order by id
+         returning id",
+        event_id,
+        org_id,
+        kind,
+        ordering_key,
+        only_endpoint
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_event(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<EventRow>> {
+    sqlx::query_as!(
+        EventRow,
+        r#"select id, org_id, type as "kind", data, created_at from events where org_id = $1 and id = $2"#,
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list_events(
+    conn: &mut PgConnection,
+    org_id: &str,
+    kind: Option<&str>,
+    page: &Page,
+) -> sqlx::Result<Paged<EventRow>> {
+    let rows = sqlx::query_as!(
+        EventRow,
+        r#"select id, org_id, type as "kind", data, created_at from events
+         where org_id = $1
+           and ($2::text is null or type = $2)
+           and ($3::text is null or id < $3)
+           and ($4::text is null or id > $4)
+         order by case when $4::text is null then id end desc, id asc
+         limit $5"#,
+        org_id,
+        kind,
+        page.starting_after.as_deref(),
+        page.ending_before.as_deref(),
+        page.limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(page.finish(rows))
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointRow {
+    pub id: String,
+    pub org_id: String,
+    pub url: String,
+    pub description: Option<String>,
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub secret_sealed: Vec<u8>,
+    pub previous_secret_sealed: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub struct NewEndpoint<'a> {
+    pub id: &'a str,
+    pub org_id: &'a str,
+    pub url: &'a str,
+    pub description: Option<&'a str>,
+    pub event_types: &'a [String],
+    pub enabled: bool,
+    pub secret_sealed: &'a [u8],
+}
+
+pub async fn insert_endpoint(
+    conn: &mut PgConnection,
+    e: NewEndpoint<'_>,
+) -> sqlx::Result<EndpointRow> {
+    sqlx::query_as!(
+        EndpointRow,
+        "insert into webhook_endpoints (id, org_id, url, description, event_types, enabled, secret_sealed)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         returning id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
+                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at",
+        e.id,
+        e.org_id,
+        e.url,
+        e.description,
+        e.event_types,
+        e.enabled,
+        e.secret_sealed
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn get_endpoint(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<EndpointRow>> {
+    sqlx::query_as!(
+        EndpointRow,
+        "select id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
+                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at
+         from webhook_endpoints where org_id = $1 and id = $2",
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list_endpoints(
+    conn: &mut PgConnection,
+    org_id: &str,
+    page: &Page,
+) -> sqlx::Result<Paged<EndpointRow>> {
+    let rows = sqlx::query_as!(
+        EndpointRow,
+        "select id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
+                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at
+         from webhook_endpoints
+         where org_id = $1
+           and ($2::text is null or id < $2)
+           and ($3::text is null or id > $3)
+         order by case when $3::text is null then id end desc, id asc
+         limit $4",
+        org_id,
+        page.starting_after.as_deref(),
+        page.ending_before.as_deref(),
+        page.limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(page.finish(rows))
+}
+
+/// Changes to an endpoint; `None` leaves a field unchanged.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointUpdate {
+    pub url: Option<String>,
+    /// `Some(None)` clears the description.
+    pub description: Option<Option<String>>,
+    pub event_types: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+pub async fn update_endpoint(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    u: &EndpointUpdate,
+) -> sqlx::Result<Option<EndpointRow>> {
+    let (set_description, description) = match &u.description {
+        Some(d) => (true, d.as_deref()),
+        None => (false, None),
+    };
+    sqlx::query_as!(
+        EndpointRow,
+        "update webhook_endpoints set
+            url = coalesce($3, url),
+            description = case when $4 then $5 else description end,
+            event_types = coalesce($6, event_types),
+            enabled = coalesce($7, enabled),
+            disabled_reason = case when $7 then null else disabled_reason end,
+            failing_since = case when $7 then null else failing_since end,
+            updated_at = now()
+         where org_id = $1 and id = $2
+         returning id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
+                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at",
+        org_id,
+        id,
+        u.url.as_deref(),
+        set_description,
+        description,
+        u.event_types.as_deref(),
+        u.enabled
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn delete_endpoint(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "delete from webhook_endpoints where org_id = $1 and id = $2",
+        org_id,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces the secret; the old one keeps signing until `previous_expires_at`.
+pub async fn rotate_secret(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    new_sealed: &[u8],
+    previous_expires_at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update webhook_endpoints set previous_secret_sealed = secret_sealed, secret_sealed = $3,
+                previous_secret_expires_at = $4, updated_at = now()
+         where org_id = $1 and id = $2",
+        org_id,
+        id,
+        new_sealed,
+        previous_expires_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Disables an endpoint (410 Gone, or failing for too long); `true` if it was enabled.
+pub async fn disable_endpoint(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update webhook_endpoints set enabled = false, disabled_reason = $3, updated_at = now()
+         where org_id = $1 and id = $2 and enabled",
+        org_id,
+        id,
+        reason
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records the outcome of a delivery on the endpoint's failure run; returns when the
+/// current run of failures started (`None` after a success).
+pub async fn note_outcome(
+    conn: &mut PgConnection,
+    id: &str,
+    success: bool,
+) -> sqlx::Result<Option<DateTime<Utc>>> {
+    sqlx::query_scalar!(
+        "update webhook_endpoints
+            set failing_since = case when $2 then null else coalesce(failing_since, now()) end
+         where id = $1
+         returning failing_since",
+        id,
+        success
+    )
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
+/// Everything a delivery needs about one message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub message_id: i64,
+    pub org_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub ordering_key: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub url: String,
+    pub enabled: bool,
+    pub secret_sealed: Vec<u8>,
+    pub previous_secret_sealed: Option<Vec<u8>>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub event_type: String,
+    pub event_data: serde_json::Value,
+    pub event_created_at: DateTime<Utc>,
+}
+
+pub async fn delivery(conn: &mut PgConnection, message_id: i64) -> sqlx::Result<Option<Delivery>> {
+    sqlx::query_as!(
+        Delivery,
+        r#"select m.id as message_id, m.org_id, m.endpoint_id, m.event_id, m.ordering_key, m.status, m.attempts,
+                  e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at,
+                  v.type as event_type, v.data as event_data, v.created_at as event_created_at
+           from webhook_messages m
+           join webhook_endpoints e on e.id = m.endpoint_id
+           join events v on v.id = m.event_id
+           where m.id = $1"#,
+        message_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// When the earliest pending message before this one in its chain (same endpoint and
+/// ordering key) is next tried, if there is one: this message must wait for it.
+pub async fn blocked_until(
+    conn: &mut PgConnection,
+    endpoint_id: &str,
+    ordering_key: &str,
+    message_id: i64,
+) -> sqlx::Result<Option<Option<DateTime<Utc>>>> {
+    let row = sqlx::query!(
+        "select next_attempt_at from webhook_messages
+         where endpoint_id = $1 and ordering_key = $2 and id < $3 and status = 'pending'
+         order by id limit 1",
+        endpoint_id,
+        ordering_key,
+        message_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| r.next_attempt_at))
+}
+
+/// Makes the next pending message of a chain due now (its predecessor is done); `true` if
+/// there was one waiting.
+pub async fn wake_successor(
+    conn: &mut PgConnection,
+    endpoint_id: &str,
+    ordering_key: &str,
+    message_id: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update jobs set run_at = now()
+         where kind = 'webhook.deliver' and lease_owner is null
+           and (payload ->> 'message_id')::bigint = (
+               select id from webhook_messages
+               where endpoint_id = $1 and ordering_key = $2 and id > $3 and status = 'pending'
+               order by id limit 1)",
+        endpoint_id,
+        ordering_key,
+        message_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub struct NewAttempt<'a> {
+    pub org_id: &'a str,
+    pub endpoint_id: &'a str,
+    pub message_id: i64,
+    pub event_id: &'a str,
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub response_body: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub duration_ms: i32,
+}
+
+/// Records an attempt and its effect on the message: delivered, failed for good, or
+/// pending with its next attempt time.
+pub async fn record_attempt(
+    conn: &mut PgConnection,
+    a: NewAttempt<'_>,
+    message_status: &str,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into webhook_attempts (org_id, endpoint_id, message_id, event_id, attempt, status_code,
+                                       response_body, error, duration_ms)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        a.org_id,
+        a.endpoint_id,
+        a.message_id,
+        a.event_id,
+        a.attempt,
+        a.status_code,
+        a.response_body,
+        a.error,
+        a.duration_ms
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "update webhook_messages set attempts = $2, status = $3, next_attempt_at = $4, last_status = $5,
+                last_error = $6, delivered_at = case when $3 = 'delivered' then now() end
+         where id = $1",
+        a.message_id,
+        a.attempt,
+        message_status,
+        next_attempt_at,
+        a.status_code,
+        a.error
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends a message without an attempt (its endpoint was disabled or deleted).
+pub async fn fail_message(
+    conn: &mut PgConnection,
+    message_id: i64,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update webhook_messages set status = 'failed', last_error = $2, next_attempt_at = null where id = $1",
+        message_id,
+        error
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An endpoint's attempts, newest first (optionally of one event).
+pub async fn list_attempts(
+    conn: &mut PgConnection,
+    org_id: &str,
+    endpoint_id: &str,
+    event_id: Option<&str>,
+    limit: i64,
+    before_id: Option<i64>,
+) -> sqlx::Result<Vec<AttemptRow>> {
+    sqlx::query_as!(
+        AttemptRow,
+        "select id, endpoint_id, event_id, attempt, status_code, response_body, error, duration_ms, created_at
+         from webhook_attempts
+         where org_id = $1 and endpoint_id = $2
+           and ($3::text is null or event_id = $3)
+           and ($4::bigint is null or id < $4)
+         order by id desc
+         limit $5",
+        org_id,
+        endpoint_id,
+        event_id,
+        before_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -1,0 +1,463 @@
+//! Webhooks end to end: a receiver on loopback whose answers the test controls; signatures
+//! checked with the `standardwebhooks` crate (a library we did not write).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pushdial_sdk::CreateCall;
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+/// One request the receiver got.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: poem::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    fn kind(&self) -> String {
+        self.json()["type"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The receiver's next answers: status and an optional `Retry-After`.
+type Script = Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>;
+
+/// A webhook receiver: records every request, answers from a script (then 200).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Script,
+}
+
+impl Receiver {
+    async fn start(script: Vec<(u16, Option<&'static str>)>) -> (Receiver, String) {
+        let r = Receiver::default();
+        r.script.lock().unwrap().extend(script);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let state = r.clone();
+        let app = poem::Route::new().at(
+            "/hook",
+            poem::post(poem::endpoint::make(move |req: poem::Request| {
+                let state = state.clone();
+                async move {
+                    let headers = req.headers().clone();
+                    let body = req.into_body().into_vec().await.unwrap_or_default();
+                    state.got.lock().unwrap().push(Received { headers, body });
+                    let (status, retry_after) = state
+                        .script
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .unwrap_or((200, None));
+                    let mut resp = poem::Response::builder()
+                        .status(poem::http::StatusCode::from_u16(status).unwrap());
+                    if let Some(r) = retry_after {
+                        resp = resp.header("retry-after", r);
+                    }
+                    resp.body(format!("answer {status}"))
+                }
+            })),
+        );
+        tokio::spawn(async move {
+            let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+            poem::Server::new_with_acceptor(acceptor).run(app).await
+        });
+        (r, url)
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        eventually(
+            Duration::from_secs(15),
+            &format!("{n} webhook requests"),
+            || async {
+                let got = self.got();
+                (got.len() >= n).then_some(got)
+            },
+        )
+        .await
+    }
+}
+
+async fn webhook_app() -> TestApp {
+    TestApp::spawn_with(
+        |c| {
+            c.webhook_allow_subnets = "127.0.0.0/8".into();
+            c.webhook_retry_schedule = "0s,300ms,300ms,300ms".into();
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await
+}
+
+async fn create_endpoint(app: &TestApp, body: Value) -> Value {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/webhook_endpoints", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+async fn get(app: &TestApp, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn verify(secret: &str, r: &Received) -> bool {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(&r.body, &r.headers)
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_events_arrive_signed_and_in_order() {
+    let app = webhook_app().await;
+    let (receiver, url) = Receiver::start(vec![]).await;
+    let endpoint = create_endpoint(&app, json!({ "url": url, "description": "crm" })).await;
+    let secret = endpoint["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_"));
+    assert!(
+        get(
+            &app,
+            &format!("/v1/webhook_endpoints/{}", endpoint["id"].as_str().unwrap())
+        )
+        .await["secret"]
+            .is_null(),
+        "the secret is shown once"
+    );
+    let stored: Vec<u8> = sqlx::query_scalar("select secret_sealed from webhook_endpoints")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains(&secret[6..]),
+        "secrets are encrypted at rest"
+    );
+
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let phone = RunningAgent::start(device, Duration::ZERO).await;
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    wait_for_status(&client, &call.id, "completed", Duration::from_secs(10)).await;
+
+    let got = receiver.wait_for(7).await;
+    let kinds: Vec<String> = got.iter().map(Received::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            "call.queued",
+            "call.offered",
+            "call.delivered",
+            "call.accepted",
+            "call.dialing",
+            "call.connected",
+            "call.completed"
+        ]
+    );
+    for r in &got {
+        assert!(
+            verify(&secret, r),
+            "a Standard Webhooks library verifies our signature"
+        );
+        let body = r.json();
+        assert_eq!(body["org_id"], app.org.org_id.as_str());
+        assert_eq!(body["data"]["id"], call.id.as_str());
+        assert_eq!(
+            r.headers["webhook-id"].to_str().unwrap(),
+            body["id"].as_str().unwrap()
+        );
+    }
+    assert_eq!(got.last().unwrap().json()["data"]["status"], "completed");
+    assert_eq!(
+        got[5].json()["data"]["event"]["observed"],
+        false,
+        "connected was inferred"
+    );
+    // A tampered body does not verify.
+    let mut forged = got[0].clone();
+    forged.body = br#"{"type":"call.completed"}"#.to_vec();
+    assert!(!verify(&secret, &forged));
+
+    // The same events can be polled.
+    let events = get(&app, "/v1/events?limit=100").await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 7);
+    let completed = get(&app, "/v1/events?type=call.completed").await;
+    assert_eq!(completed["data"][0]["id"], got[6].json()["id"]);
+    phone.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_receiver_is_retried_and_later_events_of_the_call_wait() {
+    let app = webhook_app().await;
+    // The first two requests fail: the first event is retried, and the next events of the
+    // same call must not overtake it.
+    let (receiver, url) = Receiver::start(vec![(500, None), (502, None)]).await;
+    let endpoint = create_endpoint(&app, json!({ "url": url })).await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let phone = RunningAgent::start(device, Duration::ZERO).await;
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    wait_for_status(&client, &call.id, "completed", Duration::from_secs(10)).await;
+
+    let got = receiver.wait_for(9).await;
+    let kinds: Vec<String> = got.iter().map(Received::kind).collect();
+    assert_eq!(
+        &kinds[..3],
+        ["call.queued", "call.queued", "call.queued"],
+        "retried until it succeeded"
+    );
+    assert_eq!(
+        &kinds[3..],
+        [
+            "call.offered",
+            "call.delivered",
+            "call.accepted",
+            "call.dialing",
+            "call.connected",
+            "call.completed"
+        ],
+        "in order despite the retries"
+    );
+    let ids: Vec<String> = got[..3]
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "webhook-id is stable across retries"
+    );
+
+    let attempts = get(
+        &app,
+        &format!(
+            "/v1/webhook_endpoints/{}/attempts?event_id={}",
+            endpoint["id"].as_str().unwrap(),
+            ids[0]
+        ),
+    )
+    .await;
+    let statuses: Vec<i64> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        [200, 502, 500],
+        "every attempt is logged, newest first"
+    );
+    assert_eq!(attempts["data"][2]["response_body"], "answer 500");
+    phone.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_gone_disables_the_endpoint() {
+    let app = webhook_app().await;
+    let (slow, slow_url) = Receiver::start(vec![(503, Some("2"))]).await;
+    let (_gone, gone_url) = Receiver::start(vec![(410, None)]).await;
+    let (watcher, watcher_url) = Receiver::start(vec![]).await;
+    let slow_ep = create_endpoint(
+        &app,
+        json!({ "url": slow_url, "event_types": ["webhook.test"] }),
+    )
+    .await;
+    let gone_ep = create_endpoint(
+        &app,
+        json!({ "url": gone_url, "event_types": ["webhook.test"] }),
+    )
+    .await;
+    create_endpoint(
+        &app,
+        json!({ "url": watcher_url, "event_types": ["endpoint.disabled"] }),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    for ep in [&slow_ep, &gone_ep] {
+        let resp = http
+            .post(format!(
+                "{}/v1/webhook_endpoints/{}/test",
+                app.url,
+                ep["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&app.org.secret_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+
+    // 503 with Retry-After: 2 — the next attempt waits two seconds, not the 300 ms schedule.
+    let got = slow.wait_for(2).await;
+    assert_eq!(got[0].kind(), "webhook.test");
+    let attempts = get(
+        &app,
+        &format!(
+            "/v1/webhook_endpoints/{}/attempts",
+            slow_ep["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    let times: Vec<chrono::DateTime<chrono::Utc>> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["created_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        times[0] - times[1] >= chrono::Duration::milliseconds(1900),
+        "waited {:?}",
+        times[0] - times[1]
+    );
+
+    // 410 Gone disables the endpoint at once, and the other endpoints hear of it.
+    let disabled = watcher.wait_for(1).await;
+    assert_eq!(disabled[0].kind(), "endpoint.disabled");
+    assert_eq!(disabled[0].json()["data"]["id"], gone_ep["id"]);
+    let gone_now = get(
+        &app,
+        &format!("/v1/webhook_endpoints/{}", gone_ep["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(gone_now["enabled"], false);
+    assert!(gone_now["disabled_reason"]
+        .as_str()
+        .unwrap()
+        .contains("410"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_secret_signs_alongside_the_old_one() {
+    let app = webhook_app().await;
+    let (receiver, url) = Receiver::start(vec![]).await;
+    let endpoint = create_endpoint(&app, json!({ "url": url })).await;
+    let id = endpoint["id"].as_str().unwrap();
+    let old = endpoint["secret"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let rotated: Value = http
+        .post(format!(
+            "{}/v1/webhook_endpoints/{id}/rotate_secret",
+            app.url
+        ))
+        .bearer_auth(&app.org.secret_key)
+        .json(&json!({ "grace_period_s": 3600 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .send()
+        .await
+        .unwrap();
+    let got = receiver.wait_for(1).await;
+    assert_eq!(
+        got[0].headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    assert!(verify(&new, &got[0]), "the new secret verifies");
+    assert!(
+        verify(&old, &got[0]),
+        "the old secret still verifies during the grace period"
+    );
+    assert!(!verify(
+        &pushdial_core::webhooks::signing::new_secret(),
+        &got[0]
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_webhook_urls_are_refused_and_bad_input_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let http = reqwest::Client::new();
+    let before = app.counts().await;
+    for (url, status, code) in [
+        (
+            "http://169.254.169.254/latest/meta-data",
+            422,
+            "webhook_url_forbidden",
+        ),
+        ("http://127.0.0.1:8080/hook", 422, "webhook_url_forbidden"),
+        ("http://2130706433/hook", 422, "webhook_url_forbidden"),
+        ("http://0x7f.1/hook", 422, "webhook_url_forbidden"),
+        (
+            "http://[::ffff:10.0.0.1]/hook",
+            422,
+            "webhook_url_forbidden",
+        ),
+        ("http://localhost/hook", 422, "webhook_url_forbidden"),
+        (
+            "http://metadata.google.internal/",
+            422,
+            "webhook_url_forbidden",
+        ),
+        ("http://10.1.2.3/hook", 422, "webhook_url_forbidden"),
+        ("ftp://example.com/hook", 400, "validation_failed"),
+        ("not a url", 400, "validation_failed"),
+    ] {
+        let resp = http
+            .post(format!("{}/v1/webhook_endpoints", app.url))
+            .bearer_auth(&app.org.secret_key)
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{url}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], code, "{url}");
+    }
+    let resp = http
+        .post(format!("{}/v1/webhook_endpoints", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .json(&json!({ "url": "https://example.com/hook", "event_types": ["call.ringing"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(app.counts().await, before);
+    let endpoints: i64 = sqlx::query_scalar("select count(*) from webhook_endpoints")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(endpoints, 0);
+}
