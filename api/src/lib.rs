@@ -54,7 +54,7 @@ pub type Apis = (
 );
 
 /// The whole API, as one service: the server mounts it and the spec test renders it.
-pub fn api_service() -> OpenApiService<Apis, ()> {
+pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
     OpenApiService::new(
         (
             calls::CallsApi,
@@ -66,6 +66,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
         "pushdial",
         env!("CARGO_PKG_VERSION"),
     )
+    .webhooks::<webhooks::Events>()
     .description(
         "Click-to-call through the caller's own phone. Secret keys (`pd_sk_…`) open the public \
          API; device tokens (`pd_dev_…`) open the agent API. Errors are RFC 9457 problem \

@@ -128,6 +128,31 @@ pub struct WebhookAttempt {
     pub created_at: DateTime<Utc>,
 }
 
+/// Resends what failed.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct Recover {
+    /// Resend every delivery to this endpoint that failed since this instant.
+    pub since: DateTime<Utc>,
+}
+
+/// Deliveries queued again by a recovery.
+#[derive(Debug, Object)]
+pub struct Recovery {
+    /// Always `webhook_recovery`.
+    pub object: String,
+    pub endpoint_id: String,
+    /// How many deliveries were queued again.
+    pub queued: i64,
+}
+
+#[derive(ApiResponse)]
+pub enum RecoveryQueued {
+    /// The failed deliveries will be sent again in the background, in their original order.
+    #[oai(status = 202)]
+    Accepted(Json<Recovery>),
+}
+
 /// An event accepted for delivery.
 #[derive(Debug, Object)]
 pub struct Queued {
@@ -154,7 +179,7 @@ problems!(
     /// Errors of webhook endpoint changes.
     EndpointWriteError {
         400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound,
-        413 => PayloadTooLarge, 422 => UnprocessableEntity
+        409 => Conflict, 413 => PayloadTooLarge, 422 => UnprocessableEntity
     }
 );
 problems!(
@@ -482,6 +507,46 @@ impl WebhooksApi {
         })))
     }
 
+    /// Recover failed deliveries
+    ///
+    /// Sends again every event whose delivery to this endpoint failed since `since` — after
+    /// an outage on the receiver's side, say.
+    #[oai(
+        path = "/v1/webhook_endpoints/:endpoint_id/recover",
+        method = "post",
+        operation_id = "recover_webhook_endpoint"
+    )]
+    async fn recover(
+        &self,
+        auth: SecretKey,
+        ctx: poem::web::Data<&Ctx>,
+        endpoint_id: Path<String>,
+        body: Json<Recover>,
+    ) -> Result<RecoveryQueued, EndpointWriteError> {
+        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        if !current.enabled {
+            return Err(Error::conflict("endpoint_disabled", "enable the endpoint first").into());
+        }
+        let mut tx = ctx.db.begin().await?;
+        let messages = store::recover(&mut tx, &auth.0.org_id, &current.id, body.0.since).await?;
+        for message_id in &messages {
+            queue::enqueue(
+                &mut tx,
+                kinds::WEBHOOK_DELIVER,
+                &serde_json::json!({ "message_id": message_id }),
+                None,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        ctx.wake_workers().await;
+        Ok(RecoveryQueued::Accepted(Json(Recovery {
+            object: "webhook_recovery".into(),
+            endpoint_id: current.id,
+            queued: messages.len() as i64,
+        })))
+    }
+
     /// List delivery attempts
     ///
     /// Newest first; `event_id` narrows to the attempts of one event.
@@ -578,4 +643,128 @@ impl WebhooksApi {
             .collect();
         Ok(Json(List::new(data, rows.has_more)))
     }
+}
+
+/// What a `call.*` event says about the transition it reports.
+#[derive(Debug, Clone, Object)]
+pub struct Transition {
+    pub status: String,
+    /// `false` when the state was inferred from a later one.
+    pub observed: bool,
+    pub reason: Option<String>,
+    pub device_id: Option<String>,
+}
+
+/// The call after a transition, with the transition.
+#[derive(Debug, Clone, Object)]
+pub struct CallEventData {
+    #[oai(flatten)]
+    pub call: crate::models::Call,
+    pub event: Transition,
+}
+
+/// An endpoint that was disabled.
+#[derive(Debug, Clone, Object)]
+pub struct DisabledEndpoint {
+    pub id: String,
+    /// Always `webhook_endpoint`.
+    pub object: String,
+    pub url: String,
+    pub disabled_reason: String,
+}
+
+/// The body of a test delivery.
+#[derive(Debug, Clone, Object)]
+pub struct TestData {
+    pub endpoint_id: String,
+    pub message: String,
+}
+
+macro_rules! event_payload {
+    ($(#[$meta:meta])* $name:ident, $data:ty) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Object)]
+        pub struct $name {
+            /// The event id; also the `webhook-id` header, stable across retries.
+            pub id: String,
+            #[oai(rename = "type")]
+            pub kind: String,
+            pub created_at: DateTime<Utc>,
+            pub org_id: String,
+            pub data: $data,
+        }
+    };
+}
+
+event_payload!(
+    /// A `call.*` event.
+    CallWebhook,
+    CallEventData
+);
+event_payload!(
+    /// A `device.reachable` or `device.unreachable` event.
+    DeviceWebhook,
+    crate::models::Device
+);
+event_payload!(
+    /// An `endpoint.disabled` event.
+    EndpointDisabledWebhook,
+    DisabledEndpoint
+);
+event_payload!(
+    /// A `webhook.test` event.
+    TestWebhook,
+    TestData
+);
+
+// poem-openapi keys a `#[Webhook]` trait's operations by HTTP method, so each event type
+// (all POSTs) gets a one-method trait; `Events` joins them into the document's `webhooks`.
+macro_rules! event_webhooks {
+    ($($trait_name:ident: $name:literal, $payload:ty, $doc:literal;)*) => {
+        $(
+            #[doc = $doc]
+            #[poem_openapi::Webhook]
+            pub trait $trait_name {
+                #[doc = $doc]
+                #[oai(name = $name, method = "post", operation_id = $name)]
+                fn deliver(&self, event: Json<$payload>);
+            }
+        )*
+
+        /// The requests pushdial sends to webhook endpoints, one per event type, each signed
+        /// with the Standard Webhooks headers `webhook-id`, `webhook-timestamp` and
+        /// `webhook-signature`. Answer 2xx within 15 s; anything else is retried (410
+        /// disables the endpoint).
+        pub struct Events;
+
+        impl poem_openapi::Webhook for Events {
+            fn meta() -> Vec<poem_openapi::registry::MetaWebhook> {
+                let mut all = Vec::new();
+                $(all.extend(<&dyn $trait_name as poem_openapi::Webhook>::meta());)*
+                all
+            }
+
+            fn register(registry: &mut poem_openapi::registry::Registry) {
+                $(<&dyn $trait_name as poem_openapi::Webhook>::register(registry);)*
+            }
+        }
+    };
+}
+
+event_webhooks! {
+    CallQueued: "call.queued", CallWebhook, "The call was accepted by the API.";
+    CallOffered: "call.offered", CallWebhook, "The call was handed to a phone (live socket or push service).";
+    CallDelivered: "call.delivered", CallWebhook, "The phone acknowledged the offer.";
+    CallAccepted: "call.accepted", CallWebhook, "The person confirmed (or the phone dials automatically).";
+    CallDeclined: "call.declined", CallWebhook, "The person refused the call.";
+    CallDialing: "call.dialing", CallWebhook, "The phone opened the call.";
+    CallConnected: "call.connected", CallWebhook, "The callee answered (observed where the platform can tell, otherwise inferred).";
+    CallCompleted: "call.completed", CallWebhook, "The call ended, with its duration.";
+    CallFailed: "call.failed", CallWebhook, "The call failed; `data.reason` says why.";
+    CallCanceled: "call.canceled", CallWebhook, "The call was canceled through the API.";
+    CallExpired: "call.expired", CallWebhook, "The call reached its `expires_at` before the phone dialed.";
+    DeviceReachable: "device.reachable", DeviceWebhook, "A device became reachable.";
+    DeviceUnreachable: "device.unreachable", DeviceWebhook, "A device stopped being reachable.";
+    EndpointDisabled: "endpoint.disabled", EndpointDisabledWebhook, "One of the organization's endpoints was disabled.";
+    WebhookTest: "webhook.test", TestWebhook, "A test event sent from `POST /v1/webhook_endpoints/{id}/test`.";
 }

@@ -461,3 +461,82 @@ async fn internal_webhook_urls_are_refused_and_bad_input_writes_nothing() {
         .unwrap();
     assert_eq!(endpoints, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_failing_too_long_is_disabled_and_failures_can_be_recovered() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.webhook_allow_subnets = "127.0.0.0/8".into();
+            c.webhook_retry_schedule = "0s,300ms,300ms,300ms,300ms,300ms".into();
+            c.webhook_disable_after = Duration::from_millis(800);
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let (broken, broken_url) = Receiver::start(vec![(500, None); 20]).await;
+    let (watcher, watcher_url) = Receiver::start(vec![]).await;
+    let ep = create_endpoint(
+        &app,
+        json!({ "url": broken_url, "event_types": ["webhook.test"] }),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap().to_owned();
+    create_endpoint(
+        &app,
+        json!({ "url": watcher_url, "event_types": ["endpoint.disabled"] }),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let since = chrono::Utc::now() - chrono::Duration::seconds(1);
+    http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .send()
+        .await
+        .unwrap();
+
+    let disabled = watcher.wait_for(1).await;
+    assert_eq!(disabled[0].kind(), "endpoint.disabled");
+    assert_eq!(disabled[0].json()["data"]["id"], id.as_str());
+    let now = get(&app, &format!("/v1/webhook_endpoints/{id}")).await;
+    assert_eq!(now["enabled"], false);
+    assert!(now["disabled_reason"].as_str().unwrap().contains("failing"));
+    let tries = broken.got().len();
+    assert!(tries >= 2, "retried before giving up: {tries}");
+
+    // The receiver is fixed: re-enable, and recover what failed.
+    broken.script.lock().unwrap().clear();
+    let enabled: Value = http
+        .patch(format!("{}/v1/webhook_endpoints/{id}", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .json(&json!({ "enabled": true }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(enabled["enabled"], true);
+    assert!(enabled["disabled_reason"].is_null());
+    let recovered: Value = http
+        .post(format!("{}/v1/webhook_endpoints/{id}/recover", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .json(&json!({ "since": since }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recovered["queued"], 1);
+    let got = broken.wait_for(tries + 1).await;
+    assert_eq!(got.last().unwrap().kind(), "webhook.test");
+    let attempts = get(
+        &app,
+        &format!("/v1/webhook_endpoints/{id}/attempts?limit=1"),
+    )
+    .await;
+    assert_eq!(attempts["data"][0]["status_code"], 200);
+}

@@ -256,7 +256,8 @@ async fn finish(worker: &Worker, d: &Delivery, answer: Answer) -> Result<(), Job
         ctx.wake_workers().await;
     }
     match next {
-        Some(delay) if !success && !gone => {
+        // Retry later, unless the endpoint was just disabled (its messages failed with it).
+        Some(delay) if !success && reason.is_none() => {
             Err(JobError::defer(delay, format!("attempt {attempt} failed")))
         }
         _ => Ok(()),

@@ -277,7 +277,8 @@ pub async fn rotate_secret(
     Ok(done.rows_affected() == 1)
 }
 
-/// Disables an endpoint (410 Gone, or failing for too long); `true` if it was enabled.
+/// Disables an endpoint (410 Gone, or failing for too long) and fails its pending
+/// messages (they can be recovered later); `true` if it was enabled.
 pub async fn disable_endpoint(
     conn: &mut PgConnection,
     org_id: &str,
@@ -290,6 +291,15 @@ pub async fn disable_endpoint(
         org_id,
         id,
         reason
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "update webhook_messages set status = 'failed', next_attempt_at = null,
+                last_error = coalesce(last_error, 'the endpoint was disabled')
+         where org_id = $1 and endpoint_id = $2 and status = 'pending'",
+        org_id,
+        id
     )
     .execute(conn)
     .await?;
@@ -371,6 +381,28 @@ pub async fn blocked_until(
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|r| r.next_attempt_at))
+}
+
+/// New messages for every message to this endpoint that failed since `since` (recovery
+/// after an outage), in their original order; returns the new message ids.
+pub async fn recover(
+    conn: &mut PgConnection,
+    org_id: &str,
+    endpoint_id: &str,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar!(
+        "insert into webhook_messages (org_id, endpoint_id, event_id, ordering_key)
+         select org_id, endpoint_id, event_id, ordering_key from webhook_messages
+         where org_id = $1 and endpoint_id = $2 and status = 'failed' and created_at >= $3
+         order by id
+         returning id",
+        org_id,
+        endpoint_id,
+        since
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// Makes the next pending message of a chain due now (its predecessor is done); `true` if
