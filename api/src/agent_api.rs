@@ -10,7 +10,7 @@ use pushdial_core::calls::{self, reachability, Change};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::devices::{self as device_store, DeviceUpdate, NewDevice};
 use pushdial_core::store::pairing;
-use pushdial_core::{secrets, text, Ctx, Error};
+use pushdial_core::{devices, secrets, text, Ctx, Error};
 
 use crate::auth::DeviceToken;
 use crate::models::{Call, Device};
@@ -220,12 +220,19 @@ impl AgentApi {
             capabilities: b.capabilities,
             auto_dial: b.auto_dial,
         };
+        let was_reachable =
+            reachability(&ctx, std::slice::from_ref(&auth.0)).await[0].is_reachable();
         let mut conn = ctx.db.acquire().await?;
         device_store::update(&mut conn, &auth.0.org_id, &auth.0.id, &update).await?;
         let row = device_store::get(&mut conn, &auth.0.org_id, &auth.0.id)
             .await?
             .ok_or(Error::NotFound("device"))?;
         drop(conn);
+        if let Err(e) =
+            devices::announce_if_changed(&ctx, &row.org_id, &row.id, was_reachable).await
+        {
+            tracing::warn!(device_id = %row.id, error = %e, "reachability event not recorded");
+        }
         let reach = reachability(&ctx, std::slice::from_ref(&row)).await;
         Ok(Json(Device::new(row, &reach[0])))
     }

@@ -6,7 +6,7 @@ use poem_openapi::OpenApi;
 use pushdial_core::calls::reachability;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::devices as device_store;
-use pushdial_core::{Ctx, Error};
+use pushdial_core::{devices, Ctx, Error};
 
 use crate::auth::SecretKey;
 use crate::models::{page, Device, List};
@@ -95,11 +95,19 @@ impl DevicesApi {
     ) -> Result<Json<Device>, DeviceError> {
         let id = ids::parse(Kind::Device, "device_id", &device_id.0)?;
         let mut conn = ctx.db.acquire().await?;
-        device_store::get(&mut conn, &auth.0.org_id, &id)
+        let before = device_store::get(&mut conn, &auth.0.org_id, &id)
             .await?
             .ok_or(Error::NotFound("device"))?;
+        drop(conn);
+        let was_reachable =
+            reachability(&ctx, std::slice::from_ref(&before)).await[0].is_reachable();
+        let mut conn = ctx.db.acquire().await?;
         device_store::revoke(&mut conn, &auth.0.org_id, &id).await?;
         drop(conn);
+        if let Err(e) = devices::announce_if_changed(&ctx, &auth.0.org_id, &id, was_reachable).await
+        {
+            tracing::warn!(device_id = %id, error = %e, "reachability event not recorded");
+        }
         let close = serde_json::json!({ "type": "device.revoked" });
         if let Err(e) = ctx.presence.send_to_device(&id, None, &close).await {
             tracing::warn!(device_id = %id, error = %e, "could not close the revoked device's socket");

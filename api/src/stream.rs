@@ -15,7 +15,7 @@ use poem::web::Data;
 use poem::{handler, IntoResponse, Request, Response};
 use pushdial_core::shutdown::Stop;
 use pushdial_core::store::devices as device_store;
-use pushdial_core::Ctx;
+use pushdial_core::{devices, Ctx};
 use tokio::sync::mpsc;
 
 use crate::problem::Problem;
@@ -126,8 +126,12 @@ async fn serve_socket(
     let (conn_id, mut outbox) = sockets.register(&device_id);
     let heartbeat = ctx.config.heartbeat_interval();
     let window = ctx.config.presence_window;
+    let was_reachable = devices::is_reachable(&ctx, &org_id, &device_id)
+        .await
+        .unwrap_or(true);
     // When this socket last wrote the Postgres fallback; a newer socket's write is later.
     let mut written = refresh(&ctx, &org_id, &device_id).await;
+    announce(&ctx, &org_id, &device_id, was_reachable).await;
     tracing::info!(device_id = %device_id, "agent connected");
 
     let hello = serde_json::json!({
@@ -191,7 +195,15 @@ async fn serve_socket(
             }
         }
     }
+    announce(&ctx, &org_id, &device_id, true).await;
     tracing::info!(device_id = %device_id, "agent disconnected");
+}
+
+/// Tells the tenant when the device's reachability flipped (best effort: logged on failure).
+async fn announce(ctx: &Ctx, org_id: &str, device_id: &str, was: bool) {
+    if let Err(e) = devices::announce_if_changed(ctx, org_id, device_id, was).await {
+        tracing::warn!(device_id, error = %e, "reachability event not recorded");
+    }
 }
 
 fn sockets_has(sockets: &Sockets, device_id: &str) -> bool {

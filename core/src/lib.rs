@@ -7,6 +7,7 @@ pub mod calls;
 pub mod config;
 pub mod crypto;
 pub mod ctx;
+pub mod devices;
 pub mod egress;
 pub mod error;
 pub mod ids;

@@ -169,7 +169,13 @@ async fn call_events_arrive_signed_and_in_order() {
         .unwrap();
     wait_for_status(&client, &call.id, "completed", Duration::from_secs(10)).await;
 
-    let got = receiver.wait_for(7).await;
+    // Every event: the phone becoming reachable, then the call's transitions.
+    let all = receiver.wait_for(8).await;
+    assert_eq!(all[0].kind(), "device.reachable");
+    let got: Vec<Received> = all
+        .into_iter()
+        .filter(|r| r.kind().starts_with("call."))
+        .collect();
     let kinds: Vec<String> = got.iter().map(Received::kind).collect();
     assert_eq!(
         kinds,
@@ -209,7 +215,7 @@ async fn call_events_arrive_signed_and_in_order() {
 
     // The same events can be polled.
     let events = get(&app, "/v1/events?limit=100").await;
-    assert_eq!(events["data"].as_array().unwrap().len(), 7);
+    assert_eq!(events["data"].as_array().unwrap().len(), 8);
     let completed = get(&app, "/v1/events?type=call.completed").await;
     assert_eq!(completed["data"][0]["id"], got[6].json()["id"]);
     phone.stop().await;
@@ -221,7 +227,12 @@ async fn failing_receiver_is_retried_and_later_events_of_the_call_wait() {
     // The first two requests fail: the first event is retried, and the next events of the
     // same call must not overtake it.
     let (receiver, url) = Receiver::start(vec![(500, None), (502, None)]).await;
-    let endpoint = create_endpoint(&app, json!({ "url": url })).await;
+    let call_events: Vec<&str> = pushdial_core::webhooks::EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|t| t.starts_with("call."))
+        .collect();
+    let endpoint = create_endpoint(&app, json!({ "url": url, "event_types": call_events })).await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
     let phone = RunningAgent::start(device, Duration::ZERO).await;
@@ -539,4 +550,46 @@ async fn endpoint_failing_too_long_is_disabled_and_failures_can_be_recovered() {
     )
     .await;
     assert_eq!(attempts["data"][0]["status_code"], 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_reachability_changes_are_announced() {
+    let app = webhook_app().await;
+    let (receiver, url) = Receiver::start(vec![]).await;
+    create_endpoint(
+        &app,
+        json!({ "url": url, "event_types": ["device.reachable", "device.unreachable"] }),
+    )
+    .await;
+    let client = app.client();
+    let (_, device, device_id) = app.agent_with_device(&client, "Ann").await;
+
+    let mut stream = device.connect_stream().await.unwrap();
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].kind(), "device.reachable");
+    assert_eq!(got[0].json()["data"]["id"], device_id.as_str());
+    assert_eq!(got[0].json()["data"]["presence"], "online");
+
+    stream.close().await.unwrap();
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].kind(), "device.unreachable");
+    assert_eq!(got[1].json()["data"]["presence"], "offline");
+
+    // A push channel makes it reachable again without a socket; revoking ends that.
+    device
+        .update_device(&pushdial_sdk::UpdateDevice {
+            push_channel: Some(Some("loopback".into())),
+            push_token: Some(Some("tok".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let got = receiver.wait_for(3).await;
+    assert_eq!(got[2].kind(), "device.reachable");
+    assert_eq!(got[2].json()["data"]["presence"], "push");
+    client.revoke_device(&device_id).await.unwrap();
+    let got = receiver.wait_for(4).await;
+    assert_eq!(got[3].kind(), "device.unreachable");
+    assert!(got[3].json()["data"]["revoked_at"].is_string());
+    assert_eq!(got.len(), 4, "no event without a change");
 }

@@ -334,6 +334,13 @@ async fn deliver(
             tracing::warn!(device_id = %device.id, reason = %reason, "push token rejected");
             let mut conn = ctx.db.acquire().await?;
             device_store::mark_push_rejected(&mut conn, &device.org_id, &device.id).await?;
+            drop(conn);
+            if let Err(e) =
+                pushdial_core::devices::announce_if_changed(ctx, &device.org_id, &device.id, true)
+                    .await
+            {
+                tracing::warn!(device_id = %device.id, error = %e, "reachability event not recorded");
+            }
             Ok(Delivery::Missed {
                 push_rejected: true,
             })
