@@ -29,7 +29,8 @@ impl Received {
 /// The receiver's next answers: status and an optional `Retry-After`.
 type Script = Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>;
 
-/// A webhook receiver: records every request, answers from a script (then 200).
+/// A webhook receiver: records every request, answers from a script (then 200); a
+/// scripted status 0 never answers.
 #[derive(Clone, Default)]
 struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
@@ -57,6 +58,10 @@ impl Receiver {
                         .unwrap()
                         .pop_front()
                         .unwrap_or((200, None));
+                    if status == 0 {
+                        // Scripted hang: never answer.
+                        std::future::pending::<()>().await;
+                    }
                     let mut resp = poem::Response::builder()
                         .status(poem::http::StatusCode::from_u16(status).unwrap());
                     if let Some(r) = retry_after {
@@ -592,4 +597,66 @@ async fn device_reachability_changes_are_announced() {
     assert_eq!(got[3].kind(), "device.unreachable");
     assert!(got[3].json()["data"]["revoked_at"].is_string());
     assert_eq!(got.len(), 4, "no event without a change");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_mid_delivery_loses_nothing() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.webhook_allow_subnets = "127.0.0.0/8".into();
+            c.webhook_retry_schedule = "0s,300ms".into();
+        },
+        pushdial::Roles {
+            api: true,
+            worker: false,
+        },
+    )
+    .await;
+    let (receiver, url) = Receiver::start(vec![(0, None)]).await;
+    let endpoint = create_endpoint(&app, json!({ "url": url })).await;
+    let id = endpoint["id"].as_str().unwrap();
+    reqwest::Client::new()
+        .post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .send()
+        .await
+        .unwrap();
+
+    let start_worker = |ctx: pushdial_core::Ctx| {
+        let (trigger, stop) = pushdial_core::shutdown::channel();
+        let worker = pushdial_worker::Worker::new(ctx.clone(), pushdial::push_gateway(&ctx.config));
+        (trigger, tokio::spawn(worker.run(stop)))
+    };
+    // Worker A sends, and hangs waiting for the answer: kill it there.
+    let (_a, worker_a) = start_worker(
+        pushdial_core::Ctx::connect(app.config.clone())
+            .await
+            .unwrap(),
+    );
+    receiver.wait_for(1).await;
+    worker_a.abort();
+    let _ = worker_a.await;
+
+    // Worker B takes the delivery over after the lease, with the same webhook-id.
+    let (b, worker_b) = start_worker(
+        pushdial_core::Ctx::connect(app.config.clone())
+            .await
+            .unwrap(),
+    );
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[0].headers["webhook-id"], got[1].headers["webhook-id"]);
+    eventually(
+        Duration::from_secs(10),
+        "the message to be delivered",
+        || async {
+            let status: String = sqlx::query_scalar("select status from webhook_messages")
+                .fetch_one(&app.db)
+                .await
+                .ok()?;
+            (status == "delivered").then_some(())
+        },
+    )
+    .await;
+    b.stop();
+    let _ = tokio::time::timeout(Duration::from_secs(5), worker_b).await;
 }
