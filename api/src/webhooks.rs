@@ -36,6 +36,8 @@ pub struct WebhookEndpoint {
     pub disabled_reason: Option<String>,
     /// Start of the current run of failed deliveries.
     pub failing_since: Option<DateTime<Utc>>,
+    /// Most deliveries per second to this endpoint, if limited.
+    pub rate_limit_per_s: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The signing secret (`whsec_…`): only in the answer that creates or rotates it.
@@ -54,6 +56,7 @@ impl From<EndpointRow> for WebhookEndpoint {
             enabled: e.enabled,
             disabled_reason: e.disabled_reason,
             failing_since: e.failing_since,
+            rate_limit_per_s: e.rate_limit_per_s,
             created_at: e.created_at,
             updated_at: e.updated_at,
             secret: None,
@@ -72,6 +75,8 @@ pub struct CreateWebhookEndpoint {
     pub event_types: Option<Vec<String>>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Most deliveries per second (1 to 10000); absent: unlimited.
+    pub rate_limit_per_s: Option<i32>,
 }
 
 /// Changes a webhook endpoint; absent fields stay as they are.
@@ -84,6 +89,8 @@ pub struct UpdateWebhookEndpoint {
     pub event_types: Option<Vec<String>>,
     /// Re-enabling clears `disabled_reason` and the failure run.
     pub enabled: Option<bool>,
+    /// Most deliveries per second (1 to 10000); `null` removes the limit.
+    pub rate_limit_per_s: MaybeUndefined<i32>,
 }
 
 /// Rotates the signing secret.
@@ -201,6 +208,17 @@ fn check_url(ctx: &Ctx, url: &str) -> Result<String, Error> {
     }
 }
 
+fn check_rate(rate: i32) -> Result<i32, Error> {
+    if (1..=10_000).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(Error::invalid(
+            "rate_limit_per_s",
+            "1 to 10000 deliveries per second",
+        ))
+    }
+}
+
 fn check_event_types(types: Vec<String>) -> Result<Vec<String>, Error> {
     if let Some(bad) = types.iter().find(|t| !EVENT_TYPES.contains(&t.as_str())) {
         return Err(Error::invalid(
@@ -278,6 +296,7 @@ impl WebhooksApi {
                 event_types: &event_types,
                 enabled: b.enabled.unwrap_or(true),
                 secret_sealed: &seal(&ctx, &secret)?,
+                rate_limit_per_s: b.rate_limit_per_s.map(check_rate).transpose()?,
             },
         )
         .await?;
@@ -358,6 +377,11 @@ impl WebhooksApi {
             },
             event_types: b.event_types.map(check_event_types).transpose()?,
             enabled: b.enabled,
+            rate_limit_per_s: match b.rate_limit_per_s {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(r) => Some(Some(check_rate(r)?)),
+            },
         };
         let mut conn = ctx.db.acquire().await?;
         let row = store::update_endpoint(&mut conn, &auth.0.org_id, &current.id, &update)

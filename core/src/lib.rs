@@ -16,6 +16,7 @@ pub mod phone;
 pub mod presence;
 pub mod push;
 pub mod queue;
+pub mod ratelimit;
 pub mod secrets;
 pub mod shutdown;
 pub mod store;

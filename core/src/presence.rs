@@ -187,6 +187,18 @@ impl Presence {
         .map(|_| ())
     }
 
+    /// Checks a shared rate limit (see `ratelimit`); the key is prefixed here.
+    pub async fn rate_limit(
+        &self,
+        key: &str,
+        limit: crate::ratelimit::Limit,
+    ) -> redis::RedisResult<crate::ratelimit::Decision> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}rl:{key}", self.prefix);
+        self.guarded(crate::ratelimit::check(&mut conn, &key, limit))
+            .await
+    }
+
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING")

@@ -660,3 +660,60 @@ async fn worker_killed_mid_delivery_loses_nothing() {
     b.stop();
     let _ = tokio::time::timeout(Duration::from_secs(5), worker_b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_rate_limit_spaces_deliveries() {
+    let app = webhook_app().await;
+    let (receiver, url) = Receiver::start(vec![]).await;
+    let endpoint = create_endpoint(&app, json!({ "url": url, "rate_limit_per_s": 2 })).await;
+    assert_eq!(endpoint["rate_limit_per_s"], 2);
+    let id = endpoint["id"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    for _ in 0..6 {
+        http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
+            .bearer_auth(&app.org.secret_key)
+            .send()
+            .await
+            .unwrap();
+    }
+    receiver.wait_for(6).await;
+    let attempts = get(&app, &format!("/v1/webhook_endpoints/{id}/attempts")).await;
+    let times: Vec<chrono::DateTime<chrono::Utc>> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["created_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        times.len(),
+        6,
+        "every delivery made it, none dropped by the limit"
+    );
+    // A burst of 2, then one every 500 ms: six deliveries take at least ~2 s.
+    let span = times[0] - times[5];
+    assert!(
+        span >= chrono::Duration::milliseconds(1800),
+        "deliveries were spaced: {span:?}"
+    );
+
+    // The limit can be lifted; bad values are refused.
+    let lifted: Value = http
+        .patch(format!("{}/v1/webhook_endpoints/{id}", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .json(&json!({ "rate_limit_per_s": null }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(lifted["rate_limit_per_s"].is_null());
+    let bad = http
+        .patch(format!("{}/v1/webhook_endpoints/{id}", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .json(&json!({ "rate_limit_per_s": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::queue::Job;
+use pushdial_core::ratelimit::{Decision, Limit};
 use pushdial_core::store::webhooks::{self as store, Delivery, NewAttempt};
 use pushdial_core::webhooks::{self, signing};
 
@@ -63,6 +64,22 @@ pub async fn deliver(worker: &Worker, job: &Job) -> Result<(), JobError> {
         }
     }
     drop(conn);
+    if let Some(rate) = d.rate_limit_per_s {
+        // Shared by every worker; fails open when Redis is down (a delivery too many is
+        // better than none).
+        let limit = Limit::per_second(rate.max(1) as u32);
+        match ctx
+            .presence
+            .rate_limit(&format!("we:{}", d.endpoint_id), limit)
+            .await
+        {
+            Ok(Decision::Limited(wait)) => {
+                return Err(JobError::defer(wait, "endpoint rate limit"))
+            }
+            Ok(Decision::Allowed) => {}
+            Err(e) => tracing::warn!(error = %e, "endpoint rate limit unavailable; delivering"),
+        }
+    }
 
     let answer = send(worker, &d).await;
     finish(worker, &d, answer).await

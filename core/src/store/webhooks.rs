@@ -119,6 +119,7 @@ pub struct EndpointRow {
     pub failing_since: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub rate_limit_per_s: Option<i32>,
 }
 
 pub struct NewEndpoint<'a> {
@@ -129,6 +130,7 @@ pub struct NewEndpoint<'a> {
     pub event_types: &'a [String],
     pub enabled: bool,
     pub secret_sealed: &'a [u8],
+    pub rate_limit_per_s: Option<i32>,
 }
 
 pub async fn insert_endpoint(
@@ -137,17 +139,18 @@ pub async fn insert_endpoint(
 ) -> sqlx::Result<EndpointRow> {
     sqlx::query_as!(
         EndpointRow,
-        "insert into webhook_endpoints (id, org_id, url, description, event_types, enabled, secret_sealed)
-         values ($1, $2, $3, $4, $5, $6, $7)
+        "insert into webhook_endpoints (id, org_id, url, description, event_types, enabled, secret_sealed, rate_limit_per_s)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)
          returning id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at",
+                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s",
         e.id,
         e.org_id,
         e.url,
         e.description,
         e.event_types,
         e.enabled,
-        e.secret_sealed
+        e.secret_sealed,
+        e.rate_limit_per_s
     )
     .fetch_one(conn)
     .await
@@ -161,7 +164,7 @@ pub async fn get_endpoint(
     sqlx::query_as!(
         EndpointRow,
         "select id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at
+                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s
          from webhook_endpoints where org_id = $1 and id = $2",
         org_id,
         id
@@ -178,7 +181,7 @@ pub async fn list_endpoints(
     let rows = sqlx::query_as!(
         EndpointRow,
         "select id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at
+                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s
          from webhook_endpoints
          where org_id = $1
            and ($2::text is null or id < $2)
@@ -203,6 +206,8 @@ pub struct EndpointUpdate {
     pub description: Option<Option<String>>,
     pub event_types: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit_per_s: Option<Option<i32>>,
 }
 
 pub async fn update_endpoint(
@@ -224,17 +229,20 @@ pub async fn update_endpoint(
             enabled = coalesce($7, enabled),
             disabled_reason = case when $7 then null else disabled_reason end,
             failing_since = case when $7 then null else failing_since end,
+            rate_limit_per_s = case when $8 then $9 else rate_limit_per_s end,
             updated_at = now()
          where org_id = $1 and id = $2
          returning id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at",
+                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s",
         org_id,
         id,
         u.url.as_deref(),
         set_description,
         description,
         u.event_types.as_deref(),
-        u.enabled
+        u.enabled,
+        u.rate_limit_per_s.is_some(),
+        u.rate_limit_per_s.flatten()
     )
     .fetch_optional(conn)
     .await
@@ -341,6 +349,7 @@ pub struct Delivery {
     pub secret_sealed: Vec<u8>,
     pub previous_secret_sealed: Option<Vec<u8>>,
     pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub rate_limit_per_s: Option<i32>,
     pub event_type: String,
     pub event_data: serde_json::Value,
     pub event_created_at: DateTime<Utc>,
@@ -350,7 +359,7 @@ pub async fn delivery(conn: &mut PgConnection, message_id: i64) -> sqlx::Result<
     sqlx::query_as!(
         Delivery,
         r#"select m.id as message_id, m.org_id, m.endpoint_id, m.event_id, m.ordering_key, m.status, m.attempts,
-                  e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at,
+                  e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at, e.rate_limit_per_s,
                   v.type as event_type, v.data as event_data, v.created_at as event_created_at
            from webhook_messages m
            join webhook_endpoints e on e.id = m.endpoint_id
