@@ -250,9 +250,12 @@ async fn queue_message(
     org_id: &str,
     event_id: &str,
     kind: &str,
+    ordering_key: Option<&str>,
     endpoint_id: &str,
 ) -> Result<(), Error> {
-    for message_id in store::fan_out(tx, event_id, org_id, kind, None, Some(endpoint_id)).await? {
+    for message_id in
+        store::fan_out(tx, event_id, org_id, kind, ordering_key, Some(endpoint_id)).await?
+    {
         queue::enqueue(
             tx,
             kinds::WEBHOOK_DELIVER,
@@ -387,6 +390,10 @@ impl WebhooksApi {
         let row = store::update_endpoint(&mut conn, &auth.0.org_id, &current.id, &update)
             .await?
             .ok_or(Error::NotFound("webhook endpoint"))?;
+        if update.enabled == Some(false) {
+            // Nothing more is sent to a disabled endpoint; `recover` can send it later.
+            store::fail_pending(&mut conn, &auth.0.org_id, &current.id).await?;
+        }
         Ok(Json(row.into()))
     }
 
@@ -485,6 +492,7 @@ impl WebhooksApi {
             &auth.0.org_id,
             &event_id,
             "webhook.test",
+            None,
             &current.id,
         )
         .await?;
@@ -499,7 +507,8 @@ impl WebhooksApi {
 
     /// Resend an event to an endpoint
     ///
-    /// Queues a new delivery of the event, whatever became of earlier ones.
+    /// Queues a new delivery of the event (after the call's earlier events), or, if one is
+    /// still pending, tries it now.
     #[oai(
         path = "/v1/webhook_endpoints/:endpoint_id/events/:event_id/resend",
         method = "post",
@@ -521,7 +530,20 @@ impl WebhooksApi {
         let event = store::get_event(&mut tx, &auth.0.org_id, &event_id)
             .await?
             .ok_or(Error::NotFound("event"))?;
-        queue_message(&mut tx, &auth.0.org_id, &event.id, &event.kind, &current.id).await?;
+        // A delivery still pending (waiting for its turn or its next attempt) is hurried
+        // rather than duplicated; otherwise a new one joins the end of the call's chain.
+        if !store::hurry_pending(&mut tx, &auth.0.org_id, &current.id, &event.id).await? {
+            let key = event.ordering_key.as_deref();
+            queue_message(
+                &mut tx,
+                &auth.0.org_id,
+                &event.id,
+                &event.kind,
+                key,
+                &current.id,
+            )
+            .await?;
+        }
         tx.commit().await?;
         ctx.wake_workers().await;
         Ok(DeliveryQueued::Accepted(Json(Queued {

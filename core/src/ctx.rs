@@ -34,6 +34,13 @@ impl Ctx {
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_ALLOW_SUBNETS: {e}"))?;
         let webhook_schedule = crate::webhooks::parse_schedule(&config.webhook_retry_schedule)
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
+        if config.webhook_timeout >= config.job_lease {
+            // A delivery outliving its lease would be taken over and sent twice at once.
+            return Err(format!(
+                "PUSHDIAL_WEBHOOK_TIMEOUT ({:?}) must be shorter than PUSHDIAL_JOB_LEASE ({:?})",
+                config.webhook_timeout, config.job_lease
+            ));
+        }
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))

@@ -115,6 +115,19 @@ const EMBEDDING_V4_IN_LAST_32_BITS: &[Ipv6Addr] = &[
     Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), // NAT64 well-known prefix
 ];
 
+/// Cloud metadata endpoints (AWS, GCP, Azure, OpenStack: 169.254.169.254; AWS IPv6
+/// fd00:ec2::254; Alibaba 100.100.100.200), refused even inside an allowlisted subnet.
+fn is_metadata(ip: IpAddr) -> bool {
+    const V6_AWS: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    match ip {
+        IpAddr::V4(v4) => {
+            v4 == std::net::Ipv4Addr::new(169, 254, 169, 254)
+                || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
+        }
+        IpAddr::V6(v6) => v6 == V6_AWS,
+    }
+}
+
 /// Whether an address is never a valid webhook destination (before the allowlist).
 ///
 /// IPv6 addresses that embed an IPv4 address (IPv4-mapped `::ffff:0:0/96`,
@@ -205,11 +218,15 @@ impl EgressPolicy {
         EgressPolicy::default()
     }
 
-    /// Allowed: in an allowlisted subnet, or not forbidden.
+    /// Allowed: in an allowlisted subnet, or not forbidden. Cloud metadata addresses are
+    /// never allowed.
     ///
     /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) also matches IPv4 allowlist entries.
     pub fn allows(&self, ip: IpAddr) -> bool {
         let canonical = ip.to_canonical();
+        if is_metadata(canonical) {
+            return false; // cloud metadata services: never, whatever the allowlist says
+        }
         self.allow
             .iter()
             .any(|net| net.contains(&ip) || net.contains(&canonical))
@@ -561,8 +578,18 @@ mod tests {
         assert!(!policy.allows("10.2.0.1".parse().unwrap()));
         assert!(policy.allows("192.168.1.5".parse().unwrap()));
         assert!(!policy.allows("192.168.1.6".parse().unwrap()));
-        assert!(policy.allows("fd00:ec2::254".parse().unwrap()));
+        assert!(policy.allows("fd00:ec2::1".parse().unwrap()));
+        assert!(
+            !policy.allows("fd00:ec2::254".parse().unwrap()),
+            "metadata stays refused"
+        );
         assert!(!policy.allows("fe80::1".parse().unwrap()));
+        let wide = EgressPolicy::parse("169.254.0.0/16").unwrap();
+        assert!(wide.allows("169.254.1.1".parse().unwrap()));
+        assert!(
+            !wide.allows("169.254.169.254".parse().unwrap()),
+            "metadata stays refused"
+        );
 
         assert_eq!(EgressPolicy::parse("").unwrap(), EgressPolicy::none());
         assert_eq!(EgressPolicy::parse(" , ").unwrap(), EgressPolicy::none());

@@ -127,6 +127,7 @@ pub fn test_config(database_url: &str, prefix: &str) -> Config {
     c.offer_timeout = Duration::from_millis(1500);
     c.presence_window = Duration::from_secs(6);
     c.job_lease = Duration::from_secs(2);
+    c.webhook_timeout = Duration::from_secs(1);
     c.job_poll_interval = Duration::from_millis(200);
     c.db_max_connections = 10;
     c.shutdown_grace = Duration::from_secs(2);

@@ -26,6 +26,21 @@ async fn another_organization_sees_nothing_of_ours() {
         .await
         .unwrap();
 
+    let endpoint: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/webhook_endpoints", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .json(&serde_json::json!({ "url": "https://example.com/hook" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let endpoint_id = endpoint["id"].as_str().unwrap().to_owned();
+    let event_id: String = sqlx::query_scalar("select id from events limit 1")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
     let other_org = app.other_org().await;
     let theirs = app.client_for(&other_org);
     settle(&app).await;
@@ -53,6 +68,46 @@ async fn another_organization_sees_nothing_of_ours() {
             "/v1/calls".into(),
             Some(serde_json::json!({"to": "+14155550123", "device_id": device_id})),
         ),
+        (
+            Method::GET,
+            format!("/v1/webhook_endpoints/{endpoint_id}"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/v1/webhook_endpoints/{endpoint_id}"),
+            Some(serde_json::json!({"enabled": false})),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/webhook_endpoints/{endpoint_id}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/webhook_endpoints/{endpoint_id}/rotate_secret"),
+            Some(serde_json::json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/v1/webhook_endpoints/{endpoint_id}/test"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/webhook_endpoints/{endpoint_id}/events/{event_id}/resend"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/v1/webhook_endpoints/{endpoint_id}/recover"),
+            Some(serde_json::json!({"since": "2000-01-01T00:00:00Z"})),
+        ),
+        (
+            Method::GET,
+            format!("/v1/webhook_endpoints/{endpoint_id}/attempts"),
+            None,
+        ),
     ];
     for (method, path, body) in cases {
         let mut req = http
@@ -78,6 +133,18 @@ async fn another_organization_sees_nothing_of_ours() {
     );
     // Lists show only their own (empty) organization.
     assert!(theirs.list_agents().await.unwrap().data.is_empty());
+    for path in ["/v1/events", "/v1/webhook_endpoints"] {
+        let list: serde_json::Value = http
+            .get(format!("{}{path}", app.url))
+            .bearer_auth(&other_org.secret_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(list["data"].as_array().unwrap().len(), 0, "{path}");
+    }
     assert!(theirs.list_devices(None).await.unwrap().data.is_empty());
     assert!(theirs
         .list_devices(Some(&agent_id))

@@ -35,6 +35,8 @@ type Script = Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>;
 struct Receiver {
     got: Arc<Mutex<Vec<Received>>>,
     script: Script,
+    /// Requests whose body contains this text are answered 500 (a call the receiver chokes on).
+    refuse: Arc<Mutex<Option<String>>>,
 }
 
 impl Receiver {
@@ -44,33 +46,43 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let state = r.clone();
-        let app = poem::Route::new().at(
-            "/hook",
-            poem::post(poem::endpoint::make(move |req: poem::Request| {
-                let state = state.clone();
-                async move {
-                    let headers = req.headers().clone();
-                    let body = req.into_body().into_vec().await.unwrap_or_default();
-                    state.got.lock().unwrap().push(Received { headers, body });
-                    let (status, retry_after) = state
-                        .script
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .unwrap_or((200, None));
-                    if status == 0 {
-                        // Scripted hang: never answer.
-                        std::future::pending::<()>().await;
+        let app =
+            poem::Route::new().at(
+                "/hook",
+                poem::post(poem::endpoint::make(move |req: poem::Request| {
+                    let state = state.clone();
+                    async move {
+                        let headers = req.headers().clone();
+                        let body = req.into_body().into_vec().await.unwrap_or_default();
+                        let refused =
+                            state.refuse.lock().unwrap().as_ref().is_some_and(|r| {
+                                String::from_utf8_lossy(&body).contains(r.as_str())
+                            });
+                        state.got.lock().unwrap().push(Received { headers, body });
+                        if refused {
+                            return poem::Response::builder()
+                                .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+                                .body("refused");
+                        }
+                        let (status, retry_after) = state
+                            .script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or((200, None));
+                        if status == 0 {
+                            // Scripted hang: never answer.
+                            std::future::pending::<()>().await;
+                        }
+                        let mut resp = poem::Response::builder()
+                            .status(poem::http::StatusCode::from_u16(status).unwrap());
+                        if let Some(r) = retry_after {
+                            resp = resp.header("retry-after", r);
+                        }
+                        resp.body(format!("answer {status}"))
                     }
-                    let mut resp = poem::Response::builder()
-                        .status(poem::http::StatusCode::from_u16(status).unwrap());
-                    if let Some(r) = retry_after {
-                        resp = resp.header("retry-after", r);
-                    }
-                    resp.body(format!("answer {status}"))
-                }
-            })),
-        );
+                })),
+            );
         tokio::spawn(async move {
             let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
             poem::Server::new_with_acceptor(acceptor).run(app).await
@@ -716,4 +728,134 @@ async fn endpoint_rate_limit_spaces_deliveries() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_calls_retries_never_hold_up_another_call_and_resend_or_recover_never_duplicate() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.webhook_allow_subnets = "127.0.0.0/8".into();
+            // Slow retries: the first call's chain stays blocked for the whole test.
+            c.webhook_retry_schedule = "0s,30s,30s".into();
+            c.presence_window = Duration::from_secs(60);
+            c.offer_timeout = Duration::from_secs(60);
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let (receiver, url) = Receiver::start(vec![]).await;
+    let call_events: Vec<&str> = pushdial_core::webhooks::EVENT_TYPES
+        .iter()
+        .copied()
+        .filter(|t| t.starts_with("call."))
+        .collect();
+    let endpoint = create_endpoint(&app, json!({ "url": url, "event_types": call_events })).await;
+    let ep = endpoint["id"].as_str().unwrap().to_owned();
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let _stream = device.connect_stream().await.unwrap();
+
+    // The receiver chokes on the first call; the second call is unaffected.
+    let mut first_req = CreateCall::for_agent("+14155550123", &agent_id);
+    first_req.expires_in = Some(600);
+    let first = client.create_call(&first_req, None).await.unwrap();
+    *receiver.refuse.lock().unwrap() = Some(first.id.clone());
+    let second = client.create_call(&first_req, None).await.unwrap();
+    client.cancel_call(&second.id).await.unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the second call's events",
+        || async {
+            let kinds: Vec<String> = receiver
+                .got()
+                .iter()
+                .filter(|r| r.json()["data"]["id"] == second.id.as_str())
+                .map(Received::kind)
+                .collect();
+            (kinds.len() >= 2).then_some(kinds)
+        },
+    )
+    .await;
+    let first_seen = receiver
+        .got()
+        .iter()
+        .filter(|r| r.json()["data"]["id"] == first.id.as_str())
+        .count();
+    assert_eq!(
+        first_seen, 1,
+        "the first call's first event failed once and waits for its retry"
+    );
+
+    // Resending the blocked event hurries its pending delivery instead of duplicating it.
+    let queued_event = get(&app, "/v1/events?type=call.queued&limit=100").await["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["data"]["id"] == first.id.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let messages_before: i64 = sqlx::query_scalar("select count(*) from webhook_messages")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    *receiver.refuse.lock().unwrap() = None;
+    let resent = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/webhook_endpoints/{ep}/events/{queued_event}/resend",
+            app.url
+        ))
+        .bearer_auth(&app.org.secret_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resent.status(), 202);
+    eventually(
+        Duration::from_secs(10),
+        "the first call's events after the resend",
+        || async {
+            let n = receiver
+                .got()
+                .iter()
+                .filter(|r| r.json()["data"]["id"] == first.id.as_str())
+                .count();
+            (n >= 3).then_some(())
+        },
+    )
+    .await;
+    let messages_after: i64 = sqlx::query_scalar("select count(*) from webhook_messages")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(messages_after, messages_before, "no duplicate message");
+    let firsts: Vec<String> = receiver
+        .got()
+        .iter()
+        .filter(|r| r.json()["data"]["id"] == first.id.as_str())
+        .map(Received::kind)
+        .collect();
+    assert_eq!(
+        firsts,
+        ["call.queued", "call.queued", "call.offered"],
+        "still in order"
+    );
+
+    // Nothing failed, so recovery has nothing to send, however often it is asked.
+    for _ in 0..2 {
+        let recovered: Value = reqwest::Client::new()
+            .post(format!("{}/v1/webhook_endpoints/{ep}/recover", app.url))
+            .bearer_auth(&app.org.secret_key)
+            .json(&json!({ "since": "2000-01-01T00:00:00Z" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(recovered["queued"], 0);
+    }
 }

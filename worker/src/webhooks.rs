@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use pushdial_core::ids::{self, Kind};
-use pushdial_core::queue::Job;
+use pushdial_core::queue::{self, Job};
 use pushdial_core::ratelimit::{Decision, Limit};
 use pushdial_core::store::webhooks::{self as store, Delivery, NewAttempt};
 use pushdial_core::webhooks::{self, signing};
@@ -82,7 +82,7 @@ pub async fn deliver(worker: &Worker, job: &Job) -> Result<(), JobError> {
     }
 
     let answer = send(worker, &d).await;
-    finish(worker, &d, answer).await
+    finish(worker, job, &d, answer).await
 }
 
 /// Signs and sends one attempt.
@@ -92,7 +92,7 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         duration_ms: elapsed_ms(started),
         status: None,
         body: None,
-        error: Some(error),
+        error: Some(storable(&error)),
         retry_after: None,
     };
     let url = match worker.ctx.egress.check_url(&d.url) {
@@ -150,8 +150,7 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(parse_retry_after);
     let mut kept = Vec::new();
     while kept.len() < KEPT_BODY {
         match response.chunk().await {
@@ -164,10 +163,29 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
     Answer {
         duration_ms: elapsed_ms(started),
         status: Some(status),
-        body: Some(String::from_utf8_lossy(&kept).into_owned()),
+        body: Some(storable(&String::from_utf8_lossy(&kept))),
         error: None,
         retry_after,
     }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&Utc) - Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// Text a receiver sent, storable: PostgreSQL text cannot hold NUL.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
 }
 
 /// A transport error in words a tenant can act on.
@@ -187,7 +205,7 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 /// Records the attempt and decides what comes next.
-async fn finish(worker: &Worker, d: &Delivery, answer: Answer) -> Result<(), JobError> {
+async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Result<(), JobError> {
     let ctx = &worker.ctx;
     let attempt = d.attempts + 1;
     let success = answer.status.is_some_and(|s| (200..300).contains(&s));
@@ -201,8 +219,9 @@ async fn finish(worker: &Worker, d: &Delivery, answer: Answer) -> Result<(), Job
             &mut rand::thread_rng(),
         );
         match (scheduled, answer.status, answer.retry_after) {
-            (Some(_), Some(429 | 503), Some(asked)) => {
-                Some(asked.clamp(Duration::from_secs(1), RETRY_AFTER_MAX))
+            // Never sooner than the schedule, and not beyond a day.
+            (Some(planned), Some(429 | 503), Some(asked)) => {
+                Some(asked.min(RETRY_AFTER_MAX).max(planned))
             }
             (scheduled, _, _) => scheduled,
         }
@@ -217,6 +236,17 @@ async fn finish(worker: &Worker, d: &Delivery, answer: Answer) -> Result<(), Job
         .map(|n| Utc::now() + n);
 
     let mut tx = ctx.db.begin().await?;
+    // Only the lease holder records the outcome: a rescued (slow) delivery must not write
+    // over the worker that took it over.
+    if !queue::holds_lease(&mut tx, job, &worker.id).await? {
+        tracing::warn!(
+            message_id = d.message_id,
+            "lease lost during the delivery; outcome dropped"
+        );
+        return Ok(());
+    }
+    // The endpoint row before the message rows, in the order disabling takes them.
+    let failing_since = store::note_outcome(&mut tx, &d.endpoint_id, success).await?;
     store::record_attempt(
         &mut tx,
         NewAttempt {
@@ -234,7 +264,6 @@ async fn finish(worker: &Worker, d: &Delivery, answer: Answer) -> Result<(), Job
         next_at,
     )
     .await?;
-    let failing_since = store::note_outcome(&mut tx, &d.endpoint_id, success).await?;
     let too_long = failing_since.is_some_and(|since| {
         chrono::Duration::from_std(ctx.config.webhook_disable_after)
             .is_ok_and(|limit| Utc::now() - since >= limit)

@@ -10,6 +10,7 @@ pub struct EventRow {
     pub id: String,
     pub org_id: String,
     pub kind: String,
+    pub ordering_key: Option<String>,
     pub data: serde_json::Value,
     pub created_at: DateTime<Utc>,
 }
@@ -70,7 +71,7 @@ pub async fn get_event(
 ) -> sqlx::Result<Option<EventRow>> {
     sqlx::query_as!(
         EventRow,
-        r#"select id, org_id, type as "kind", data, created_at from events where org_id = $1 and id = $2"#,
+        r#"select id, org_id, type as "kind", ordering_key, data, created_at from events where org_id = $1 and id = $2"#,
         org_id,
         id
     )
@@ -86,7 +87,7 @@ pub async fn list_events(
 ) -> sqlx::Result<Paged<EventRow>> {
     let rows = sqlx::query_as!(
         EventRow,
-        r#"select id, org_id, type as "kind", data, created_at from events
+        r#"select id, org_id, type as "kind", ordering_key, data, created_at from events
          where org_id = $1
            and ($2::text is null or type = $2)
            and ($3::text is null or id < $3)
@@ -302,36 +303,56 @@ pub async fn disable_endpoint(
     )
     .execute(&mut *conn)
     .await?;
-    sqlx::query!(
-        "update webhook_messages set status = 'failed', next_attempt_at = null,
-                last_error = coalesce(last_error, 'the endpoint was disabled')
-         where org_id = $1 and endpoint_id = $2 and status = 'pending'",
-        org_id,
-        id
-    )
-    .execute(conn)
-    .await?;
+    fail_pending(conn, org_id, id).await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Records the outcome of a delivery on the endpoint's failure run; returns when the
-/// current run of failures started (`None` after a success).
+/// current run of failures started (`None` after a success). The row is written only when
+/// the run starts or ends, so deliveries to one endpoint do not queue on its row.
 pub async fn note_outcome(
     conn: &mut PgConnection,
     id: &str,
     success: bool,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar!(
+    let changed = sqlx::query!(
         "update webhook_endpoints
-            set failing_since = case when $2 then null else coalesce(failing_since, now()) end
-         where id = $1
+            set failing_since = case when $2 then null else now() end
+         where id = $1 and (($2 and failing_since is not null) or (not $2 and failing_since is null))
          returning failing_since",
         id,
         success
     )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = changed {
+        return Ok(row.failing_since);
+    }
+    sqlx::query_scalar!(
+        "select failing_since from webhook_endpoints where id = $1",
+        id
+    )
     .fetch_optional(conn)
     .await
     .map(Option::flatten)
+}
+
+/// Fails an endpoint's pending messages (it was disabled); they can be recovered later.
+pub async fn fail_pending(
+    conn: &mut PgConnection,
+    org_id: &str,
+    endpoint_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update webhook_messages set status = 'failed', next_attempt_at = null,
+                last_error = coalesce(last_error, 'the endpoint was disabled')
+         where org_id = $1 and endpoint_id = $2 and status = 'pending'",
+        org_id,
+        endpoint_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Everything a delivery needs about one message.
@@ -372,7 +393,8 @@ pub async fn delivery(conn: &mut PgConnection, message_id: i64) -> sqlx::Result<
 }
 
 /// When the earliest pending message before this one in its chain (same endpoint and
-/// ordering key) is next tried, if there is one: this message must wait for it.
+/// ordering key) is next tried, if there is one: this message must wait for it. A
+/// predecessor whose delivery job was buried no longer blocks the chain.
 pub async fn blocked_until(
     conn: &mut PgConnection,
     endpoint_id: &str,
@@ -380,9 +402,12 @@ pub async fn blocked_until(
     message_id: i64,
 ) -> sqlx::Result<Option<Option<DateTime<Utc>>>> {
     let row = sqlx::query!(
-        "select next_attempt_at from webhook_messages
-         where endpoint_id = $1 and ordering_key = $2 and id < $3 and status = 'pending'
-         order by id limit 1",
+        "select m.next_attempt_at from webhook_messages m
+         where m.endpoint_id = $1 and m.ordering_key = $2 and m.id < $3 and m.status = 'pending'
+           and exists (select 1 from jobs j
+                       where j.kind = 'webhook.deliver' and j.dead_at is null
+                         and (j.payload ->> 'message_id')::bigint = m.id)
+         order by m.id limit 1",
         endpoint_id,
         ordering_key,
         message_id
@@ -392,8 +417,10 @@ pub async fn blocked_until(
     Ok(row.map(|r| r.next_attempt_at))
 }
 
-/// New messages for every message to this endpoint that failed since `since` (recovery
-/// after an outage), in their original order; returns the new message ids.
+/// New messages for the events whose delivery to this endpoint failed since `since`
+/// (recovery after an outage) — one per event, none for an event already delivered or
+/// pending — in their original order; returns the new message ids. Calling it twice sends
+/// nothing twice.
 pub async fn recover(
     conn: &mut PgConnection,
     org_id: &str,
@@ -402,8 +429,15 @@ pub async fn recover(
 ) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar!(
         "insert into webhook_messages (org_id, endpoint_id, event_id, ordering_key)
-         select org_id, endpoint_id, event_id, ordering_key from webhook_messages
-         where org_id = $1 and endpoint_id = $2 and status = 'failed' and created_at >= $3
+         select org_id, endpoint_id, event_id, ordering_key from (
+             select distinct on (m.event_id) m.id, m.org_id, m.endpoint_id, m.event_id, m.ordering_key
+             from webhook_messages m
+             where m.org_id = $1 and m.endpoint_id = $2 and m.status = 'failed' and m.created_at >= $3
+               and not exists (select 1 from webhook_messages o
+                               where o.endpoint_id = m.endpoint_id and o.event_id = m.event_id
+                                 and o.status in ('pending', 'delivered'))
+             order by m.event_id, m.id
+         ) failed
          order by id
          returning id",
         org_id,
@@ -412,6 +446,36 @@ pub async fn recover(
     )
     .fetch_all(conn)
     .await
+}
+
+/// Makes a pending message of this event to this endpoint due now; `false` if there is none.
+pub async fn hurry_pending(
+    conn: &mut PgConnection,
+    org_id: &str,
+    endpoint_id: &str,
+    event_id: &str,
+) -> sqlx::Result<bool> {
+    let pending = sqlx::query_scalar!(
+        "select id from webhook_messages
+         where org_id = $1 and endpoint_id = $2 and event_id = $3 and status = 'pending'
+         order by id limit 1",
+        org_id,
+        endpoint_id,
+        event_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(message_id) = pending else {
+        return Ok(false);
+    };
+    sqlx::query!(
+        "update jobs set run_at = now()
+         where kind = 'webhook.deliver' and lease_owner is null and (payload ->> 'message_id')::bigint = $1",
+        message_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(true)
 }
 
 /// Makes the next pending message of a chain due now (its predecessor is done); `true` if
@@ -477,7 +541,7 @@ pub async fn record_attempt(
     sqlx::query!(
         "update webhook_messages set attempts = $2, status = $3, next_attempt_at = $4, last_status = $5,
                 last_error = $6, delivered_at = case when $3 = 'delivered' then now() end
-         where id = $1",
+         where id = $1 and status = 'pending'",
         a.message_id,
         a.attempt,
         message_status,
