@@ -859,3 +859,54 @@ async fn one_calls_retries_never_hold_up_another_call_and_resend_or_recover_neve
         assert_eq!(recovered["queued"], 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_secret_stops_signing_after_its_grace_and_redirects_are_not_followed() {
+    let app = webhook_app().await;
+    let (receiver, url) = Receiver::start(vec![(302, None)]).await;
+    let endpoint = create_endpoint(&app, json!({ "url": url })).await;
+    let id = endpoint["id"].as_str().unwrap();
+    let old = endpoint["secret"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let rotated: Value = http
+        .post(format!(
+            "{}/v1/webhook_endpoints/{id}/rotate_secret",
+            app.url
+        ))
+        .bearer_auth(&app.org.secret_key)
+        .json(&json!({ "grace_period_s": 0 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = rotated["secret"].as_str().unwrap().to_owned();
+    http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .send()
+        .await
+        .unwrap();
+    // The first answer is a redirect: not followed, counted as a failure, retried.
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].headers["webhook-id"], got[0].headers["webhook-id"]);
+    let attempts = get(&app, &format!("/v1/webhook_endpoints/{id}/attempts")).await;
+    let statuses: Vec<i64> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 302]);
+    // Without a grace period only the new secret signs.
+    assert_eq!(
+        got[1].headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        1
+    );
+    assert!(verify(&new, &got[1]));
+    assert!(!verify(&old, &got[1]));
+}
