@@ -43,6 +43,9 @@ enum AdminCommand {
         /// The organization's name.
         #[arg(long)]
         name: String,
+        /// Its country (ISO 3166 alpha-2): the only one its calls may reach until it opens more.
+        #[arg(long, default_value = "US")]
+        country: String,
     },
 }
 
@@ -79,8 +82,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     let roles = match cli.command {
         Command::Migrate => return pushdial::migrate(&config).await,
         Command::Admin {
-            command: AdminCommand::CreateOrg { name },
-        } => return create_org(&config, &name).await,
+            command: AdminCommand::CreateOrg { name, country },
+        } => return create_org(&config, &name, &country).await,
         Command::Serve => {
             pushdial::migrate(&config).await?;
             Roles {
@@ -139,14 +142,14 @@ async fn wait_for_signal() {
     }
 }
 
-async fn create_org(config: &Config, name: &str) -> Result<(), String> {
+async fn create_org(config: &Config, name: &str, country: &str) -> Result<(), String> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(&config.database_url)
         .await
         .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
     let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
-    let org = pushdial_core::tenants::create_org(&mut conn, name)
+    let org = pushdial_core::tenants::create_org(&mut conn, name, country)
         .await
         .map_err(|e| e.to_string())?;
     let json = serde_json::to_string(&org).map_err(|e| e.to_string())?;

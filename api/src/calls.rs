@@ -94,6 +94,7 @@ impl CallsApi {
             },
             ctx.config.call_expires_in,
         )?;
+        pushdial_core::dialing::check(&mut *ctx.db.acquire().await?, org_id, &request.to).await?;
         let (agent_id, device_id) = calls::check_target(&ctx, org_id, &request.target).await?;
 
         let mut tx = ctx.db.begin().await?;

@@ -13,6 +13,7 @@ pub mod calls;
 pub mod devices;
 pub mod idempotency;
 pub mod models;
+pub mod organization;
 pub mod problem;
 pub mod stream;
 pub mod webhooks;
@@ -42,6 +43,8 @@ pub enum Tags {
     AgentApi,
     /// Events, and their delivery to the organization's endpoints.
     Webhooks,
+    /// The organization and its dialing policy.
+    Organization,
 }
 
 /// Every resource of the API, one `#[OpenApi]` impl each.
@@ -51,6 +54,7 @@ pub type Apis = (
     devices::DevicesApi,
     agent_api::AgentApi,
     webhooks::WebhooksApi,
+    organization::OrganizationApi,
 );
 
 /// The whole API, as one service: the server mounts it and the spec test renders it.
@@ -62,6 +66,7 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
             devices::DevicesApi,
             agent_api::AgentApi,
             webhooks::WebhooksApi,
+            organization::OrganizationApi,
         ),
         "pushdial",
         env!("CARGO_PKG_VERSION"),

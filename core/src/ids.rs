@@ -17,6 +17,7 @@ pub enum Kind {
     Call,
     Event,
     WebhookEndpoint,
+    BlockedNumber,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Call => "call",
             Kind::Event => "evt",
             Kind::WebhookEndpoint => "we",
+            Kind::BlockedNumber => "blk",
         }
     }
 
@@ -42,6 +44,7 @@ impl Kind {
             Kind::Call => "call",
             Kind::Event => "event",
             Kind::WebhookEndpoint => "webhook endpoint",
+            Kind::BlockedNumber => "blocked number",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod crypto;
 pub mod ctx;
 pub mod devices;
+pub mod dialing;
 pub mod egress;
 pub mod error;
 pub mod ids;

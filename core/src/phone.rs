@@ -1,67 +1,191 @@
-//! Phone numbers as the API accepts them: E.164 only (`+` and 8 to 15 digits, no leading
-//! zero in the country code). Service codes with `*` or `#` can never pass.
+//! Phone numbers as the API accepts them: E.164 (`+` and 8 to 15 digits) that the
+//! `phonenumber` crate (libphonenumber's metadata) recognises as a valid number of its
+//! country. Service codes with `*` or `#` can never pass. A parsed number knows its
+//! country and its type, which the dialing policy (`dialing`) judges.
+
+/// The kinds of number libphonenumber tells apart, as the API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberType {
+    FixedLine,
+    Mobile,
+    FixedLineOrMobile,
+    TollFree,
+    PremiumRate,
+    SharedCost,
+    PersonalNumber,
+    Voip,
+    Pager,
+    Uan,
+    Voicemail,
+    Unknown,
+}
+
+impl NumberType {
+    pub const ALL: [NumberType; 12] = [
+        NumberType::FixedLine,
+        NumberType::Mobile,
+        NumberType::FixedLineOrMobile,
+        NumberType::TollFree,
+        NumberType::PremiumRate,
+        NumberType::SharedCost,
+        NumberType::PersonalNumber,
+        NumberType::Voip,
+        NumberType::Pager,
+        NumberType::Uan,
+        NumberType::Voicemail,
+        NumberType::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberType::FixedLine => "fixed_line",
+            NumberType::Mobile => "mobile",
+            NumberType::FixedLineOrMobile => "fixed_line_or_mobile",
+            NumberType::TollFree => "toll_free",
+            NumberType::PremiumRate => "premium_rate",
+            NumberType::SharedCost => "shared_cost",
+            NumberType::PersonalNumber => "personal_number",
+            NumberType::Voip => "voip",
+            NumberType::Pager => "pager",
+            NumberType::Uan => "uan",
+            NumberType::Voicemail => "voicemail",
+            NumberType::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        NumberType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    fn from_lib(t: phonenumber::Type) -> Self {
+        use phonenumber::Type as T;
+        match t {
+            T::FixedLine => NumberType::FixedLine,
+            T::Mobile => NumberType::Mobile,
+            T::FixedLineOrMobile => NumberType::FixedLineOrMobile,
+            T::TollFree => NumberType::TollFree,
+            T::PremiumRate => NumberType::PremiumRate,
+            T::SharedCost => NumberType::SharedCost,
+            T::PersonalNumber => NumberType::PersonalNumber,
+            T::Voip => NumberType::Voip,
+            T::Pager => NumberType::Pager,
+            T::Uan => NumberType::Uan,
+            T::Voicemail => NumberType::Voicemail,
+            _ => NumberType::Unknown,
+        }
+    }
+}
 
 /// A destination number in E.164 form; holding one means it was checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PhoneNumber(String);
+pub struct PhoneNumber {
+    e164: String,
+    /// ISO 3166 alpha-2 region, when libphonenumber can tell (`None` for non-geographic
+    /// numbers such as +800).
+    country: Option<String>,
+    kind: NumberType,
+}
+
+fn invalid(field: &str, message: String, hint: &str) -> crate::Error {
+    crate::Error::Invalid {
+        code: "number_invalid",
+        message: format!("{field}: {message}"),
+        errors: vec![crate::FieldError::new(field, hint)],
+    }
+}
 
 impl PhoneNumber {
     /// Parses an E.164 number. Spaces, dashes, dots and parentheses that people paste are
-    /// removed first; anything else that is not a digit is refused.
+    /// removed first; anything else that is not a digit is refused, and the number must be
+    /// a valid number of its country.
     pub fn parse(field: &str, input: &str) -> crate::Result<Self> {
         let compact: String = input
             .chars()
             .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
             .collect();
         let Some(digits) = compact.strip_prefix('+') else {
-            return Err(crate::Error::Invalid {
-                code: "invalid_phone_number",
-                message: format!("{field}: a number in E.164 form is required, like +14155550123"),
-                errors: vec![crate::FieldError::new(
-                    field,
-                    "must start with + and the country code",
-                )],
-            });
+            return Err(invalid(
+                field,
+                "a number in E.164 form is required, like +14155550123".into(),
+                "must start with + and the country code",
+            ));
         };
-        let ok = (8..=15).contains(&digits.len())
+        let shaped = (8..=15).contains(&digits.len())
             && digits.bytes().all(|b| b.is_ascii_digit())
             && !digits.starts_with('0');
-        if ok {
-            Ok(PhoneNumber(compact))
-        } else {
-            Err(crate::Error::Invalid {
-                code: "invalid_phone_number",
-                message: format!("{field}: `{input}` is not a valid E.164 number"),
-                errors: vec![crate::FieldError::new(
-                    field,
-                    "must be + followed by 8 to 15 digits, without a leading 0",
-                )],
-            })
+        if !shaped {
+            return Err(invalid(
+                field,
+                format!("`{input}` is not a valid E.164 number"),
+                "must be + followed by 8 to 15 digits, without a leading 0",
+            ));
         }
+        let parsed = phonenumber::parse(None, &compact)
+            .ok()
+            .filter(|n| n.is_valid() && n.extension().is_none())
+            .ok_or_else(|| {
+                invalid(
+                    field,
+                    format!("`{input}` is not a number in use in its country"),
+                    "not a valid number for its country code",
+                )
+            })?;
+        let kind = NumberType::from_lib(parsed.number_type(&phonenumber::metadata::DATABASE));
+        let country = parsed.country().id().map(|id| id.as_ref().to_owned());
+        Ok(PhoneNumber {
+            e164: compact,
+            country,
+            kind,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.e164
     }
 
     pub fn into_string(self) -> String {
-        self.0
+        self.e164
     }
+
+    pub fn country(&self) -> Option<&str> {
+        self.country.as_deref()
+    }
+
+    pub fn number_type(&self) -> NumberType {
+        self.kind
+    }
+}
+
+/// Whether `s` is an ISO 3166 alpha-2 region libphonenumber knows.
+pub fn is_country(s: &str) -> bool {
+    s.len() == 2 && s.parse::<phonenumber::country::Id>().is_ok()
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
     fn accepts_e164_and_common_punctuation() {
-        assert_eq!(
-            PhoneNumber::parse("to", "+1 (415) 555-0123")
-                .map(PhoneNumber::into_string)
-                .ok(),
-            Some("+14155550123".to_owned())
-        );
-        assert!(PhoneNumber::parse("to", "+4930123456").is_ok());
+        let n = PhoneNumber::parse("to", "+1 (415) 555-0123").unwrap();
+        assert_eq!(n.as_str(), "+14155550123");
+        assert_eq!(n.country(), Some("US"));
+        let de = PhoneNumber::parse("to", "+49 151 23456789").unwrap();
+        assert_eq!(de.country(), Some("DE"));
+        assert_eq!(de.number_type(), NumberType::Mobile);
+    }
+
+    #[test]
+    fn knows_the_types_that_cost_money() {
+        let kind = |n: &str| PhoneNumber::parse("to", n).unwrap().number_type();
+        assert_eq!(kind("+19005550123"), NumberType::PremiumRate);
+        assert_eq!(kind("+448431234567"), NumberType::PremiumRate);
+        assert_eq!(kind("+33810123456"), NumberType::SharedCost);
+        assert_eq!(kind("+443031234567"), NumberType::Uan);
+        assert_eq!(kind("+447012345678"), NumberType::PersonalNumber);
+        assert_eq!(kind("+18005550123"), NumberType::TollFree);
+        assert_eq!(kind("+447400123456"), NumberType::Mobile);
     }
 
     #[test]
@@ -75,8 +199,12 @@ mod tests {
             "+1234567890123456",
             "",
             "+",
+            "+1 000 000 0000",
         ] {
-            assert!(PhoneNumber::parse("to", bad).is_err(), "{bad}");
+            let e = PhoneNumber::parse("to", bad).unwrap_err();
+            assert_eq!(e.code(), "number_invalid", "{bad}");
         }
+        assert!(is_country("GB"));
+        assert!(!is_country("XX"));
     }
 }

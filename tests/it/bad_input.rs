@@ -197,7 +197,7 @@ async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
             &sk,
             call_body(json!({"to": "4155550123", "agent_id": agent_id})),
             400,
-            "invalid_phone_number",
+            "number_invalid",
         ),
         c(
             "USSD code",
@@ -206,7 +206,7 @@ async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
             &sk,
             call_body(json!({"to": "*#06#", "agent_id": agent_id})),
             400,
-            "invalid_phone_number",
+            "number_invalid",
         ),
         c(
             "too long",
@@ -215,7 +215,7 @@ async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
             &sk,
             call_body(json!({"to": "+1415555012345678", "agent_id": agent_id})),
             400,
-            "invalid_phone_number",
+            "number_invalid",
         ),
         c(
             "letters",
@@ -224,7 +224,7 @@ async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
             &sk,
             call_body(json!({"to": "+1415CALLNOW", "agent_id": agent_id})),
             400,
-            "invalid_phone_number",
+            "number_invalid",
         ),
         c(
             "both targets",

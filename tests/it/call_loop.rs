@@ -95,14 +95,14 @@ async fn phone_reports_follow_the_lifecycle_rules() {
     // A hand-driven phone: holds the socket, acks and reports by itself.
     let mut stream = device.connect_stream().await.unwrap();
     let call = client
-        .create_call(&CreateCall::for_agent("+442071838750", &agent_id), None)
+        .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
         .await
         .unwrap();
     let offer = next_offer(&mut stream).await;
     assert_eq!(offer, call.id);
 
     let ack = device.ack(&call.id).await.unwrap();
-    assert_eq!(ack.to, "+442071838750");
+    assert_eq!(ack.to, "+12125551234");
     assert_eq!(ack.confirm, "prompt");
     // Acking again is harmless and answers the same.
     assert_eq!(device.ack(&call.id).await.unwrap().to, ack.to);

@@ -10,7 +10,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_pushdial");
 async fn admin_create_org_prints_one_json_object_whose_keys_work() {
     let app = TestApp::spawn().await;
     let out = Command::new(BIN)
-        .args(["admin", "create-org", "--name", "Bootstrap Inc"])
+        .args([
+            "admin",
+            "create-org",
+            "--name",
+            "Bootstrap Inc",
+            "--country",
+            "gb",
+        ])
         .env("DATABASE_URL", &app.database_url)
         .output()
         .unwrap();
@@ -32,6 +39,20 @@ async fn admin_create_org_prints_one_json_object_whose_keys_work() {
         .starts_with("pd_pk_"));
     let client = pushdial_sdk::Client::new(&app.url, sk).unwrap();
     let agent = client.create_agent("First agent", None).await.unwrap();
+    let org_json: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/organization", app.url))
+        .bearer_auth(sk)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(org_json["country"], "GB");
+    assert_eq!(
+        org_json["dialing"]["allowed_countries"],
+        serde_json::json!(["GB"])
+    );
     assert_eq!(client.list_agents().await.unwrap().data[0].id, agent.id);
 
     let bad = Command::new(BIN)

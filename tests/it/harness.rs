@@ -207,7 +207,7 @@ impl TestApp {
 
     async fn create_org_in(db: &PgPool, name: &str) -> NewOrg {
         let mut conn = db.acquire().await.unwrap();
-        pushdial_core::tenants::create_org(&mut conn, name)
+        pushdial_core::tenants::create_org(&mut conn, name, "US")
             .await
             .unwrap()
     }
@@ -273,6 +273,11 @@ impl TestApp {
             "call_events",
             "jobs",
             "idempotency_keys",
+            "events",
+            "webhook_endpoints",
+            "webhook_messages",
+            "webhook_attempts",
+            "blocked_numbers",
         ] {
             out.push((t, self.count(t).await));
         }

@@ -9,6 +9,7 @@ mod harness;
 mod bad_input;
 mod call_loop;
 mod cli;
+mod dialing;
 mod failover;
 mod idempotency;
 mod isolation;

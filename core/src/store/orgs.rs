@@ -1,14 +1,129 @@
-//! Organizations: the tenants.
+//! Organizations: the tenants, with their dialing policy and blocklist.
 
+use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-pub async fn insert(conn: &mut PgConnection, id: &str, name: &str) -> sqlx::Result<()> {
+#[derive(Debug, Clone)]
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub country: String,
+    pub allowed_countries: Vec<String>,
+    pub blocked_number_types: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Creates an organization whose calls may go to its own country.
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: &str,
+    name: &str,
+    country: &str,
+) -> sqlx::Result<()> {
     sqlx::query!(
-        "insert into organizations (id, name) values ($1, $2)",
+        "insert into organizations (id, name, country, allowed_countries) values ($1, $2, $3, array[$3])",
         id,
-        name
+        name,
+        country
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<OrgRow>> {
+    sqlx::query_as!(
+        OrgRow,
+        "select id, name, country, allowed_countries, blocked_number_types, created_at
+         from organizations where id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Changes the dialing policy; `None` leaves a list as it is.
+pub async fn update_dialing(
+    conn: &mut PgConnection,
+    id: &str,
+    allowed_countries: Option<&[String]>,
+    blocked_number_types: Option<&[String]>,
+) -> sqlx::Result<Option<OrgRow>> {
+    sqlx::query_as!(
+        OrgRow,
+        "update organizations set
+            allowed_countries = coalesce($2, allowed_countries),
+            blocked_number_types = coalesce($3, blocked_number_types)
+         where id = $1
+         returning id, name, country, allowed_countries, blocked_number_types, created_at",
+        id,
+        allowed_countries,
+        blocked_number_types
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+#[derive(Debug, Clone)]
+pub struct BlockedRow {
+    pub id: String,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Adds a number or prefix to the blocklist; `None` if it is listed already.
+pub async fn block(
+    conn: &mut PgConnection,
+    id: &str,
+    org_id: &str,
+    prefix: &str,
+) -> sqlx::Result<Option<BlockedRow>> {
+    sqlx::query_as!(
+        BlockedRow,
+        "insert into blocked_numbers (id, org_id, prefix) values ($1, $2, $3)
+         on conflict (org_id, prefix) do nothing
+         returning id, prefix, created_at",
+        id,
+        org_id,
+        prefix
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn blocked(conn: &mut PgConnection, org_id: &str) -> sqlx::Result<Vec<BlockedRow>> {
+    sqlx::query_as!(
+        BlockedRow,
+        "select id, prefix, created_at from blocked_numbers where org_id = $1 order by prefix",
+        org_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn unblock(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<BlockedRow>> {
+    sqlx::query_as!(
+        BlockedRow,
+        "delete from blocked_numbers where org_id = $1 and id = $2 returning id, prefix, created_at",
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Whether a number is on the organization's blocklist (exactly or by prefix).
+pub async fn is_blocked(conn: &mut PgConnection, org_id: &str, e164: &str) -> sqlx::Result<bool> {
+    let hit = sqlx::query_scalar!(
+        "select exists(select 1 from blocked_numbers where org_id = $1 and starts_with($2, prefix))",
+        org_id,
+        e164
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(hit.unwrap_or(false))
 }
