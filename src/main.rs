@@ -47,6 +47,18 @@ enum AdminCommand {
         #[arg(long, default_value = "US")]
         country: String,
     },
+    /// Set an organization's plan limits (0 returns a limit to the deployment default).
+    SetLimits {
+        /// The organization's id (org_…).
+        #[arg(long)]
+        org: String,
+        /// Public-API requests per second, per organization and per key.
+        #[arg(long)]
+        api_per_second: Option<u32>,
+        /// Calls created per minute.
+        #[arg(long)]
+        calls_per_minute: Option<u32>,
+    },
 }
 
 fn init_logs(config: &Config) {
@@ -84,6 +96,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Admin {
             command: AdminCommand::CreateOrg { name, country },
         } => return create_org(&config, &name, &country).await,
+        Command::Admin {
+            command:
+                AdminCommand::SetLimits {
+                    org,
+                    api_per_second,
+                    calls_per_minute,
+                },
+        } => return set_limits(&config, &org, api_per_second, calls_per_minute).await,
         Command::Serve => {
             pushdial::migrate(&config).await?;
             Roles {
@@ -154,5 +174,47 @@ async fn create_org(config: &Config, name: &str, country: &str) -> Result<(), St
         .map_err(|e| e.to_string())?;
     let json = serde_json::to_string(&org).map_err(|e| e.to_string())?;
     println!("{json}");
+    Ok(())
+}
+
+async fn set_limits(
+    config: &Config,
+    org: &str,
+    api_per_second: Option<u32>,
+    calls_per_minute: Option<u32>,
+) -> Result<(), String> {
+    if api_per_second.is_none() && calls_per_minute.is_none() {
+        return Err("give --api-per-second and/or --calls-per-minute".into());
+    }
+    let to_limit = |v: Option<u32>| -> Result<Option<Option<i32>>, String> {
+        v.map(|n| match n {
+            0 => Ok(None),
+            n => i32::try_from(n)
+                .map(Some)
+                .map_err(|_| format!("{n} is too large")),
+        })
+        .transpose()
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&config.database_url)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    let found = pushdial_core::store::orgs::set_limits(
+        &mut conn,
+        org,
+        to_limit(api_per_second)?,
+        to_limit(calls_per_minute)?,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if !found {
+        return Err(format!("no organization {org}"));
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "org_id": org, "api_per_second": api_per_second, "calls_per_minute": calls_per_minute })
+    );
     Ok(())
 }

@@ -10,7 +10,7 @@ use pushdial_core::calls::{self, reachability, Change};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::devices::{self as device_store, DeviceUpdate, NewDevice};
 use pushdial_core::store::pairing;
-use pushdial_core::{devices, secrets, text, Ctx, Error};
+use pushdial_core::{devices, limits, secrets, text, Ctx, Error};
 
 use crate::auth::DeviceToken;
 use crate::models::{Call, Device};
@@ -120,9 +120,18 @@ impl AgentApi {
     #[oai(path = "/agent/v1/pair", method = "post", operation_id = "agent_pair")]
     async fn pair(
         &self,
+        req: &poem::Request,
         ctx: poem::web::Data<&Ctx>,
         body: Json<PairRequest>,
     ) -> Result<Paired, PairError> {
+        // Pairing codes are short secrets: guessing is limited per client address.
+        let per_ip = limits::per_minute(ctx.config.limit_pairing_per_ip_per_minute);
+        let ip = req
+            .remote_addr()
+            .as_socket_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        limits::take(&ctx, "pairing", &ip, per_ip).await?;
         let b = body.0;
         let name = text::required("name", &b.name, 100)?;
         if !PLATFORMS.contains(&b.platform.as_str()) {

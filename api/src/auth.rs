@@ -6,9 +6,10 @@
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
+use pushdial_core::ratelimit::Limit;
 use pushdial_core::store::devices::{self, DeviceRow};
 use pushdial_core::store::keys;
-use pushdial_core::{secrets, Ctx, Error};
+use pushdial_core::{limits, secrets, Ctx, Error};
 
 use crate::problem::ApiError;
 
@@ -64,6 +65,22 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
         })
         .into());
     }
+    // Limits count only requests that authenticated (401/403 consume nothing): per
+    // organization (reported in the headers) and per key, each one Redis round trip.
+    let rate = key
+        .limit_api_per_second
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(ctx.config.limit_api_per_second);
+    let limit = Limit::per_second(rate);
+    if let Some(d) = limits::take(ctx, "org", &key.org_id, limit)
+        .await
+        .map_err(ApiError)?
+    {
+        crate::problem::report_rate("org", rate, 1, &d);
+    }
+    limits::take(ctx, "key", &key.id, limit)
+        .await
+        .map_err(ApiError)?;
     Ok(OrgScope {
         org_id: key.org_id,
         key_id: key.id,

@@ -10,7 +10,7 @@ use pushdial_core::calls::{self, CallRequest, RawCallRequest};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
 use pushdial_core::store::calls::{self as call_store, CallFilter};
-use pushdial_core::{Ctx, Error};
+use pushdial_core::{limits, Ctx, Error};
 
 use crate::auth::SecretKey;
 use crate::idempotency::Idempotency;
@@ -94,7 +94,22 @@ impl CallsApi {
             },
             ctx.config.call_expires_in,
         )?;
-        pushdial_core::dialing::check(&mut *ctx.db.acquire().await?, org_id, &request.to).await?;
+        let mut conn = ctx.db.acquire().await?;
+        pushdial_core::dialing::check(&mut conn, org_id, &request.to).await?;
+        let per_minute = pushdial_core::store::orgs::calls_per_minute(&mut conn, org_id)
+            .await?
+            .and_then(|r| u32::try_from(r).ok())
+            .unwrap_or(ctx.config.limit_calls_per_minute);
+        drop(conn);
+        limits::take(&ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
+        let per_number = limits::per_hour(ctx.config.limit_calls_per_number_per_hour);
+        limits::take(
+            &ctx,
+            "number",
+            &format!("{org_id}:{}", request.to.as_str()),
+            per_number,
+        )
+        .await?;
         let (agent_id, device_id) = calls::check_target(&ctx, org_id, &request.target).await?;
 
         let mut tx = ctx.db.begin().await?;

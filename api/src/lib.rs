@@ -12,6 +12,7 @@ pub mod auth;
 pub mod calls;
 pub mod devices;
 pub mod idempotency;
+pub mod limits;
 pub mod models;
 pub mod organization;
 pub mod problem;
@@ -141,6 +142,7 @@ fn docs_page(stock: &str) -> String {
 /// The routes of the api, with request ids, body limits and problem documents for every
 /// error.
 pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<Output = Response> {
+    let flood = Arc::new(limits::FloodLimit::new(ctx.config.limit_ip_per_second));
     let service = api_service().server(ctx.config.public_url());
     let spec = service.spec_endpoint();
     let docs = docs_page(&service.redoc_html());
@@ -159,7 +161,7 @@ pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<O
         .data(ctx)
         .data(sockets)
         .data(stop)
-        .with(problem::RequestIdMiddleware)
+        .with(problem::RequestIdMiddleware { flood })
 }
 
 /// Serves the api on an already-bound listener until `stop` fires, then lets in-flight

@@ -11,6 +11,30 @@ use poem_openapi::Object;
 tokio::task_local! {
     /// The id of the request being served, for problem documents and logs.
     pub static REQUEST_ID: String;
+    /// What rate limiting decided for the request being served, for its response headers.
+    pub static RATE: std::cell::RefCell<RateState>;
+}
+
+/// Rate-limit facts about one request, turned into headers by the middleware.
+#[derive(Debug, Default, Clone)]
+pub struct RateState {
+    /// (policy name, quota, window in seconds, remaining, seconds until reset) of the
+    /// policy reported in `RateLimit-Policy` / `RateLimit`.
+    pub policy: Option<(&'static str, u32, u64, u32, u64)>,
+    /// Set when the request was refused: the `Retry-After` to send.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// Records the policy reported in this response's `RateLimit` headers.
+pub fn report_rate(
+    policy: &'static str,
+    quota: u32,
+    window_s: u64,
+    d: &pushdial_core::ratelimit::Decision,
+) {
+    let reset = d.reset.as_secs_f64().ceil() as u64;
+    let _ = RATE
+        .try_with(|r| r.borrow_mut().policy = Some((policy, quota, window_s, d.remaining, reset)));
 }
 
 /// The current request's id (empty outside a request).
@@ -61,6 +85,9 @@ impl Problem {
 
     pub fn from_core(e: &pushdial_core::Error) -> Self {
         let status = e.status();
+        if let pushdial_core::Error::RateLimited { retry_after, .. } = e {
+            let _ = RATE.try_with(|r| r.borrow_mut().retry_after = Some(*retry_after));
+        }
         if e.is_internal() {
             tracing::error!(error = ?e, "request failed");
         }
@@ -112,6 +139,9 @@ macro_rules! problems {
             /// Something failed on our side.
             #[oai(status = 500, content_type = "application/problem+json")]
             Internal(poem_openapi::payload::Json<$crate::problem::Problem>),
+            /// A rate limit refused the request; `Retry-After` says when to retry.
+            #[oai(status = 429, content_type = "application/problem+json")]
+            TooManyRequests(poem_openapi::payload::Json<$crate::problem::Problem>),
             /// A dependency (PostgreSQL) is unavailable; retry later.
             #[oai(status = 503, content_type = "application/problem+json")]
             Unavailable(poem_openapi::payload::Json<$crate::problem::Problem>),
@@ -122,6 +152,7 @@ macro_rules! problems {
                 match p.status {
                     $($status => $name::$variant(poem_openapi::payload::Json(p)),)*
                     503 => $name::Unavailable(poem_openapi::payload::Json(p)),
+                    429 => $name::TooManyRequests(poem_openapi::payload::Json(p)),
                     other => {
                         if other != 500 {
                             tracing::error!(status = other, code = %p.code, "undeclared error status");
@@ -215,19 +246,29 @@ pub async fn catch_all(err: poem::Error) -> Response {
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Gives each request an id (task-local and `Request-Id` header), and refuses bodies over
-/// `MAX_BODY` — declared or streamed — with a problem document before anything reads them.
-pub struct RequestIdMiddleware;
+/// Gives each request an id (task-local and `Request-Id` header), refuses a client IP
+/// over the per-process flood limit, refuses bodies over `MAX_BODY` — declared or streamed
+/// — with a problem document before anything reads them, and writes the rate-limit headers
+/// (`RateLimit-Policy`, `RateLimit`, `Retry-After`) that handlers recorded.
+pub struct RequestIdMiddleware {
+    pub flood: std::sync::Arc<crate::limits::FloodLimit>,
+}
 
 impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
     type Output = RequestIdEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        RequestIdEndpoint(ep)
+        RequestIdEndpoint {
+            inner: ep,
+            flood: self.flood.clone(),
+        }
     }
 }
 
-pub struct RequestIdEndpoint<E>(E);
+pub struct RequestIdEndpoint<E> {
+    inner: E,
+    flood: std::sync::Arc<crate::limits::FloodLimit>,
+}
 
 impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
     type Output = Response;
@@ -235,36 +276,73 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let id = format!("req_{}", &pushdial_core::secrets::new_token("")[..24]);
         let header = poem::http::HeaderValue::from_str(&id).ok();
-        let mut resp = REQUEST_ID
-            .scope(id, async {
-                let declared = req
-                    .headers()
-                    .get(poem::http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<usize>().ok());
-                if declared.is_some_and(|n| n > MAX_BODY) {
-                    return too_large();
-                }
-                if declared.is_none() && !is_upgrade(&req) {
-                    // A streamed body: read it up to the limit, then hand it on as bytes.
-                    match req.take_body().into_bytes_limit(MAX_BODY).await {
-                        Ok(bytes) => req.set_body(bytes),
-                        Err(poem::error::ReadBodyError::PayloadTooLarge) => return too_large(),
-                        Err(e) => {
-                            return Problem::new(400, "unreadable_body", e.to_string()).into_poem()
-                        }
+        let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let work = async {
+            if let Some(wait) = ip.and_then(|ip| self.flood.check(ip)) {
+                let _ = RATE.try_with(|r| r.borrow_mut().retry_after = Some(wait));
+                let detail = "too many requests from this address; slow down";
+                return Problem::new(429, "rate_limited", detail).into_poem();
+            }
+            let declared = req
+                .headers()
+                .get(poem::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > MAX_BODY) {
+                return too_large();
+            }
+            if declared.is_none() && !is_upgrade(&req) {
+                // A streamed body: read it up to the limit, then hand it on as bytes.
+                match req.take_body().into_bytes_limit(MAX_BODY).await {
+                    Ok(bytes) => req.set_body(bytes),
+                    Err(poem::error::ReadBodyError::PayloadTooLarge) => return too_large(),
+                    Err(e) => {
+                        return Problem::new(400, "unreadable_body", e.to_string()).into_poem()
                     }
                 }
-                match self.0.call(req).await {
-                    Ok(r) => r.into_response(),
-                    Err(e) => catch_all(e).await,
-                }
-            })
+            }
+            let mut resp = match self.inner.call(req).await {
+                Ok(r) => r.into_response(),
+                Err(e) => catch_all(e).await,
+            };
+            let rate = RATE.try_with(|r| r.borrow().clone()).unwrap_or_default();
+            rate_headers(&mut resp, &rate);
+            resp
+        };
+        let mut resp = REQUEST_ID
+            .scope(
+                id,
+                RATE.scope(std::cell::RefCell::new(RateState::default()), work),
+            )
             .await;
         if let Some(h) = header {
             resp.headers_mut().insert("request-id", h);
         }
         Ok(resp)
+    }
+}
+
+/// Writes `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10)
+/// and, on a refusal, `Retry-After`.
+fn rate_headers(resp: &mut Response, rate: &RateState) {
+    let headers = resp.headers_mut();
+    if let Some((name, quota, window, remaining, reset)) = rate.policy {
+        if let Ok(v) =
+            poem::http::HeaderValue::from_str(&format!("\"{name}\";q={quota};w={window}"))
+        {
+            headers.insert("ratelimit-policy", v);
+        }
+        if let Ok(v) =
+            poem::http::HeaderValue::from_str(&format!("\"{name}\";r={remaining};t={reset}"))
+        {
+            headers.insert("ratelimit", v);
+        }
+    }
+    if let Some(wait) = rate.retry_after {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(v) = poem::http::HeaderValue::from_str(&secs.to_string()) {
+            headers.insert("retry-after", v);
+        }
     }
 }
 

@@ -102,6 +102,35 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
     pub webhook_disable_after: Duration,
 
+    /// Default public-API requests per second, per organization and per API key (an
+    /// organization's plan may set its own).
+    #[arg(long, env = "PUSHDIAL_LIMIT_API_PER_SECOND", default_value_t = 100)]
+    pub limit_api_per_second: u32,
+
+    /// Default calls created per organization per minute.
+    #[arg(long, env = "PUSHDIAL_LIMIT_CALLS_PER_MINUTE", default_value_t = 60)]
+    pub limit_calls_per_minute: u32,
+
+    /// Calls to one destination number per organization per hour.
+    #[arg(
+        long,
+        env = "PUSHDIAL_LIMIT_CALLS_PER_NUMBER_PER_HOUR",
+        default_value_t = 10
+    )]
+    pub limit_calls_per_number_per_hour: u32,
+
+    /// Pairing attempts per client IP per minute (a pairing code is a short secret).
+    #[arg(
+        long,
+        env = "PUSHDIAL_LIMIT_PAIRING_PER_IP_PER_MINUTE",
+        default_value_t = 10
+    )]
+    pub limit_pairing_per_ip_per_minute: u32,
+
+    /// Requests per second from one client IP to one api process (flood protection, local).
+    #[arg(long, env = "PUSHDIAL_LIMIT_IP_PER_SECOND", default_value_t = 200)]
+    pub limit_ip_per_second: u32,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "PUSHDIAL_LOG_FORMAT", default_value = "text")]
     pub log_format: String,

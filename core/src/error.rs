@@ -43,6 +43,12 @@ pub enum Error {
     /// The same idempotency key was used with another request body (422).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// A rate limit refused the request (429); retry after the given time.
+    #[error("rate limit `{policy}` exceeded; retry in {} s", retry_after.as_secs_f64().ceil())]
+    RateLimited {
+        policy: &'static str,
+        retry_after: std::time::Duration,
+    },
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("redis error")]
@@ -87,6 +93,7 @@ impl Error {
             Error::NotFound(_) => 404,
             Error::Conflict { .. } => 409,
             Error::Unprocessable { .. } => 422,
+            Error::RateLimited { .. } => 429,
             Error::Database(e) if is_unavailable(e) => 503,
             Error::Database(_) | Error::Redis(_) | Error::Internal(_) => 500,
         }
@@ -101,6 +108,7 @@ impl Error {
             | Error::Conflict { code, .. }
             | Error::Unprocessable { code, .. } => code,
             Error::NotFound(_) => "resource_missing",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Database(e) if is_unavailable(e) => "database_unavailable",
             Error::Database(_) | Error::Redis(_) | Error::Internal(_) => "internal_error",
         }

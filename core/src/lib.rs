@@ -13,6 +13,7 @@ pub mod egress;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;
+pub mod limits;
 pub mod phone;
 pub mod presence;
 pub mod push;

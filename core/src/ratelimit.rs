@@ -28,15 +28,20 @@ impl Limit {
     }
 }
 
-/// The answer for one request.
+/// The answer for one request, with what the `RateLimit` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Allowed,
-    /// Refused; the next request would be allowed after this long.
-    Limited(Duration),
+pub struct Decision {
+    pub allowed: bool,
+    /// Requests still allowed right now.
+    pub remaining: u32,
+    /// Until the limit is fully replenished.
+    pub reset: Duration,
+    /// When refused: until the next request would be allowed.
+    pub retry_after: Duration,
 }
 
 /// GCRA with Redis time (microseconds), so the clocks of the processes do not matter.
+/// Returns {allowed, remaining, reset_us, retry_after_us}.
 const SCRIPT: &str = r#"
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
@@ -46,11 +51,13 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local allow_at = tat - tolerance
 if now < allow_at then
-  return {0, allow_at - now}
+  return {0, 0, tat - now, allow_at - now}
 end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, 0}
+local remaining = math.floor((now + tolerance - new_tat) / interval) + 1
+if remaining < 0 then remaining = 0 end
+return {1, remaining, new_tat - now, 0}
 "#;
 
 /// Checks and counts one request against `limit` under `key` (already prefixed).
@@ -61,15 +68,16 @@ pub async fn check(
 ) -> redis::RedisResult<Decision> {
     let interval = limit.emission_interval_us();
     let tolerance = interval * u64::from(limit.burst.max(1) - 1);
-    let (allowed, wait_us): (i64, i64) = redis::Script::new(SCRIPT)
+    let (allowed, remaining, reset_us, wait_us): (i64, i64, i64, i64) = redis::Script::new(SCRIPT)
         .key(key)
         .arg(interval)
         .arg(tolerance)
         .invoke_async(conn)
         .await?;
-    Ok(if allowed == 1 {
-        Decision::Allowed
-    } else {
-        Decision::Limited(Duration::from_micros(wait_us.max(1) as u64))
+    Ok(Decision {
+        allowed: allowed == 1,
+        remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
+        reset: Duration::from_micros(reset_us.max(0) as u64),
+        retry_after: Duration::from_micros(wait_us.max(0) as u64),
     })
 }

@@ -55,6 +55,45 @@ async fn admin_create_org_prints_one_json_object_whose_keys_work() {
     );
     assert_eq!(client.list_agents().await.unwrap().data[0].id, agent.id);
 
+    // Plan limits, shown in the rate-limit headers.
+    let out = Command::new(BIN)
+        .args([
+            "admin",
+            "set-limits",
+            "--org",
+            org["org_id"].as_str().unwrap(),
+            "--api-per-second",
+            "7",
+        ])
+        .env("DATABASE_URL", &app.database_url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/agents", app.url))
+        .bearer_auth(sk)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["ratelimit-policy"], "\"org\";q=7;w=1");
+    let missing = Command::new(BIN)
+        .args([
+            "admin",
+            "set-limits",
+            "--org",
+            "org_missing",
+            "--api-per-second",
+            "7",
+        ])
+        .env("DATABASE_URL", &app.database_url)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+
     let bad = Command::new(BIN)
         .args(["admin", "create-org", "--name", " "])
         .env("DATABASE_URL", &app.database_url)

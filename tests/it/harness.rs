@@ -212,6 +212,36 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A second api process on the same database and Redis (a replica); stops when the
+    /// returned trigger is dropped.
+    pub async fn spawn_api_replica(&self) -> (String, Trigger) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut config = self.config.clone();
+        config.listen = listener.local_addr().unwrap();
+        let url = format!("http://{}", config.listen);
+        let (trigger, stop) = shutdown::channel();
+        tokio::spawn(pushdial::run(
+            config,
+            Some(listener),
+            pushdial::Roles {
+                api: true,
+                worker: false,
+            },
+            stop,
+        ));
+        let http = reqwest::Client::new();
+        eventually(
+            Duration::from_secs(10),
+            "the replica to be ready",
+            || async {
+                let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            },
+        )
+        .await;
+        (url, trigger)
+    }
+
     /// Another organization in the same deployment.
     pub async fn other_org(&self) -> NewOrg {
         Self::create_org_in(&self.db, "Other").await

@@ -14,6 +14,7 @@ mod failover;
 mod idempotency;
 mod isolation;
 mod jobs;
+mod limits;
 mod lists;
 mod openapi;
 mod redis_down;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::queue::{self, Job};
-use pushdial_core::ratelimit::{Decision, Limit};
+use pushdial_core::ratelimit::Limit;
 use pushdial_core::store::webhooks::{self as store, Delivery, NewAttempt};
 use pushdial_core::webhooks::{self, signing};
 
@@ -73,10 +73,10 @@ pub async fn deliver(worker: &Worker, job: &Job) -> Result<(), JobError> {
             .rate_limit(&format!("we:{}", d.endpoint_id), limit)
             .await
         {
-            Ok(Decision::Limited(wait)) => {
-                return Err(JobError::defer(wait, "endpoint rate limit"))
+            Ok(d) if !d.allowed => {
+                return Err(JobError::defer(d.retry_after, "endpoint rate limit"))
             }
-            Ok(Decision::Allowed) => {}
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "endpoint rate limit unavailable; delivering"),
         }
     }

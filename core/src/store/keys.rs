@@ -10,6 +10,8 @@ pub struct KeyRecord {
     pub org_id: String,
     pub kind: String,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The organization's plan limit, if it has its own.
+    pub limit_api_per_second: Option<i32>,
 }
 
 pub async fn insert(
@@ -39,7 +41,9 @@ pub async fn find_by_hash(
 ) -> sqlx::Result<Option<KeyRecord>> {
     sqlx::query_as!(
         KeyRecord,
-        "select id, org_id, kind, revoked_at from api_keys where key_hash = $1",
+        "select k.id, k.org_id, k.kind, k.revoked_at, o.limit_api_per_second
+         from api_keys k join organizations o on o.id = k.org_id
+         where k.key_hash = $1",
         key_hash
     )
     .fetch_optional(conn)

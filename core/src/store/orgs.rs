@@ -127,3 +127,38 @@ pub async fn is_blocked(conn: &mut PgConnection, org_id: &str, e164: &str) -> sq
     .await?;
     Ok(hit.unwrap_or(false))
 }
+
+/// Sets an organization's plan limits (`None` leaves one as it is; `Some(None)` returns it
+/// to the deployment default); `false` if there is no such organization.
+pub async fn set_limits(
+    conn: &mut PgConnection,
+    id: &str,
+    api_per_second: Option<Option<i32>>,
+    calls_per_minute: Option<Option<i32>>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update organizations set
+            limit_api_per_second = case when $2 then $3 else limit_api_per_second end,
+            limit_calls_per_minute = case when $4 then $5 else limit_calls_per_minute end
+         where id = $1",
+        id,
+        api_per_second.is_some(),
+        api_per_second.flatten(),
+        calls_per_minute.is_some(),
+        calls_per_minute.flatten()
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The organization's calls-per-minute limit, if its plan sets one.
+pub async fn calls_per_minute(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!(
+        "select limit_calls_per_minute from organizations where id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}

@@ -1,0 +1,126 @@
+//! Tenant rate limits: shared by every api process through Redis, reported in
+//! `RateLimit-Policy` / `RateLimit` headers, refused with 429, `Retry-After` and a problem;
+//! unauthenticated requests consume nothing.
+
+use std::time::{Duration, Instant};
+
+use pushdial_sdk::CreateCall;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_enforce_one_organization_limit_once() {
+    let app = TestApp::spawn_with(
+        |c| c.limit_api_per_second = 5,
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let (replica, _replica_stop) = app.spawn_api_replica().await;
+    let http = reqwest::Client::new();
+
+    // Failed authentication consumes nothing.
+    for _ in 0..10 {
+        let r = http
+            .get(format!("{}/v1/agents", app.url))
+            .bearer_auth("pd_sk_wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let first = http
+        .get(format!("{}/v1/agents", app.url))
+        .bearer_auth(&app.org.secret_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["ratelimit-policy"], "\"org\";q=5;w=1");
+    assert_eq!(
+        first.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .nth(1),
+        Some("r=4"),
+        "the 401s took nothing"
+    );
+
+    // Requests spread over both processes: together they get the organization's limit once.
+    let started = Instant::now();
+    let (mut ok, mut limited) = (0, 0);
+    for i in 0..30 {
+        let base = if i % 2 == 0 { &app.url } else { &replica };
+        let r = http
+            .get(format!("{base}/v1/agents"))
+            .bearer_auth(&app.org.secret_key)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                limited += 1;
+                let retry: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(retry >= 1);
+                assert_eq!(r.headers()["content-type"], "application/problem+json");
+                let problem: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(problem["code"], "rate_limited");
+                assert_eq!(problem["status"], 429);
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // At most the 4 left in the burst plus what refilled at 5/s meanwhile (+1 for rounding);
+    // two independent per-process limits would have allowed about twice that.
+    let bound = 4 + (elapsed * 5.0).ceil() as i32 + 1;
+    assert!(ok <= bound, "{ok} allowed in {elapsed:.2}s (bound {bound})");
+    assert!(limited > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_one_number_are_limited_per_hour() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.limit_calls_per_number_per_hour = 2;
+            c.presence_window = Duration::from_secs(60);
+            c.offer_timeout = Duration::from_secs(60);
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let _stream = device.connect_stream().await.unwrap();
+    for _ in 0..2 {
+        client
+            .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
+            .await
+            .unwrap();
+    }
+    settle(&app).await;
+    let before = app.counts().await;
+    let err = client
+        .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(err.code(), Some("rate_limited"));
+    assert_eq!(app.counts().await, before, "a refused call writes nothing");
+    // Another number is not affected.
+    client
+        .create_call(&CreateCall::for_agent("+12125551235", &agent_id), None)
+        .await
+        .unwrap();
+}
