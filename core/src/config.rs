@@ -127,6 +127,14 @@ pub struct Config {
     )]
     pub limit_pairing_per_ip_per_minute: u32,
 
+    /// Push wake-ups sent to one device per minute (a phone is not a pager).
+    #[arg(
+        long,
+        env = "PUSHDIAL_LIMIT_PUSH_PER_DEVICE_PER_MINUTE",
+        default_value_t = 20
+    )]
+    pub limit_push_per_device_per_minute: u32,
+
     /// Requests per second from one client IP to one api process (flood protection, local).
     #[arg(long, env = "PUSHDIAL_LIMIT_IP_PER_SECOND", default_value_t = 200)]
     pub limit_ip_per_second: u32,

@@ -183,3 +183,45 @@ async fn rejected_push_token_fails_the_call_and_stops_counting_the_device() {
         .unwrap_err();
     assert_eq!(err.code(), Some("no_device_reachable"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_wake_ups_per_device_are_limited() {
+    let (push_url, pushed) = push_service(200).await;
+    let app = TestApp::spawn_with(
+        |c| {
+            c.loopback_push_url = Some(push_url);
+            c.limit_push_per_device_per_minute = 1;
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let update = UpdateDevice {
+        push_channel: Some(Some("loopback".into())),
+        push_token: Some(Some("tok".into())),
+        ..Default::default()
+    };
+    device.update_device(&update).await.unwrap();
+    let first = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    let second = client
+        .create_call(&CreateCall::for_agent("+14155550124", &agent_id), None)
+        .await
+        .unwrap();
+    // The second wake-up would exceed the device's limit: it is held back, and the call
+    // fails honestly at its ack timeout instead of buzzing the phone again.
+    wait_for_status(&client, &first.id, "offered", Duration::from_secs(10)).await;
+    let failed = wait_for_status(&client, &second.id, "failed", Duration::from_secs(10)).await;
+    assert_eq!(failed.reason.as_deref(), Some("not_delivered"));
+    assert_eq!(
+        pushed.lock().unwrap().len(),
+        1,
+        "one push sent, the other held back"
+    );
+}

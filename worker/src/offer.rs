@@ -320,6 +320,17 @@ async fn deliver(
             push_rejected: false,
         });
     }
+    // Push sends per device are limited (shared by every worker; fails open without Redis).
+    let per_device = pushdial_core::limits::per_minute(ctx.config.limit_push_per_device_per_minute);
+    if let Err(pushdial_core::Error::RateLimited { retry_after, .. }) =
+        pushdial_core::limits::take(ctx, "push", &device.id, per_device).await
+    {
+        return Err(JobError {
+            message: "push rate limit of the device".into(),
+            retry_after: Some(retry_after),
+            defer: false,
+        });
+    }
     let target = PushTarget {
         device_id: device.id.clone(),
         channel: channel.clone(),
