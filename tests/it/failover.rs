@@ -107,12 +107,7 @@ async fn sleeping_phone_is_woken_by_push_without_the_number() {
     .await;
     let client = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
-    let update = UpdateDevice {
-        push_channel: Some(Some("loopback".into())),
-        push_token: Some(Some("tok-123".into())),
-        ..Default::default()
-    };
-    let updated = device.update_device(&update).await.unwrap();
+    let updated = use_loopback_push(&device, "tok-123").await;
     assert_eq!(updated.presence, "push");
     assert!(
         client.get_agent(&agent_id).await.unwrap().reachable,
@@ -164,12 +159,7 @@ async fn rejected_push_token_fails_the_call_and_stops_counting_the_device() {
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let update = UpdateDevice {
-        push_channel: Some(Some("loopback".into())),
-        push_token: Some(Some("dead-token".into())),
-        ..Default::default()
-    };
-    device.update_device(&update).await.unwrap();
+    use_loopback_push(&device, "dead-token").await;
     let call = client
         .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
         .await
@@ -200,12 +190,7 @@ async fn push_wake_ups_per_device_are_limited() {
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let update = UpdateDevice {
-        push_channel: Some(Some("loopback".into())),
-        push_token: Some(Some("tok".into())),
-        ..Default::default()
-    };
-    device.update_device(&update).await.unwrap();
+    use_loopback_push(&device, "tok").await;
     let first = client
         .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
         .await

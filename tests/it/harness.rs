@@ -383,6 +383,17 @@ impl RunningAgent {
     }
 }
 
+/// Gives a device the loopback push channel with `token` (as a phone registering for
+/// push does); returns the device as the API now shows it.
+pub async fn use_loopback_push(device: &AgentClient, token: &str) -> pushdial_sdk::Device {
+    let update = pushdial_sdk::UpdateDevice {
+        push_channel: Some(Some("loopback".into())),
+        push_token: Some(Some(token.into())),
+        ..Default::default()
+    };
+    device.update_device(&update).await.unwrap()
+}
+
 /// Polls `check` until it returns `Some`, or panics after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushdial_core::Ctx;
-use pushdial_sdk::{CreateCall, UpdateDevice};
+use pushdial_sdk::CreateCall;
 
 use crate::harness::*;
 
@@ -65,12 +65,7 @@ async fn worker_killed_mid_job_loses_nothing_and_another_worker_finishes_it() {
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let update = UpdateDevice {
-        push_channel: Some(Some("loopback".into())),
-        push_token: Some(Some("tok".into())),
-        ..Default::default()
-    };
-    device.update_device(&update).await.unwrap();
+    use_loopback_push(&device, "tok").await;
     let call = client
         .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
         .await
