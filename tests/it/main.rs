@@ -18,5 +18,6 @@ mod limits;
 mod lists;
 mod openapi;
 mod redis_down;
+mod replicas;
 mod shutdown;
 mod webhooks;

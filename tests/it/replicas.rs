@@ -1,0 +1,246 @@
+//! Scale-out on one machine: two `pushdial api` and two `pushdial worker` processes on one
+//! database and one Redis cooperate — offers cross replicas, presence is shared, a killed
+//! worker's job is finished by another, a stopping api sends its agents elsewhere.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pushdial_sdk::{AgentClient, Client, CreateCall, ServerMessage};
+
+use crate::call_loop::next_offer;
+use crate::harness::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pushdial");
+
+/// A pushdial process, killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    fn sigterm(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+    }
+
+    fn sigkill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Cluster {
+    database_url: String,
+    prefix: String,
+    push_url: String,
+}
+
+impl Cluster {
+    fn start(&self, role: &str, listen: Option<&str>) -> Process {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(role)
+            .env("DATABASE_URL", &self.database_url)
+            .env(
+                "REDIS_URL",
+                std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            )
+            .env("PUSHDIAL_REDIS_PREFIX", &self.prefix)
+            .env("PUSHDIAL_OFFER_TIMEOUT", "30s")
+            .env("PUSHDIAL_PRESENCE_WINDOW", "6s")
+            .env("PUSHDIAL_JOB_LEASE", "2s")
+            .env("PUSHDIAL_WEBHOOK_TIMEOUT", "1s")
+            .env("PUSHDIAL_JOB_POLL_INTERVAL", "200ms")
+            .env("PUSHDIAL_SHUTDOWN_GRACE", "2s")
+            .env("PUSHDIAL_LOOPBACK_PUSH_URL", &self.push_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(l) = listen {
+            cmd.env("PUSHDIAL_LISTEN", l);
+        }
+        Process(cmd.spawn().unwrap())
+    }
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn ready(url: &str) {
+    let http = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(20),
+        &format!("{url} to be ready"),
+        || async {
+            let r = http.get(format!("{url}/readyz")).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A push service whose first request hangs (the worker sending it is stuck there).
+async fn hanging_push() -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/push", listener.local_addr().unwrap());
+    let counter = seen.clone();
+    let app = poem::Route::new().at(
+        "/push",
+        poem::post(poem::endpoint::make(move |_req: poem::Request| {
+            let counter = counter.clone();
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                    std::future::pending::<()>().await;
+                }
+                poem::http::StatusCode::OK
+            }
+        })),
+    );
+    tokio::spawn(async move {
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        poem::Server::new_with_acceptor(acceptor).run(app).await
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apis_and_two_workers_cooperate() {
+    let database_url = fresh_database().await;
+    let (push_url, pushes) = hanging_push().await;
+    let cluster = Cluster {
+        database_url: database_url.clone(),
+        prefix: format!("rep{:x}:", rand::random::<u32>()),
+        push_url,
+    };
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let (a_url, b_url) = (format!("http://{a_addr}"), format!("http://{b_addr}"));
+    let _api_a = cluster.start("api", Some(&a_addr));
+    let api_b = cluster.start("api", Some(&b_addr));
+    let mut worker_1 = cluster.start("worker", None);
+    ready(&a_url).await;
+    ready(&b_url).await;
+
+    let db = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let org = {
+        let mut conn = db.acquire().await.unwrap();
+        pushdial_core::tenants::create_org(&mut conn, "Acme", "US")
+            .await
+            .unwrap()
+    };
+    let via_a = Client::new(&a_url, &org.secret_key).unwrap();
+    let agent = via_a.create_agent("Ann", None).await.unwrap();
+    let code = via_a.create_pairing_code(&agent.id).await.unwrap();
+    let (phone, _) = AgentClient::pair(&a_url, &code.code, "phone", "cli")
+        .await
+        .unwrap();
+
+    // The phone holds its socket on api B; api A sees it present.
+    let phone_on_b = AgentClient::new(&b_url, phone.token()).unwrap();
+    let mut stream = phone_on_b.connect_stream().await.unwrap();
+    eventually(Duration::from_secs(5), "presence through A", || async {
+        via_a
+            .get_agent(&agent.id)
+            .await
+            .ok()
+            .filter(|a| a.presence == "online")
+    })
+    .await;
+
+    // A call created through A reaches the socket held by B, offered once.
+    let call = via_a
+        .create_call(&CreateCall::for_agent("+12125551234", &agent.id), None)
+        .await
+        .unwrap();
+    assert_eq!(next_offer(&mut stream).await, call.id);
+    let again = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match stream.recv().await {
+                Some(Ok(ServerMessage::CallOffer { call_id, .. })) if call_id == call.id => {
+                    return true
+                }
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert!(!matches!(again, Ok(true)), "the offer was not sent twice");
+    assert_eq!(phone_on_b.ack(&call.id).await.unwrap().to, "+12125551234");
+
+    // A second phone that only has push: worker 1 hangs sending its wake-up and is killed.
+    let code = via_a.create_pairing_code(&agent.id).await.unwrap();
+    let (sleeper, sleeper_pair) = AgentClient::pair(&a_url, &code.code, "sleeper", "android")
+        .await
+        .unwrap();
+    use_loopback_push(&sleeper, "tok").await;
+    let pushed = via_a
+        .create_call(
+            &CreateCall::for_device("+12125551235", &sleeper_pair.id),
+            None,
+        )
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "worker 1 to be inside the push",
+        || async { (pushes.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
+    .await;
+    worker_1.sigkill();
+    let _worker_2 = cluster.start("worker", None);
+    eventually(
+        Duration::from_secs(15),
+        "worker 2 to finish the job after the lease",
+        || async { (pushes.load(Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(sleeper.ack(&pushed.id).await.unwrap().to, "+12125551235");
+
+    // Api B stops: its agents are told to reconnect, and are reachable through A.
+    api_b.sigterm();
+    let told = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.recv().await {
+                Some(Ok(ServerMessage::Reconnect)) => return true,
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(told, Ok(true)),
+        "a reconnect hint before the socket closes"
+    );
+    let phone_on_a = AgentClient::new(&a_url, phone.token()).unwrap();
+    let _stream_a = phone_on_a.connect_stream().await.unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "the phone reachable through A again",
+        || async {
+            let devices = via_a.list_devices(Some(&agent.id)).await.ok()?;
+            devices
+                .data
+                .iter()
+                .find(|d| d.name == "phone")
+                .filter(|d| d.presence == "online")
+                .map(|_| ())
+        },
+    )
+    .await;
+    let next = via_a
+        .create_call(&CreateCall::for_agent("+12125551236", &agent.id), None)
+        .await
+        .unwrap();
+    assert_eq!(next.status, "queued");
+}
