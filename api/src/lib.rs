@@ -85,6 +85,15 @@ pub fn openapi_json() -> String {
     api_service().spec()
 }
 
+/// Prometheus metrics of this process.
+#[handler]
+async fn metrics(ctx: Data<&Ctx>) -> Response {
+    pushdial_core::metrics::refresh(&ctx).await;
+    Response::builder()
+        .content_type("text/plain; version=0.0.4")
+        .body(pushdial_core::metrics::METRICS.render())
+}
+
 #[handler]
 fn healthz() -> &'static str {
     "ok"
@@ -158,6 +167,7 @@ pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<O
         )
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
+        .at("/metrics", get(metrics))
         .data(ctx)
         .data(sockets)
         .data(stop)

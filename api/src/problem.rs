@@ -277,8 +277,15 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
         let id = format!("req_{}", &pushdial_core::secrets::new_token("")[..24]);
         let header = poem::http::HeaderValue::from_str(&id).ok();
         let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let started = std::time::Instant::now();
+        let route = route_label(req.uri().path());
+        let method = req.method().as_str().to_owned();
         let work = async {
             if let Some(wait) = ip.and_then(|ip| self.flood.check(ip)) {
+                pushdial_core::metrics::METRICS
+                    .rate_limit_refusals
+                    .with_label_values(&["ip"])
+                    .inc();
                 let _ = RATE.try_with(|r| r.borrow_mut().retry_after = Some(wait));
                 let detail = "too many requests from this address; slow down";
                 return Problem::new(429, "rate_limited", detail).into_poem();
@@ -318,6 +325,13 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
         if let Some(h) = header {
             resp.headers_mut().insert("request-id", h);
         }
+        let m = &*pushdial_core::metrics::METRICS;
+        m.http_requests
+            .with_label_values(&[&route, &method, resp.status().as_str()])
+            .inc();
+        m.http_duration
+            .with_label_values(&[&route, &method])
+            .observe(started.elapsed().as_secs_f64());
         Ok(resp)
     }
 }
@@ -344,6 +358,39 @@ fn rate_headers(resp: &mut Response, rate: &RateState) {
             headers.insert("retry-after", v);
         }
     }
+}
+
+/// The route of a path for metric labels: ids become `:id`, so the label set stays small
+/// whatever the traffic; paths outside the API collapse to `other`.
+fn route_label(path: &str) -> String {
+    let known = [
+        "/v1/",
+        "/agent/v1/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+    ];
+    if !known.iter().any(|k| path.starts_with(k)) {
+        return "other".into();
+    }
+    path.split('/')
+        .map(|seg| {
+            let id_like = seg.split_once('_').is_some_and(|(p, rest)| {
+                !p.is_empty()
+                    && p.len() <= 4
+                    && rest.len() >= 20
+                    && p.bytes().all(|b| b.is_ascii_lowercase())
+            });
+            if id_like || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit())) {
+                ":id"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn is_upgrade(req: &Request) -> bool {

@@ -124,6 +124,7 @@ async fn serve_socket(
 ) {
     let (mut sink, mut source) = socket.split();
     let (conn_id, mut outbox) = sockets.register(&device_id);
+    pushdial_core::metrics::METRICS.agent_sockets.inc();
     let heartbeat = ctx.config.heartbeat_interval();
     let window = ctx.config.presence_window;
     let was_reachable = devices::is_reachable(&ctx, &org_id, &device_id)
@@ -182,6 +183,7 @@ async fn serve_socket(
     }
     let _ = sink.close().await;
     sockets.unregister(&device_id, conn_id);
+    pushdial_core::metrics::METRICS.agent_sockets.dec();
     // Only forget presence if no newer socket of this device took over on this instance.
     if !sockets_has(&sockets, &device_id) {
         if let Err(e) = ctx.presence.clear(&device_id, &ctx.instance_id).await {

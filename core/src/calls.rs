@@ -397,6 +397,10 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
                 device,
             )
             .await?;
+            crate::metrics::METRICS
+                .call_transitions
+                .with_label_values(&[change.status.as_str(), change.reason.unwrap_or("")])
+                .inc();
             Ok(updated)
         }
         Err(Refusal::AfterTerminal(status)) => Err(Error::conflict(

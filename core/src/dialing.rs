@@ -10,6 +10,10 @@ use crate::store::orgs;
 use crate::{Error, Result};
 
 fn refused(code: &'static str, message: String) -> Error {
+    crate::metrics::METRICS
+        .dialing_refusals
+        .with_label_values(&[code])
+        .inc();
     Error::Unprocessable { code, message }
 }
 

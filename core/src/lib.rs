@@ -14,6 +14,7 @@ pub mod error;
 pub mod ids;
 pub mod lifecycle;
 pub mod limits;
+pub mod metrics;
 pub mod phone;
 pub mod presence;
 pub mod push;

@@ -33,7 +33,13 @@ pub async fn take(
         .rate_limit(&format!("{policy}:{key}"), limit)
         .await
     {
-        Ok(d) if !d.allowed => Err(refused(policy, &d)),
+        Ok(d) if !d.allowed => {
+            crate::metrics::METRICS
+                .rate_limit_refusals
+                .with_label_values(&[policy])
+                .inc();
+            Err(refused(policy, &d))
+        }
         Ok(d) => Ok(Some(d)),
         Err(e) => {
             tracing::warn!(policy, error = %e, "rate limit unavailable; failing open");

@@ -58,3 +58,46 @@ async fn served_document_and_reference_are_reachable() {
     assert_eq!(ready["postgres"], "ok");
     assert_eq!(ready["redis"], "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_requests_calls_and_refusals() {
+    use pushdial_sdk::CreateCall;
+    let app = crate::harness::TestApp::spawn().await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let phone = crate::harness::RunningAgent::start(device, std::time::Duration::ZERO).await;
+    let call = client
+        .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
+        .await
+        .unwrap();
+    crate::harness::wait_for_status(
+        &client,
+        &call.id,
+        "completed",
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let refused = client
+        .create_call(&CreateCall::for_agent("+19005550123", &agent_id), None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some("number_type_blocked"));
+
+    let resp = reqwest::get(format!("{}/metrics", app.url)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    for needle in [
+        "pushdial_http_requests_total{method=\"POST\",route=\"/v1/calls\",status=\"201\"}",
+        "pushdial_http_requests_total{method=\"GET\",route=\"/v1/calls/:id\",status=\"200\"}",
+        "pushdial_call_transitions_total{reason=\"\",status=\"completed\"}",
+        "pushdial_click_to_offer_seconds_count{channel=\"socket\"}",
+        "pushdial_dialing_refusals_total{code=\"number_type_blocked\"}",
+        "pushdial_agent_sockets",
+        "pushdial_db_pool_connections{state=\"max\"} 10",
+        "pushdial_jobs_total{kind=\"call.offer\",outcome=\"done\"}",
+    ] {
+        assert!(text.contains(needle), "/metrics lacks {needle}");
+    }
+    assert!(!text.contains("call_0"), "no ids in labels");
+    phone.stop().await;
+}

@@ -175,6 +175,15 @@ impl Worker {
             kinds::WEBHOOK_DELIVER => webhooks::deliver(self, &job).await,
             other => Err(JobError::from(format!("unknown job kind {other}"))),
         };
+        let label = match &result {
+            Ok(()) => "done",
+            Err(e) if e.defer => "deferred",
+            Err(_) => "failed",
+        };
+        pushdial_core::metrics::METRICS
+            .jobs_run
+            .with_label_values(&[job.kind.as_str(), label])
+            .inc();
         let outcome = match self.ctx.db.acquire().await {
             Ok(mut conn) => match &result {
                 Ok(()) => queue::complete(&mut conn, &job, &self.id).await,

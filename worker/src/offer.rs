@@ -293,6 +293,7 @@ async fn deliver(
         {
             Ok(true) => {
                 tracing::info!(call_id = %call.id, device_id = %device.id, "offer sent on live socket");
+                observe_offer(call, "socket");
                 return Ok(Delivery::Handed);
             }
             Ok(false) => tracing::info!(device_id = %device.id, "socket gone; trying push"),
@@ -338,10 +339,13 @@ async fn deliver(
     };
     match worker.push.send(&target, &offer).await {
         PushOutcome::Accepted => {
+            observe_offer(call, channel);
+            push_result(channel, "accepted");
             tracing::info!(call_id = %call.id, device_id = %device.id, channel = %channel, "offer accepted by push service");
             Ok(Delivery::Handed)
         }
         PushOutcome::Rejected(reason) => {
+            push_result(channel, "rejected");
             tracing::warn!(device_id = %device.id, reason = %reason, "push token rejected");
             let mut conn = ctx.db.acquire().await?;
             device_store::mark_push_rejected(&mut conn, &device.org_id, &device.id).await?;
@@ -357,15 +361,35 @@ async fn deliver(
             })
         }
         PushOutcome::Unsupported => {
+            push_result(channel, "unsupported");
             tracing::warn!(device_id = %device.id, channel = %channel, "no gateway serves this push channel");
             Ok(Delivery::Missed {
                 push_rejected: false,
             })
         }
-        PushOutcome::Failed { error, retry_after } => Err(JobError {
-            message: error,
-            retry_after,
-            defer: false,
+        PushOutcome::Failed { error, retry_after } => Err({
+            push_result(channel, "failed");
+            JobError {
+                message: error,
+                retry_after,
+                defer: false,
+            }
         }),
     }
+}
+
+/// Click to offer: from the call's creation to the offer handed to the device.
+fn observe_offer(call: &CallRow, channel: &str) {
+    let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
+    pushdial_core::metrics::METRICS
+        .click_to_offer
+        .with_label_values(&[channel])
+        .observe(elapsed.as_secs_f64());
+}
+
+fn push_result(channel: &str, outcome: &str) {
+    pushdial_core::metrics::METRICS
+        .push_results
+        .with_label_values(&[channel, outcome])
+        .inc();
 }

@@ -226,6 +226,16 @@ async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Res
             (scheduled, _, _) => scheduled,
         }
     };
+    let result = match (success, gone, next) {
+        (true, _, _) => "delivered",
+        (_, true, _) => "gone",
+        (_, _, Some(_)) => "retry",
+        _ => "failed",
+    };
+    pushdial_core::metrics::METRICS
+        .webhook_attempts
+        .with_label_values(&[result])
+        .inc();
     let status = match (success, next) {
         (true, _) => "delivered",
         (false, Some(_)) => "pending",

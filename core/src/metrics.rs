@@ -1,0 +1,193 @@
+//! Prometheus metrics of one process, served by the api at `/metrics`. Counters and
+//! histograms are recorded where things happen; gauges about shared state (job queue
+//! depth and age, pools) are read at scrape time.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub call_transitions: IntCounterVec,
+    pub click_to_offer: HistogramVec,
+    pub jobs_ready: IntGaugeVec,
+    pub job_oldest_age: IntGaugeVec,
+    pub jobs_run: IntCounterVec,
+    pub push_results: IntCounterVec,
+    pub webhook_attempts: IntCounterVec,
+    pub agent_sockets: IntGauge,
+    pub rate_limit_refusals: IntCounterVec,
+    pub dialing_refusals: IntCounterVec,
+    pub db_pool: IntGaugeVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = registry.register(Box::new(c.clone()));
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = registry.register(Box::new(g.clone()));
+    g
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    let _ = registry.register(Box::new(h.clone()));
+    h
+}
+
+/// The metrics of this process (names and labels are fixed, so building them cannot fail
+/// at run time; a mistake would show at the first test).
+#[allow(clippy::expect_used)]
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let r = Registry::new();
+    let latency = vec![
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    ];
+    let agent_sockets = IntGauge::new(
+        "pushdial_agent_sockets",
+        "Live agent WebSockets held by this process",
+    )
+    .expect("agent_sockets gauge");
+    let _ = r.register(Box::new(agent_sockets.clone()));
+    Metrics {
+        http_requests: counter(
+            &r,
+            "pushdial_http_requests_total",
+            "HTTP requests by route, method and status",
+            &["route", "method", "status"],
+        ),
+        http_duration: histogram(
+            &r,
+            "pushdial_http_request_duration_seconds",
+            "HTTP request latency",
+            &["route", "method"],
+            latency.clone(),
+        ),
+        call_transitions: counter(
+            &r,
+            "pushdial_call_transitions_total",
+            "Call transitions by status and reason",
+            &["status", "reason"],
+        ),
+        click_to_offer: histogram(
+            &r,
+            "pushdial_click_to_offer_seconds",
+            "From the call's creation to its offer handed to a device",
+            &["channel"],
+            latency.clone(),
+        ),
+        jobs_ready: gauge(
+            &r,
+            "pushdial_jobs_ready",
+            "Jobs due and not leased, by kind (read at scrape)",
+            &["kind"],
+        ),
+        job_oldest_age: gauge(
+            &r,
+            "pushdial_job_oldest_age_seconds",
+            "Age of the oldest due job, by kind (read at scrape)",
+            &["kind"],
+        ),
+        jobs_run: counter(
+            &r,
+            "pushdial_jobs_total",
+            "Jobs run by kind and outcome",
+            &["kind", "outcome"],
+        ),
+        push_results: counter(
+            &r,
+            "pushdial_push_results_total",
+            "Push sends by channel and outcome",
+            &["channel", "outcome"],
+        ),
+        webhook_attempts: counter(
+            &r,
+            "pushdial_webhook_attempts_total",
+            "Webhook delivery attempts by result",
+            &["result"],
+        ),
+        agent_sockets,
+        rate_limit_refusals: counter(
+            &r,
+            "pushdial_rate_limit_refusals_total",
+            "Requests refused by a rate limit, by policy",
+            &["policy"],
+        ),
+        dialing_refusals: counter(
+            &r,
+            "pushdial_dialing_refusals_total",
+            "Destinations refused by the dialing policy, by code",
+            &["code"],
+        ),
+        db_pool: gauge(
+            &r,
+            "pushdial_db_pool_connections",
+            "PostgreSQL pool connections by state (read at scrape)",
+            &["state"],
+        ),
+        registry: r,
+    }
+});
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "metrics not encoded");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Refreshes the gauges read from shared state.
+pub async fn refresh(ctx: &crate::Ctx) {
+    let m = &*METRICS;
+    let size = ctx.db.size() as i64;
+    let idle = ctx.db.num_idle() as i64;
+    m.db_pool.with_label_values(&["idle"]).set(idle);
+    m.db_pool.with_label_values(&["used"]).set(size - idle);
+    m.db_pool
+        .with_label_values(&["max"])
+        .set(i64::from(ctx.config.db_max_connections));
+    let rows = sqlx::query!(
+        r#"select kind as "kind!", count(*) as "ready!",
+                  coalesce(extract(epoch from now() - min(run_at)), 0)::float8 as "age!"
+           from jobs where lease_owner is null and dead_at is null and run_at <= now()
+           group by kind"#
+    )
+    .fetch_all(&ctx.db)
+    .await;
+    match rows {
+        Ok(rows) => {
+            m.jobs_ready.reset();
+            m.job_oldest_age.reset();
+            for row in rows {
+                m.jobs_ready.with_label_values(&[&row.kind]).set(row.ready);
+                m.job_oldest_age
+                    .with_label_values(&[&row.kind])
+                    .set(row.age as i64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "job queue metrics not read"),
+    }
+}
