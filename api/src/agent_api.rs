@@ -109,6 +109,11 @@ problems!(
     AgentCallError { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 413 => PayloadTooLarge }
 );
 
+/// A short, non-reversible key for a code (its hash's first bytes).
+fn hex_prefix(hash: &[u8]) -> String {
+    hash.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
 const PLATFORMS: [&str; 4] = ["android", "ios", "web", "cli"];
 const PUSH_CHANNELS: [&str; 4] = ["fcm", "apns", "webpush", "loopback"];
 
@@ -142,6 +147,9 @@ impl AgentApi {
             message: "code: not a pairing code (8 letters and digits, like K7Q2-9XMD)".into(),
             errors: vec![pushdial_core::FieldError::new("code", "not a pairing code")],
         })?;
+        // And per code: a code is tried a few times at most, from wherever.
+        let code_key = hex_prefix(&secrets::hash(&code));
+        limits::take(&ctx, "pairing_code", &code_key, limits::per_minute(5)).await?;
         let mut tx = ctx.db.begin().await?;
         let (org_id, agent_id) = pairing::consume(&mut tx, &secrets::hash(&code))
             .await?

@@ -101,16 +101,12 @@ impl CallsApi {
             .and_then(|r| u32::try_from(r).ok())
             .unwrap_or(ctx.config.limit_calls_per_minute);
         drop(conn);
-        limits::take(&ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
-        let per_number = limits::per_hour(ctx.config.limit_calls_per_number_per_hour);
-        limits::take(
-            &ctx,
-            "number",
-            &format!("{org_id}:{}", request.to.as_str()),
-            per_number,
-        )
-        .await?;
         let (agent_id, device_id) = calls::check_target(&ctx, org_id, &request.target).await?;
+        // Quotas are taken only by calls that would be placed (not by the refusals above).
+        limits::take(&ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
+        let number_key = format!("{org_id}:{}", request.to.as_str());
+        let per_number = limits::per_hour(ctx.config.limit_calls_per_number_per_hour);
+        limits::take(&ctx, "number", &number_key, per_number).await?;
 
         let mut tx = ctx.db.begin().await?;
         if let Some(call) = idem.lock(&mut tx, org_id).await? {

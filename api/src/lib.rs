@@ -152,6 +152,12 @@ fn docs_page(stock: &str) -> String {
 /// error.
 pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<Output = Response> {
     let flood = Arc::new(limits::FloodLimit::new(ctx.config.limit_ip_per_second));
+    let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
+    let paths = spec["paths"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let routes = Arc::new(problem::known_routes(paths.into_iter()));
     let service = api_service().server(ctx.config.public_url());
     let spec = service.spec_endpoint();
     let docs = docs_page(&service.redoc_html());
@@ -171,7 +177,7 @@ pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<O
         .data(ctx)
         .data(sockets)
         .data(stop)
-        .with(problem::RequestIdMiddleware { flood })
+        .with(problem::RequestIdMiddleware { flood, routes })
 }
 
 /// Serves the api on an already-bound listener until `stop` fires, then lets in-flight

@@ -17,6 +17,9 @@ use crate::Tags;
 
 pub struct OrganizationApi;
 
+/// Most entries of one organization's blocklist (each call checks them all).
+const MAX_BLOCKED: usize = 10_000;
+
 /// Which numbers the organization's calls may reach.
 #[derive(Debug, Clone, Object)]
 pub struct DialingPolicy {
@@ -116,6 +119,12 @@ problems!(
 );
 
 fn check_countries(list: Vec<String>) -> Result<Vec<String>, Error> {
+    if list.is_empty() || list.len() > 250 {
+        return Err(Error::invalid(
+            "dialing.allowed_countries",
+            "1 to 250 countries",
+        ));
+    }
     let mut out: Vec<String> = list.iter().map(|c| c.trim().to_ascii_uppercase()).collect();
     if let Some(bad) = out.iter().find(|c| !phone::is_country(c)) {
         return Err(Error::invalid(
@@ -220,6 +229,10 @@ impl OrganizationApi {
             .into());
         }
         let mut conn = ctx.db.acquire().await?;
+        if orgs::blocked(&mut conn, &auth.0.org_id).await?.len() >= MAX_BLOCKED {
+            let why = format!("a blocklist holds at most {MAX_BLOCKED} numbers and prefixes; use shorter prefixes");
+            return Err(Error::conflict("blocklist_full", why).into());
+        }
         let row = orgs::block(
             &mut conn,
             &ids::new_id(Kind::BlockedNumber),

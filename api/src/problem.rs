@@ -86,7 +86,12 @@ impl Problem {
     pub fn from_core(e: &pushdial_core::Error) -> Self {
         let status = e.status();
         if let pushdial_core::Error::RateLimited { retry_after, .. } = e {
-            let _ = RATE.try_with(|r| r.borrow_mut().retry_after = Some(*retry_after));
+            // The refusal speaks for itself: Retry-After, and no other policy's remaining.
+            let _ = RATE.try_with(|r| {
+                let mut r = r.borrow_mut();
+                r.retry_after = Some(*retry_after);
+                r.policy = None;
+            });
         }
         if e.is_internal() {
             tracing::error!(error = ?e, "request failed");
@@ -252,6 +257,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// (`RateLimit-Policy`, `RateLimit`, `Retry-After`) that handlers recorded.
 pub struct RequestIdMiddleware {
     pub flood: std::sync::Arc<crate::limits::FloodLimit>,
+    pub routes: std::sync::Arc<Routes>,
 }
 
 impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
@@ -261,6 +267,7 @@ impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
         RequestIdEndpoint {
             inner: ep,
             flood: self.flood.clone(),
+            routes: self.routes.clone(),
         }
     }
 }
@@ -268,6 +275,7 @@ impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
 pub struct RequestIdEndpoint<E> {
     inner: E,
     flood: std::sync::Arc<crate::limits::FloodLimit>,
+    routes: std::sync::Arc<Routes>,
 }
 
 impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
@@ -278,17 +286,31 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
         let header = poem::http::HeaderValue::from_str(&id).ok();
         let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
         let started = std::time::Instant::now();
-        let route = route_label(req.uri().path());
-        let method = req.method().as_str().to_owned();
+        let route = route_label(&self.routes, req.uri().path());
+        let method: &'static str = match req.method().as_str() {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "HEAD" => "HEAD",
+            "OPTIONS" => "OPTIONS",
+            _ => "other",
+        };
         let work = async {
             if let Some(wait) = ip.and_then(|ip| self.flood.check(ip)) {
                 pushdial_core::metrics::METRICS
                     .rate_limit_refusals
                     .with_label_values(&["ip"])
                     .inc();
-                let _ = RATE.try_with(|r| r.borrow_mut().retry_after = Some(wait));
                 let detail = "too many requests from this address; slow down";
-                return Problem::new(429, "rate_limited", detail).into_poem();
+                let mut resp = Problem::new(429, "rate_limited", detail).into_poem();
+                let refusal = RateState {
+                    policy: None,
+                    retry_after: Some(wait),
+                };
+                rate_headers(&mut resp, &refusal);
+                return resp;
             }
             let declared = req
                 .headers()
@@ -327,10 +349,10 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
         }
         let m = &*pushdial_core::metrics::METRICS;
         m.http_requests
-            .with_label_values(&[&route, &method, resp.status().as_str()])
+            .with_label_values(&[route, method, resp.status().as_str()])
             .inc();
         m.http_duration
-            .with_label_values(&[&route, &method])
+            .with_label_values(&[route, method])
             .observe(started.elapsed().as_secs_f64());
         Ok(resp)
     }
@@ -360,27 +382,42 @@ fn rate_headers(resp: &mut Response, rate: &RateState) {
     }
 }
 
-/// The route of a path for metric labels: ids become `:id`, so the label set stays small
-/// whatever the traffic; paths outside the API collapse to `other`.
-fn route_label(path: &str) -> String {
-    let known = [
-        "/v1/",
-        "/agent/v1/",
+/// The routes of the API as metric labels (`/v1/calls/:id`), so labels stay a fixed set.
+pub type Routes = std::collections::HashSet<String>;
+
+/// Every route template: the OpenAPI paths with `{param}` as `:id`, and the plain routes.
+pub fn known_routes(spec_paths: impl Iterator<Item = String>) -> Routes {
+    let mut routes: Routes = spec_paths
+        .map(|p| {
+            p.split('/')
+                .map(|seg| if seg.starts_with('{') { ":id" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    for extra in [
+        "/agent/v1/stream",
         "/healthz",
         "/readyz",
         "/metrics",
         "/openapi.json",
         "/docs",
-    ];
-    if !known.iter().any(|k| path.starts_with(k)) {
-        return "other".into();
+    ] {
+        routes.insert(extra.to_owned());
     }
-    path.split('/')
+    routes
+}
+
+/// The route label of a path: its template if it is one of ours (ids become `:id`), else
+/// `other` — whatever a client sends, the label set stays the routes of the API.
+fn route_label<'a>(routes: &'a Routes, path: &str) -> &'a str {
+    let shape: String = path
+        .split('/')
         .map(|seg| {
             let id_like = seg.split_once('_').is_some_and(|(p, rest)| {
                 !p.is_empty()
                     && p.len() <= 4
-                    && rest.len() >= 20
+                    && !rest.is_empty()
                     && p.bytes().all(|b| b.is_ascii_lowercase())
             });
             if id_like || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit())) {
@@ -390,7 +427,8 @@ fn route_label(path: &str) -> String {
             }
         })
         .collect::<Vec<_>>()
-        .join("/")
+        .join("/");
+    routes.get(&shape).map_or("other", String::as_str)
 }
 
 fn is_upgrade(req: &Request) -> bool {

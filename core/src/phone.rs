@@ -87,6 +87,10 @@ pub struct PhoneNumber {
 }
 
 fn invalid(field: &str, message: String, hint: &str) -> crate::Error {
+    crate::metrics::METRICS
+        .dialing_refusals
+        .with_label_values(&["number_invalid"])
+        .inc();
     crate::Error::Invalid {
         code: "number_invalid",
         message: format!("{field}: {message}"),

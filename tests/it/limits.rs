@@ -124,3 +124,65 @@ async fn calls_to_one_number_are_limited_per_hour() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flood_limit_refuses_with_retry_after_and_refused_calls_take_no_quota() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.limit_ip_per_second = 3;
+            c.limit_calls_per_number_per_hour = 1;
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut refused = None;
+    for _ in 0..10 {
+        let r = http
+            .get(format!("{}/v1/nothing-{}", app.url, rand::random::<u32>()))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let refused = refused.expect("the flood limit refuses");
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "rate_limited");
+
+    // Metric labels stay the API's routes: random paths are `other`.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let text = http
+        .get(format!("{}/metrics", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("route=\"other\""));
+    assert!(!text.contains("nothing-"), "no label per random path");
+
+    // A call refused because no phone is connected takes no quota of its number.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let err = client
+        .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("no_device_reachable"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _stream = device.connect_stream().await.unwrap();
+    client
+        .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
+        .await
+        .expect("the number's one call an hour is still there");
+}

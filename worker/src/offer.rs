@@ -326,11 +326,10 @@ async fn deliver(
     if let Err(pushdial_core::Error::RateLimited { retry_after, .. }) =
         pushdial_core::limits::take(ctx, "push", &device.id, per_device).await
     {
-        return Err(JobError {
-            message: "push rate limit of the device".into(),
-            retry_after: Some(retry_after),
-            defer: false,
-        });
+        return Err(JobError::defer(
+            retry_after,
+            "push rate limit of the device",
+        ));
     }
     let target = PushTarget {
         device_id: device.id.clone(),
