@@ -132,9 +132,9 @@ impl AgentApi {
         // Pairing codes are short secrets: guessing is limited per client address.
         let per_ip = limits::per_minute(ctx.config.limit_pairing_per_ip_per_minute);
         let ip = req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|a| a.ip().to_string())
+            .extensions()
+            .get::<crate::problem::ClientIp>()
+            .map(|c| pushdial_core::limits::ip_key(c.0).to_string())
             .unwrap_or_default();
         limits::take(&ctx, "pairing", &ip, per_ip).await?;
         let b = body.0;

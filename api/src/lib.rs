@@ -152,6 +152,7 @@ fn docs_page(stock: &str) -> String {
 /// error.
 pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<Output = Response> {
     let flood = Arc::new(limits::FloodLimit::new(ctx.config.limit_ip_per_second));
+    let trusted = ctx.trusted_proxies.clone();
     let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
     let paths = spec["paths"]
         .as_object()
@@ -177,7 +178,11 @@ pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<O
         .data(ctx)
         .data(sockets)
         .data(stop)
-        .with(problem::RequestIdMiddleware { flood, routes })
+        .with(problem::RequestIdMiddleware {
+            flood,
+            routes,
+            trusted: Arc::new(trusted),
+        })
 }
 
 /// Serves the api on an already-bound listener until `stop` fires, then lets in-flight

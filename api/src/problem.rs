@@ -255,9 +255,14 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// over the per-process flood limit, refuses bodies over `MAX_BODY` — declared or streamed
 /// — with a problem document before anything reads them, and writes the rate-limit headers
 /// (`RateLimit-Policy`, `RateLimit`, `Retry-After`) that handlers recorded.
+/// The client's address (behind trusted proxies: from `X-Forwarded-For`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
 pub struct RequestIdMiddleware {
     pub flood: std::sync::Arc<crate::limits::FloodLimit>,
     pub routes: std::sync::Arc<Routes>,
+    pub trusted: std::sync::Arc<Vec<ipnet::IpNet>>,
 }
 
 impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
@@ -268,6 +273,7 @@ impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
             inner: ep,
             flood: self.flood.clone(),
             routes: self.routes.clone(),
+            trusted: self.trusted.clone(),
         }
     }
 }
@@ -276,6 +282,7 @@ pub struct RequestIdEndpoint<E> {
     inner: E,
     flood: std::sync::Arc<crate::limits::FloodLimit>,
     routes: std::sync::Arc<Routes>,
+    trusted: std::sync::Arc<Vec<ipnet::IpNet>>,
 }
 
 impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
@@ -284,7 +291,16 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
         let id = format!("req_{}", &pushdial_core::secrets::new_token("")[..24]);
         let header = poem::http::HeaderValue::from_str(&id).ok();
-        let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
+        let ip = req.remote_addr().as_socket_addr().map(|a| {
+            let forwarded = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            pushdial_core::limits::client_ip(a.ip(), forwarded, &self.trusted)
+        });
+        if let Some(ip) = ip {
+            req.extensions_mut().insert(ClientIp(ip));
+        }
         let started = std::time::Instant::now();
         let route = route_label(&self.routes, req.uri().path());
         let method: &'static str = match req.method().as_str() {
@@ -298,7 +314,9 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             _ => "other",
         };
         let work = async {
-            if let Some(wait) = ip.and_then(|ip| self.flood.check(ip)) {
+            if let Some(wait) =
+                ip.and_then(|ip| self.flood.check(pushdial_core::limits::ip_key(ip)))
+            {
                 pushdial_core::metrics::METRICS
                     .rate_limit_refusals
                     .with_label_values(&["ip"])

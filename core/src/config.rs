@@ -127,6 +127,11 @@ pub struct Config {
     )]
     pub limit_pairing_per_ip_per_minute: u32,
 
+    /// Proxies (comma-separated CIDRs) whose `X-Forwarded-For` names the client; per-IP
+    /// limits then apply to the client, not to the proxy. Empty: the peer is the client.
+    #[arg(long, env = "PUSHDIAL_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+
     /// Push wake-ups sent to one device per minute (a phone is not a pager).
     #[arg(
         long,

@@ -24,6 +24,8 @@ pub struct Ctx {
     pub egress: crate::egress::EgressPolicy,
     /// The webhook retry schedule, parsed.
     pub webhook_schedule: Vec<std::time::Duration>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Ctx {
@@ -34,6 +36,8 @@ impl Ctx {
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_ALLOW_SUBNETS: {e}"))?;
         let webhook_schedule = crate::webhooks::parse_schedule(&config.webhook_retry_schedule)
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
+        let trusted_proxies = crate::limits::parse_proxies(&config.trusted_proxies)
+            .map_err(|e| format!("PUSHDIAL_TRUSTED_PROXIES: {e}"))?;
         if config.webhook_timeout >= config.job_lease {
             // A delivery outliving its lease would be taken over and sent twice at once.
             return Err(format!(
@@ -73,6 +77,7 @@ impl Ctx {
             secrets,
             egress,
             webhook_schedule,
+            trusted_proxies,
         })
     }
 

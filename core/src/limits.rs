@@ -7,6 +7,7 @@
 //! Redis outage must not take the API down; the flood limit and the dialing policy keep
 //! the worst abuse out meanwhile.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::ratelimit::{Decision, Limit};
@@ -63,5 +64,75 @@ pub fn per_hour(rate: u32) -> Limit {
         rate: rate.max(1),
         period: Duration::from_secs(3600),
         burst: rate.max(1),
+    }
+}
+
+/// The client of a request: the peer, unless the peer is a trusted proxy — then the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    forwarded_for
+        .into_iter()
+        .flat_map(|h| h.rsplit(','))
+        .filter_map(|part| part.trim().parse::<IpAddr>().ok())
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
+/// The key of an address in per-IP limits: IPv6 clients get a /64 each (one host usually
+/// holds the whole /64), IPv4 clients their address.
+pub fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut seg = v6.segments();
+            seg[4..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(seg))
+        }
+    }
+}
+
+/// Parses `PUSHDIAL_TRUSTED_PROXIES`.
+pub fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            e.parse::<ipnet::IpNet>()
+                .or_else(|_| e.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{e}` is not a CIDR or an address"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn client_behind_trusted_proxies() {
+        let trusted = parse_proxies("10.0.0.0/8, 192.0.2.7").unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Untrusted peer: the header is ignored (anyone can write it).
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), Some("1.2.3.4"), &trusted),
+            ip("203.0.113.9")
+        );
+        // Trusted peer: the right-most untrusted hop is the client.
+        assert_eq!(
+            client_ip(
+                ip("10.1.1.1"),
+                Some("1.2.3.4, 198.51.100.5, 10.2.2.2"),
+                &trusted
+            ),
+            ip("198.51.100.5")
+        );
+        assert_eq!(client_ip(ip("192.0.2.7"), None, &trusted), ip("192.0.2.7"));
+        assert_eq!(ip_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert!(parse_proxies("10.0.0.0/33").is_err());
     }
 }

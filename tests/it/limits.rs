@@ -186,3 +186,34 @@ async fn flood_limit_refuses_with_retry_after_and_refused_calls_take_no_quota() 
         .await
         .expect("the number's one call an hour is still there");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairing_attempts_are_limited_per_client_behind_a_trusted_proxy() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.trusted_proxies = "127.0.0.0/8".into();
+            c.limit_pairing_per_ip_per_minute = 2;
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let attempt = |client: &'static str| {
+        http.post(format!("{}/agent/v1/pair", app.url))
+            .header("x-forwarded-for", format!("203.0.113.50, {client}"))
+            .json(&serde_json::json!({ "code": "2345-6789", "name": "x", "platform": "cli" }))
+            .send()
+    };
+    // Wrong codes from one client: two tries a minute, then 429.
+    for _ in 0..2 {
+        assert_eq!(attempt("198.51.100.1").await.unwrap().status(), 404);
+    }
+    let refused = attempt("198.51.100.1").await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    // Another client behind the same proxy has its own budget.
+    assert_eq!(attempt("198.51.100.2").await.unwrap().status(), 404);
+}
