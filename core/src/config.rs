@@ -107,6 +107,12 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_LIMIT_API_PER_SECOND", default_value_t = 100)]
     pub limit_api_per_second: u32,
 
+    /// Public-API requests per second per API key, when lower than the organization's
+    /// (several keys then share the organization's budget without one starving the others).
+    /// Unset: a key may use the organization's whole budget.
+    #[arg(long, env = "PUSHDIAL_LIMIT_KEY_PER_SECOND")]
+    pub limit_key_per_second: Option<u32>,
+
     /// Default calls created per organization per minute.
     #[arg(long, env = "PUSHDIAL_LIMIT_CALLS_PER_MINUTE", default_value_t = 60)]
     pub limit_calls_per_minute: u32,

@@ -217,3 +217,36 @@ async fn pairing_attempts_are_limited_per_client_behind_a_trusted_proxy() {
     // Another client behind the same proxy has its own budget.
     assert_eq!(attempt("198.51.100.2").await.unwrap().status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_limit_below_the_organization_limit_applies_per_key() {
+    let app = TestApp::spawn_with(
+        |c| {
+            c.limit_api_per_second = 50;
+            c.limit_key_per_second = Some(2);
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let statuses: Vec<u16> = futures::future::join_all((0..4).map(|_| {
+        http.get(format!("{}/v1/agents", app.url))
+            .bearer_auth(&app.org.secret_key)
+            .send()
+    }))
+    .await
+    .into_iter()
+    .map(|r| r.unwrap().status().as_u16())
+    .collect();
+    assert!(
+        statuses.contains(&429),
+        "the key's own limit refused: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() <= 3,
+        "{statuses:?}"
+    );
+}
