@@ -9,9 +9,8 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use pushdial_core::egress::EgressError;
 use pushdial_core::ids::{self, Kind};
-use pushdial_core::queue::{self, kinds};
 use pushdial_core::store::webhooks::{self as store, EndpointRow, EndpointUpdate, NewEndpoint};
-use pushdial_core::webhooks::{signing, EVENT_TYPES};
+use pushdial_core::webhooks::{self, signing, EVENT_TYPES};
 use pushdial_core::{text, Ctx, Error};
 
 use crate::auth::SecretKey;
@@ -240,6 +239,27 @@ async fn endpoint(ctx: &Ctx, org_id: &str, id: &str) -> Result<EndpointRow, Erro
         .ok_or(Error::NotFound("webhook endpoint"))
 }
 
+/// An endpoint that may be sent to (test, resend and recover need it enabled).
+async fn enabled_endpoint(ctx: &Ctx, org_id: &str, id: &str) -> Result<EndpointRow, Error> {
+    let current = endpoint(ctx, org_id, id).await?;
+    if !current.enabled {
+        return Err(Error::conflict(
+            "endpoint_disabled",
+            "enable the endpoint first",
+        ));
+    }
+    Ok(current)
+}
+
+/// The answer of an accepted delivery.
+fn queued(event_id: String, endpoint_id: String) -> DeliveryQueued {
+    DeliveryQueued::Accepted(Json(Queued {
+        object: "webhook_delivery".into(),
+        event_id,
+        endpoint_id,
+    }))
+}
+
 fn seal(ctx: &Ctx, secret: &str) -> Result<Vec<u8>, Error> {
     ctx.secrets.seal(secret.as_bytes()).map_err(Error::Internal)
 }
@@ -253,17 +273,9 @@ async fn queue_message(
     ordering_key: Option<&str>,
     endpoint_id: &str,
 ) -> Result<(), Error> {
-    for message_id in
-        store::fan_out(tx, event_id, org_id, kind, ordering_key, Some(endpoint_id)).await?
-    {
-        queue::enqueue(
-            tx,
-            kinds::WEBHOOK_DELIVER,
-            &serde_json::json!({ "message_id": message_id }),
-            None,
-        )
-        .await?;
-    }
+    let messages =
+        store::fan_out(tx, event_id, org_id, kind, ordering_key, Some(endpoint_id)).await?;
+    webhooks::enqueue_deliveries(tx, &messages).await?;
     Ok(())
 }
 
@@ -471,10 +483,7 @@ impl WebhooksApi {
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
     ) -> Result<DeliveryQueued, EndpointWriteError> {
-        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
-        if !current.enabled {
-            return Err(Error::conflict("endpoint_disabled", "enable the endpoint first").into());
-        }
+        let current = enabled_endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
         let event_id = ids::new_id(Kind::Event);
         let data = serde_json::json!({ "endpoint_id": current.id, "message": "This is a test event from pushdial." });
         let mut tx = ctx.db.begin().await?;
@@ -498,11 +507,7 @@ impl WebhooksApi {
         .await?;
         tx.commit().await?;
         ctx.wake_workers().await;
-        Ok(DeliveryQueued::Accepted(Json(Queued {
-            object: "webhook_delivery".into(),
-            event_id,
-            endpoint_id: current.id,
-        })))
+        Ok(queued(event_id, current.id))
     }
 
     /// Resend an event to an endpoint
@@ -521,10 +526,7 @@ impl WebhooksApi {
         endpoint_id: Path<String>,
         event_id: Path<String>,
     ) -> Result<DeliveryQueued, EndpointWriteError> {
-        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
-        if !current.enabled {
-            return Err(Error::conflict("endpoint_disabled", "enable the endpoint first").into());
-        }
+        let current = enabled_endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
         let event_id = ids::parse(Kind::Event, "event_id", &event_id.0)?;
         let mut tx = ctx.db.begin().await?;
         let event = store::get_event(&mut tx, &auth.0.org_id, &event_id)
@@ -546,11 +548,7 @@ impl WebhooksApi {
         }
         tx.commit().await?;
         ctx.wake_workers().await;
-        Ok(DeliveryQueued::Accepted(Json(Queued {
-            object: "webhook_delivery".into(),
-            event_id: event.id,
-            endpoint_id: current.id,
-        })))
+        Ok(queued(event.id, current.id))
     }
 
     /// Recover failed deliveries
@@ -569,21 +567,10 @@ impl WebhooksApi {
         endpoint_id: Path<String>,
         body: Json<Recover>,
     ) -> Result<RecoveryQueued, EndpointWriteError> {
-        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
-        if !current.enabled {
-            return Err(Error::conflict("endpoint_disabled", "enable the endpoint first").into());
-        }
+        let current = enabled_endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
         let mut tx = ctx.db.begin().await?;
         let messages = store::recover(&mut tx, &auth.0.org_id, &current.id, body.0.since).await?;
-        for message_id in &messages {
-            queue::enqueue(
-                &mut tx,
-                kinds::WEBHOOK_DELIVER,
-                &serde_json::json!({ "message_id": message_id }),
-                None,
-            )
-            .await?;
-        }
+        webhooks::enqueue_deliveries(&mut tx, &messages).await?;
         tx.commit().await?;
         ctx.wake_workers().await;
         Ok(RecoveryQueued::Accepted(Json(Recovery {

@@ -44,14 +44,14 @@ pub async fn record(
 ) -> sqlx::Result<()> {
     store::insert_event(conn, event_id, org_id, kind, ordering_key, data).await?;
     let messages = store::fan_out(conn, event_id, org_id, kind, ordering_key, None).await?;
+    enqueue_deliveries(conn, &messages).await
+}
+
+/// One delivery job per message, in the caller's transaction.
+pub async fn enqueue_deliveries(conn: &mut PgConnection, messages: &[i64]) -> sqlx::Result<()> {
     for message_id in messages {
-        queue::enqueue(
-            conn,
-            kinds::WEBHOOK_DELIVER,
-            &serde_json::json!({ "message_id": message_id }),
-            None,
-        )
-        .await?;
+        let payload = serde_json::json!({ "message_id": message_id });
+        queue::enqueue(conn, kinds::WEBHOOK_DELIVER, &payload, None).await?;
     }
     Ok(())
 }
