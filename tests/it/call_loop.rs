@@ -179,18 +179,12 @@ async fn phone_that_declines_ends_the_call_and_cancel_reaches_the_phone() {
     assert_eq!(next_offer(&mut stream).await, second.id);
     let canceled = client.cancel_call(&second.id).await.unwrap();
     assert_eq!(canceled.status, "canceled");
-    let withdrawn = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match stream.recv().await {
-                Some(Ok(ServerMessage::CallCanceled { call_id, .. })) => return call_id,
-                Some(Ok(_)) => continue,
-                other => panic!("stream ended: {other:?}"),
-            }
-        }
+    let withdrawn = next_message(&mut stream, Duration::from_secs(5), |m| match m {
+        ServerMessage::CallCanceled { call_id, .. } => Some(call_id),
+        _ => None,
     })
-    .await
-    .expect("cancel forwarded");
-    assert_eq!(withdrawn, second.id);
+    .await;
+    assert_eq!(withdrawn, Next::Got(second.id.clone()), "cancel forwarded");
     let err = device.ack(&second.id).await.unwrap_err();
     assert_eq!(err.code(), Some("call_not_active"));
     // Canceling again answers the same; canceling a call that ended is refused.
@@ -249,17 +243,15 @@ async fn expired_call_is_never_dialed_and_its_number_never_sent() {
 
 /// The next `call.offer` on a hand-held stream, answering nothing else.
 pub async fn next_offer(stream: &mut pushdial_sdk::Stream) -> String {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match stream.recv().await {
-                Some(Ok(ServerMessage::CallOffer { call_id, .. })) => return call_id,
-                Some(Ok(_)) => continue,
-                other => panic!("stream ended before an offer: {other:?}"),
-            }
-        }
+    let offer = next_message(stream, Duration::from_secs(10), |m| match m {
+        ServerMessage::CallOffer { call_id, .. } => Some(call_id),
+        _ => None,
     })
-    .await
-    .expect("an offer arrives")
+    .await;
+    match offer {
+        Next::Got(call_id) => call_id,
+        other => panic!("no offer arrived: {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,17 +265,10 @@ async fn revoking_a_device_closes_its_socket_and_its_token_stops_working() {
     let revoked = client.revoke_device(&device_id).await.unwrap();
     assert!(revoked.revoked_at.is_some());
     assert!(!revoked.reachable);
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match stream.recv().await {
-                Some(Ok(_)) => continue,
-                _ => return,
-            }
-        }
-    })
-    .await;
-    assert!(
-        closed.is_ok(),
+    let closed = next_message(&mut stream, Duration::from_secs(5), |_| None::<()>).await;
+    assert_eq!(
+        closed,
+        Next::Ended,
         "the server closes the revoked device's socket"
     );
     let err = device.connect_stream().await.unwrap_err();

@@ -4,21 +4,9 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::harness::*;
-
-async fn send(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, format!("{}{path}", app.url))
-        .bearer_auth(&app.org.secret_key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbers_are_judged_by_type_country_and_blocklist() {
@@ -37,7 +25,7 @@ async fn numbers_are_judged_by_type_country_and_blocklist() {
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
     let _stream = device.connect_stream().await.unwrap();
 
-    let (status, org) = send(&app, Method::GET, "/v1/organization", None).await;
+    let (status, org) = app.api(Method::GET, "/v1/organization", None).await;
     assert_eq!(status, 200);
     assert_eq!(org["country"], "US");
     assert_eq!(org["dialing"]["allowed_countries"], json!(["US"]));
@@ -58,7 +46,7 @@ async fn numbers_are_judged_by_type_country_and_blocklist() {
     for (to, status, code) in &cases {
         settle(&app).await;
         let before = app.counts().await;
-        let (got, body) = send(&app, Method::POST, "/v1/calls", Some(call(to))).await;
+        let (got, body) = app.api(Method::POST, "/v1/calls", Some(call(to))).await;
         assert_eq!(got, *status, "{to}: {body}");
         if *status != 201 {
             assert_eq!(body["code"], *code, "{to}");
@@ -72,13 +60,13 @@ async fn numbers_are_judged_by_type_country_and_blocklist() {
 
     // Opening Great Britain and France lets their ordinary numbers through, never their
     // premium, shared-cost, UAN or personal numbers.
-    let (status, org) = send(
-        &app,
-        Method::PATCH,
-        "/v1/organization",
-        Some(json!({ "dialing": { "allowed_countries": ["us", "GB", "FR"] } })),
-    )
-    .await;
+    let (status, org) = app
+        .api(
+            Method::PATCH,
+            "/v1/organization",
+            Some(json!({ "dialing": { "allowed_countries": ["us", "GB", "FR"] } })),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         org["dialing"]["allowed_countries"],
@@ -92,46 +80,48 @@ async fn numbers_are_judged_by_type_country_and_blocklist() {
         ("+447012345678", 422, "number_type_blocked"),
         ("+448431234567", 422, "number_type_blocked"),
     ] {
-        let (got, body) = send(&app, Method::POST, "/v1/calls", Some(call(to))).await;
+        let (got, body) = app.api(Method::POST, "/v1/calls", Some(call(to))).await;
         assert_eq!(got, status, "{to}: {body}");
         if status != 201 {
             assert_eq!(body["code"], code, "{to}");
         }
     }
-    let (status, body) = send(
-        &app,
-        Method::PATCH,
-        "/v1/organization",
-        Some(json!({ "dialing": { "allowed_countries": ["ZZ"] } })),
-    )
-    .await;
+    let (status, body) = app
+        .api(
+            Method::PATCH,
+            "/v1/organization",
+            Some(json!({ "dialing": { "allowed_countries": ["ZZ"] } })),
+        )
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (400, Some("validation_failed"))
     );
 
     // The blocklist: a prefix blocks every number under it, until it is removed.
-    let (status, blocked) = send(
-        &app,
-        Method::POST,
-        "/v1/blocked_numbers",
-        Some(json!({ "prefix": "+1 212 555" })),
-    )
-    .await;
+    let (status, blocked) = app
+        .api(
+            Method::POST,
+            "/v1/blocked_numbers",
+            Some(json!({ "prefix": "+1 212 555" })),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(blocked["prefix"], "+1212555");
-    let (status, dup) = send(
-        &app,
-        Method::POST,
-        "/v1/blocked_numbers",
-        Some(json!({ "prefix": "+1212555" })),
-    )
-    .await;
+    let (status, dup) = app
+        .api(
+            Method::POST,
+            "/v1/blocked_numbers",
+            Some(json!({ "prefix": "+1212555" })),
+        )
+        .await;
     assert_eq!(
         (status, dup["code"].as_str()),
         (409, Some("already_blocked"))
     );
-    let (status, body) = send(&app, Method::POST, "/v1/calls", Some(call("+12125551234"))).await;
+    let (status, body) = app
+        .api(Method::POST, "/v1/calls", Some(call("+12125551234")))
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (422, Some("number_blocked"))
@@ -140,28 +130,28 @@ async fn numbers_are_judged_by_type_country_and_blocklist() {
         !body.to_string().contains("+1212555\""),
         "the refusal does not echo the list"
     );
-    let (status, _) = send(&app, Method::POST, "/v1/calls", Some(call("+12125561234"))).await;
+    let (status, _) = app
+        .api(Method::POST, "/v1/calls", Some(call("+12125561234")))
+        .await;
     assert_eq!(status, 201, "a number outside the prefix");
-    let (_, list) = send(&app, Method::GET, "/v1/blocked_numbers", None).await;
+    let (_, list) = app.api(Method::GET, "/v1/blocked_numbers", None).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     let id = blocked["id"].as_str().unwrap();
-    let (status, _) = send(
-        &app,
-        Method::DELETE,
-        &format!("/v1/blocked_numbers/{id}"),
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .api(Method::DELETE, &format!("/v1/blocked_numbers/{id}"), None)
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = send(&app, Method::POST, "/v1/calls", Some(call("+12125551234"))).await;
+    let (status, _) = app
+        .api(Method::POST, "/v1/calls", Some(call("+12125551234")))
+        .await;
     assert_eq!(status, 201);
-    let (status, body) = send(
-        &app,
-        Method::POST,
-        "/v1/blocked_numbers",
-        Some(json!({ "prefix": "1900" })),
-    )
-    .await;
+    let (status, body) = app
+        .api(
+            Method::POST,
+            "/v1/blocked_numbers",
+            Some(json!({ "prefix": "1900" })),
+        )
+        .await;
     assert_eq!(
         (status, body["code"].as_str()),
         (400, Some("validation_failed"))

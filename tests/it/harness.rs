@@ -256,6 +256,24 @@ impl TestApp {
         Client::new(&self.url, &org.secret_key).unwrap()
     }
 
+    /// A JSON request with the organization's secret key: (status, body).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.org.secret_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
     /// Creates an agent and pairs a device to it; returns (agent_id, device client, device id).
     pub async fn agent_with_device(
         &self,
@@ -381,6 +399,40 @@ impl RunningAgent {
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
     }
+}
+
+/// How waiting on a hand-held agent stream ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next<T> {
+    /// The first message `pick` accepted.
+    Got(T),
+    /// The stream closed (or failed) first.
+    Ended,
+    TimedOut,
+}
+
+/// Reads a hand-held stream until `pick` accepts a message, the stream ends, or `within`
+/// passes; other messages are skipped.
+pub async fn next_message<T>(
+    stream: &mut pushdial_sdk::Stream,
+    within: Duration,
+    mut pick: impl FnMut(pushdial_sdk::ServerMessage) -> Option<T>,
+) -> Next<T> {
+    let read = async {
+        loop {
+            match stream.recv().await {
+                Some(Ok(message)) => {
+                    if let Some(t) = pick(message) {
+                        return Next::Got(t);
+                    }
+                }
+                _ => return Next::Ended,
+            }
+        }
+    };
+    tokio::time::timeout(within, read)
+        .await
+        .unwrap_or(Next::TimedOut)
 }
 
 /// Gives a device the loopback push channel with `token` (as a phone registering for

@@ -162,19 +162,12 @@ async fn two_apis_and_two_workers_cooperate() {
         .await
         .unwrap();
     assert_eq!(next_offer(&mut stream).await, call.id);
-    let again = tokio::time::timeout(Duration::from_secs(2), async {
-        loop {
-            match stream.recv().await {
-                Some(Ok(ServerMessage::CallOffer { call_id, .. })) if call_id == call.id => {
-                    return true
-                }
-                Some(Ok(_)) => continue,
-                _ => return false,
-            }
-        }
+    let again = next_message(&mut stream, Duration::from_secs(2), |m| match m {
+        ServerMessage::CallOffer { call_id, .. } if call_id == call.id => Some(()),
+        _ => None,
     })
     .await;
-    assert!(!matches!(again, Ok(true)), "the offer was not sent twice");
+    assert_ne!(again, Next::Got(()), "the offer was not sent twice");
     assert_eq!(phone_on_b.ack(&call.id).await.unwrap().to, "+12125551234");
 
     // A second phone that only has push: worker 1 hangs sending its wake-up and is killed.
@@ -208,18 +201,13 @@ async fn two_apis_and_two_workers_cooperate() {
 
     // Api B stops: its agents are told to reconnect, and are reachable through A.
     api_b.sigterm();
-    let told = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match stream.recv().await {
-                Some(Ok(ServerMessage::Reconnect)) => return true,
-                Some(Ok(_)) => continue,
-                _ => return false,
-            }
-        }
+    let told = next_message(&mut stream, Duration::from_secs(5), |m| {
+        matches!(m, ServerMessage::Reconnect).then_some(())
     })
     .await;
-    assert!(
-        matches!(told, Ok(true)),
+    assert_eq!(
+        told,
+        Next::Got(()),
         "a reconnect hint before the socket closes"
     );
     let phone_on_a = AgentClient::new(&a_url, phone.token()).unwrap();

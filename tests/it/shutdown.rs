@@ -18,18 +18,15 @@ async fn shutdown_tells_connected_agents_to_reconnect() {
     assert!(*phone.connected.borrow());
 
     app.shutdown().await;
-    let hint = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match stream.recv().await {
-                Some(Ok(ServerMessage::Reconnect)) => return true,
-                Some(Ok(_)) => continue,
-                _ => return false,
-            }
-        }
+    let hint = next_message(&mut stream, Duration::from_secs(5), |m| {
+        matches!(m, ServerMessage::Reconnect).then_some(())
     })
-    .await
-    .expect("the stream answers before closing");
-    assert!(hint, "a reconnect hint arrives before the socket closes");
+    .await;
+    assert_eq!(
+        hint,
+        Next::Got(()),
+        "a reconnect hint arrives before the socket closes"
+    );
     tokio::time::timeout(Duration::from_secs(5), phone.connected.wait_for(|c| !*c))
         .await
         .expect("the reference agent notices the server went away")

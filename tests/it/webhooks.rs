@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pushdial_sdk::CreateCall;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::harness::*;
@@ -134,15 +135,7 @@ async fn create_endpoint(app: &TestApp, body: Value) -> Value {
 }
 
 async fn get(app: &TestApp, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{}{path}", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.api(Method::GET, path, None).await.1
 }
 
 fn verify(secret: &str, r: &Received) -> bool {
@@ -393,27 +386,21 @@ async fn rotated_secret_signs_alongside_the_old_one() {
     let endpoint = create_endpoint(&app, json!({ "url": url })).await;
     let id = endpoint["id"].as_str().unwrap();
     let old = endpoint["secret"].as_str().unwrap().to_owned();
-    let http = reqwest::Client::new();
-    let rotated: Value = http
-        .post(format!(
-            "{}/v1/webhook_endpoints/{id}/rotate_secret",
-            app.url
-        ))
-        .bearer_auth(&app.org.secret_key)
-        .json(&json!({ "grace_period_s": 3600 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, rotated) = app
+        .api(
+            Method::POST,
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            Some(json!({ "grace_period_s": 3600 })),
+        )
+        .await;
     let new = rotated["secret"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
-    http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .send()
-        .await
-        .unwrap();
+    app.api(
+        Method::POST,
+        &format!("/v1/webhook_endpoints/{id}/test"),
+        None,
+    )
+    .await;
     let got = receiver.wait_for(1).await;
     assert_eq!(
         got[0].headers["webhook-signature"]
@@ -517,13 +504,13 @@ async fn endpoint_failing_too_long_is_disabled_and_failures_can_be_recovered() {
         json!({ "url": watcher_url, "event_types": ["endpoint.disabled"] }),
     )
     .await;
-    let http = reqwest::Client::new();
     let since = chrono::Utc::now() - chrono::Duration::seconds(1);
-    http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .send()
-        .await
-        .unwrap();
+    app.api(
+        Method::POST,
+        &format!("/v1/webhook_endpoints/{id}/test"),
+        None,
+    )
+    .await;
 
     let disabled = watcher.wait_for(1).await;
     assert_eq!(disabled[0].kind(), "endpoint.disabled");
@@ -536,28 +523,22 @@ async fn endpoint_failing_too_long_is_disabled_and_failures_can_be_recovered() {
 
     // The receiver is fixed: re-enable, and recover what failed.
     broken.script.lock().unwrap().clear();
-    let enabled: Value = http
-        .patch(format!("{}/v1/webhook_endpoints/{id}", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .json(&json!({ "enabled": true }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, enabled) = app
+        .api(
+            Method::PATCH,
+            &format!("/v1/webhook_endpoints/{id}"),
+            Some(json!({ "enabled": true })),
+        )
+        .await;
     assert_eq!(enabled["enabled"], true);
     assert!(enabled["disabled_reason"].is_null());
-    let recovered: Value = http
-        .post(format!("{}/v1/webhook_endpoints/{id}/recover", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .json(&json!({ "since": since }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, recovered) = app
+        .api(
+            Method::POST,
+            &format!("/v1/webhook_endpoints/{id}/recover"),
+            Some(json!({ "since": since })),
+        )
+        .await;
     assert_eq!(recovered["queued"], 1);
     let got = broken.wait_for(tries + 1).await;
     assert_eq!(got.last().unwrap().kind(), "webhook.test");
@@ -627,12 +608,12 @@ async fn worker_killed_mid_delivery_loses_nothing() {
     let (receiver, url) = Receiver::start(vec![(0, None)]).await;
     let endpoint = create_endpoint(&app, json!({ "url": url })).await;
     let id = endpoint["id"].as_str().unwrap();
-    reqwest::Client::new()
-        .post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .send()
-        .await
-        .unwrap();
+    app.api(
+        Method::POST,
+        &format!("/v1/webhook_endpoints/{id}/test"),
+        None,
+    )
+    .await;
 
     let start_worker = |ctx: pushdial_core::Ctx| {
         let (trigger, stop) = pushdial_core::shutdown::channel();
@@ -682,11 +663,12 @@ async fn endpoint_rate_limit_spaces_deliveries() {
     let id = endpoint["id"].as_str().unwrap();
     let http = reqwest::Client::new();
     for _ in 0..6 {
-        http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
-            .bearer_auth(&app.org.secret_key)
-            .send()
-            .await
-            .unwrap();
+        app.api(
+            Method::POST,
+            &format!("/v1/webhook_endpoints/{id}/test"),
+            None,
+        )
+        .await;
     }
     receiver.wait_for(6).await;
     let attempts = get(&app, &format!("/v1/webhook_endpoints/{id}/attempts")).await;
@@ -709,16 +691,13 @@ async fn endpoint_rate_limit_spaces_deliveries() {
     );
 
     // The limit can be lifted; bad values are refused.
-    let lifted: Value = http
-        .patch(format!("{}/v1/webhook_endpoints/{id}", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .json(&json!({ "rate_limit_per_s": null }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, lifted) = app
+        .api(
+            Method::PATCH,
+            &format!("/v1/webhook_endpoints/{id}"),
+            Some(json!({ "rate_limit_per_s": null })),
+        )
+        .await;
     assert!(lifted["rate_limit_per_s"].is_null());
     let bad = http
         .patch(format!("{}/v1/webhook_endpoints/{id}", app.url))
@@ -846,16 +825,13 @@ async fn one_calls_retries_never_hold_up_another_call_and_resend_or_recover_neve
 
     // Nothing failed, so recovery has nothing to send, however often it is asked.
     for _ in 0..2 {
-        let recovered: Value = reqwest::Client::new()
-            .post(format!("{}/v1/webhook_endpoints/{ep}/recover", app.url))
-            .bearer_auth(&app.org.secret_key)
-            .json(&json!({ "since": "2000-01-01T00:00:00Z" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (_, recovered) = app
+            .api(
+                Method::POST,
+                &format!("/v1/webhook_endpoints/{ep}/recover"),
+                Some(json!({ "since": "2000-01-01T00:00:00Z" })),
+            )
+            .await;
         assert_eq!(recovered["queued"], 0);
     }
 }
@@ -867,26 +843,20 @@ async fn old_secret_stops_signing_after_its_grace_and_redirects_are_not_followed
     let endpoint = create_endpoint(&app, json!({ "url": url })).await;
     let id = endpoint["id"].as_str().unwrap();
     let old = endpoint["secret"].as_str().unwrap().to_owned();
-    let http = reqwest::Client::new();
-    let rotated: Value = http
-        .post(format!(
-            "{}/v1/webhook_endpoints/{id}/rotate_secret",
-            app.url
-        ))
-        .bearer_auth(&app.org.secret_key)
-        .json(&json!({ "grace_period_s": 0 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, rotated) = app
+        .api(
+            Method::POST,
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            Some(json!({ "grace_period_s": 0 })),
+        )
+        .await;
     let new = rotated["secret"].as_str().unwrap().to_owned();
-    http.post(format!("{}/v1/webhook_endpoints/{id}/test", app.url))
-        .bearer_auth(&app.org.secret_key)
-        .send()
-        .await
-        .unwrap();
+    app.api(
+        Method::POST,
+        &format!("/v1/webhook_endpoints/{id}/test"),
+        None,
+    )
+    .await;
     // The first answer is a redirect: not followed, counted as a failure, retried.
     let got = receiver.wait_for(2).await;
     assert_eq!(got[1].headers["webhook-id"], got[0].headers["webhook-id"]);
