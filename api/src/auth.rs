@@ -51,6 +51,8 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
         .await
         .map_err(|e| ApiError(e.into()))?
         .ok_or_else(invalid)?;
+    // Not held across the Redis round trips of the rate limits below.
+    drop(conn);
     if key.revoked_at.is_some() {
         return Err(ApiError(Error::unauthenticated(
             "api_key_revoked",

@@ -17,6 +17,11 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 /// a reconnect: requests stay fast (on the Postgres fallback) while Redis is down.
 const BACKOFF_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
+/// Deletes a presence key only if it still names the given instance.
+static CLEAR_IF_OURS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+});
+
 /// Handle on the shared Redis: presence keys and the pub/sub channels between processes.
 #[derive(Clone)]
 pub struct Presence {
@@ -117,9 +122,7 @@ impl Presence {
     /// another instance must not be erased by an old one closing).
     pub async fn clear(&self, device_id: &str, instance: &str) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        let script = redis::Script::new(
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-        );
+        let script = &*CLEAR_IF_OURS;
         let mut invocation = script.key(self.presence_key(device_id));
         invocation.arg(instance);
         self.guarded(invocation.invoke_async::<i64>(&mut conn))

@@ -60,6 +60,10 @@ if remaining < 0 then remaining = 0 end
 return {1, remaining, new_tat - now, 0}
 "#;
 
+/// The script, hashed once (EVALSHA on every call, the source only when Redis lacks it).
+static GCRA: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(SCRIPT));
+
 /// Checks and counts one request against `limit` under `key` (already prefixed).
 pub async fn check(
     conn: &mut redis::aio::ConnectionManager,
@@ -68,7 +72,7 @@ pub async fn check(
 ) -> redis::RedisResult<Decision> {
     let interval = limit.emission_interval_us();
     let tolerance = interval * u64::from(limit.burst.max(1) - 1);
-    let (allowed, remaining, reset_us, wait_us): (i64, i64, i64, i64) = redis::Script::new(SCRIPT)
+    let (allowed, remaining, reset_us, wait_us): (i64, i64, i64, i64) = GCRA
         .key(key)
         .arg(interval)
         .arg(tolerance)
