@@ -34,7 +34,14 @@ pub async fn migrate(config: &Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the given roles until `stop` fires. With the api role, `listener` must be bound.
+/// Runs the given roles until `stop` fires, on `listener`: the api, or for a worker-only
+/// process its health checks and metrics.
+///
+/// Stopping is two-step. When `stop` fires (SIGTERM), `/readyz` fails at once while an api
+/// keeps serving for `PUSHDIAL_SHUTDOWN_DRAIN`, so that load balancers take it out of
+/// rotation first; then it stops accepting, lets in-flight requests finish within
+/// `PUSHDIAL_SHUTDOWN_GRACE`, closes agent sockets with a reconnect hint, and the worker
+/// finishes its jobs within the grace or hands their leases back.
 pub async fn run(
     config: Config,
     listener: Option<std::net::TcpListener>,
@@ -42,21 +49,46 @@ pub async fn run(
     stop: Stop,
 ) -> Result<(), String> {
     let ctx = Ctx::connect(config).await?;
+    let draining = pushdial_api::Draining(stop.clone());
+    let (halt_trigger, halt) = pushdial_core::shutdown::channel();
+    let drain = if roles.api {
+        ctx.config.shutdown_drain
+    } else {
+        std::time::Duration::ZERO
+    };
+    let drainer = tokio::spawn(async move {
+        stop.wait().await;
+        if !drain.is_zero() {
+            tracing::info!(
+                ?drain,
+                "draining: readiness fails, requests are still served"
+            );
+            tokio::time::sleep(drain).await;
+        }
+        halt_trigger.stop();
+    });
     let worker = roles.worker.then(|| {
         let worker = pushdial_worker::Worker::new(ctx.clone(), push_gateway(&ctx.config));
-        tokio::spawn(worker.run(stop.clone()))
+        tokio::spawn(worker.run(halt.clone()))
     });
-    if roles.api {
-        let listener = listener.ok_or("the api role needs a listener")?;
-        pushdial_api::run(listener, ctx.clone(), stop.clone())
-            .await
-            .map_err(|e| format!("server failed: {e}"))?;
-    } else {
-        stop.wait().await;
-    }
+    let served = match listener {
+        Some(listener) if roles.api => {
+            pushdial_api::run(listener, ctx.clone(), draining, halt.clone()).await
+        }
+        Some(listener) => {
+            pushdial_api::run_ops(listener, ctx.clone(), draining, halt.clone()).await
+        }
+        None if roles.api => return Err("the api role needs a listener".into()),
+        None => {
+            halt.wait().await;
+            Ok(())
+        }
+    };
+    served.map_err(|e| format!("server failed: {e}"))?;
     if let Some(worker) = worker {
         let _ = worker.await;
     }
+    drainer.abort();
     ctx.db.close().await;
     Ok(())
 }

@@ -61,25 +61,19 @@ enum AdminCommand {
     },
 }
 
-fn init_logs(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.config);
-    match run(cli).await {
+    let telemetry = match pushdial_core::telemetry::init(&cli.config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("pushdial: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = run(cli).await;
+    telemetry.shutdown().await;
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -120,14 +114,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             worker: true,
         },
     };
-    let listener = if roles.api {
-        let l = std::net::TcpListener::bind(config.listen)
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        tracing::info!(listen = %config.listen, public_url = %config.public_url(), "listening");
-        Some(l)
-    } else {
-        None
-    };
+    // The api serves everything here; a worker-only process its health checks and metrics.
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(listen = %config.listen, public_url = %config.public_url(), api = roles.api, worker = roles.worker, "listening");
     let (trigger, stop) = pushdial_core::shutdown::channel();
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -137,7 +127,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         wait_for_signal().await;
         std::process::exit(130);
     });
-    pushdial::run(config, listener, roles, stop).await
+    pushdial::run(config, Some(listener), roles, stop).await
 }
 
 async fn wait_for_signal() {

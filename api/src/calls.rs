@@ -114,10 +114,11 @@ impl CallsApi {
         }
         let row = calls::insert(&mut tx, org_id, &request, &agent_id, device_id.as_deref()).await?;
         let call = Call::from(row);
+        tracing::Span::current().record("call_id", call.id.as_str());
         idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
         ctx.wake_workers().await;
-        tracing::info!(call_id = %call.id, org_id = %org_id, "call queued");
+        tracing::info!(org_id = %org_id, "call queued");
         Ok(CallCreated::Created(Json(call)))
     }
 

@@ -99,10 +99,15 @@ fn healthz() -> &'static str {
     "ok"
 }
 
+/// Fires when the process was asked to stop (SIGTERM): `/readyz` fails from then on, while
+/// requests are still served until the drain period ends and the server's own `Stop` fires.
+#[derive(Clone)]
+pub struct Draining(pub Stop);
+
 /// Ready when Postgres and Redis both answer (and the process is not shutting down).
 #[handler]
-async fn readyz(ctx: Data<&Ctx>, stop: Data<&Stop>) -> Response {
-    if stop.is_stopped() {
+async fn readyz(ctx: Data<&Ctx>, draining: Data<&Draining>) -> Response {
+    if draining.0 .0.is_stopped() {
         return problem::Problem::new(503, "shutting_down", "this instance is shutting down")
             .into_poem();
     }
@@ -148,9 +153,43 @@ fn docs_page(stock: &str) -> String {
     }
 }
 
+/// What a worker-only process serves on its listener: liveness, readiness and metrics.
+pub fn ops_app(ctx: Ctx, draining: Draining) -> impl poem::Endpoint<Output = Response> {
+    Route::new()
+        .at("/healthz", get(healthz))
+        .at("/readyz", get(readyz))
+        .at("/metrics", get(metrics))
+        .data(ctx)
+        .data(draining)
+        .catch_all_error(problem::catch_all)
+}
+
+/// Serves `ops_app` on `listener` until `stop` fires.
+pub async fn run_ops(
+    listener: std::net::TcpListener,
+    ctx: Ctx,
+    draining: Draining,
+    stop: Stop,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let acceptor = TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(listener)?)?;
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            ops_app(ctx, draining),
+            async move { stop.wait().await },
+            Some(Duration::from_secs(2)),
+        )
+        .await
+}
+
 /// The routes of the api, with request ids, body limits and problem documents for every
-/// error.
-pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<Output = Response> {
+/// error. `stop` closes agent sockets (with a reconnect hint); `draining` fails readiness.
+pub fn app(
+    ctx: Ctx,
+    sockets: Arc<Sockets>,
+    draining: Draining,
+    stop: Stop,
+) -> impl poem::Endpoint<Output = Response> {
     let flood = Arc::new(limits::FloodLimit::new(ctx.config.limit_ip_per_second));
     let trusted = ctx.trusted_proxies.clone();
     let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
@@ -177,6 +216,7 @@ pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<O
         .at("/metrics", get(metrics))
         .data(ctx)
         .data(sockets)
+        .data(draining)
         .data(stop)
         .with(problem::RequestIdMiddleware {
             flood,
@@ -187,7 +227,12 @@ pub fn app(ctx: Ctx, sockets: Arc<Sockets>, stop: Stop) -> impl poem::Endpoint<O
 
 /// Serves the api on an already-bound listener until `stop` fires, then lets in-flight
 /// requests finish within the configured grace.
-pub async fn run(listener: std::net::TcpListener, ctx: Ctx, stop: Stop) -> std::io::Result<()> {
+pub async fn run(
+    listener: std::net::TcpListener,
+    ctx: Ctx,
+    draining: Draining,
+    stop: Stop,
+) -> std::io::Result<()> {
     let sockets = Arc::new(Sockets::default());
     // Forward messages published for this instance (offers, cancels) to its sockets.
     let follower = {
@@ -214,7 +259,7 @@ pub async fn run(listener: std::net::TcpListener, ctx: Ctx, stop: Stop) -> std::
     listener.set_nonblocking(true)?;
     let acceptor = TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(listener)?)?;
     let grace = ctx.config.shutdown_grace;
-    let app = app(ctx, sockets, stop.clone());
+    let app = app(ctx, sockets, draining, stop.clone());
     let server = poem::Server::new_with_acceptor(acceptor);
     let result = server
         .run_with_graceful_shutdown(app, async move { stop.wait().await }, Some(grace))

@@ -313,6 +313,19 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             "OPTIONS" => "OPTIONS",
             _ => "other",
         };
+        // Every log line and trace span of the request carries its id, and the call it is
+        // about when the path names one (`/v1/calls/call_…`, `/agent/v1/calls/call_…`);
+        // creating a call records it in the handler.
+        let span = tracing::info_span!(
+            "request",
+            request_id = %id,
+            method,
+            route,
+            call_id = tracing::field::Empty,
+        );
+        if let Some(call_id) = req.uri().path().split('/').find(|s| s.starts_with("call_")) {
+            span.record("call_id", call_id);
+        }
         let work = async {
             if let Some(wait) =
                 ip.and_then(|ip| self.flood.check(pushdial_core::limits::ip_key(ip)))
@@ -356,12 +369,26 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             rate_headers(&mut resp, &rate);
             resp
         };
-        let mut resp = REQUEST_ID
-            .scope(
-                id,
-                RATE.scope(std::cell::RefCell::new(RateState::default()), work),
-            )
-            .await;
+        let mut resp = {
+            use tracing::Instrument;
+            REQUEST_ID
+                .scope(
+                    id,
+                    RATE.scope(std::cell::RefCell::new(RateState::default()), work),
+                )
+                .instrument(span.clone())
+                .await
+        };
+        let elapsed = started.elapsed();
+        let status = resp.status().as_u16();
+        span.in_scope(|| {
+            let ms = elapsed.as_secs_f64() * 1000.0;
+            if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+                tracing::debug!(status, duration_ms = ms, "request");
+            } else {
+                tracing::info!(status, duration_ms = ms, "request");
+            }
+        });
         if let Some(h) = header {
             resp.headers_mut().insert("request-id", h);
         }
@@ -371,7 +398,7 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             .inc();
         m.http_duration
             .with_label_values(&[route, method])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
         Ok(resp)
     }
 }

@@ -79,6 +79,11 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// On SIGTERM, how long an api keeps serving while `/readyz` already fails, so that load
+    /// balancers take it out of rotation before it stops accepting connections.
+    #[arg(long, env = "PUSHDIAL_SHUTDOWN_DRAIN", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_drain: Duration,
+
     /// Key sealing secrets at rest (webhook signing secrets): 32 bytes in base64, e.g.
     /// `openssl rand -base64 32`. Unset: a public development key, with a warning.
     #[arg(long, env = "PUSHDIAL_ENCRYPTION_KEY", hide_env_values = true)]
@@ -150,9 +155,22 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_LIMIT_IP_PER_SECOND", default_value_t = 200)]
     pub limit_ip_per_second: u32,
 
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "PUSHDIAL_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format: `text` or `json` (one object per line, with the span fields such as
+    /// `request_id` and `call_id`).
+    #[arg(long, env = "PUSHDIAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// OpenTelemetry OTLP/HTTP endpoint receiving traces (e.g. `http://otel-collector:4318`;
+    /// `/v1/traces` is appended). Unset: no export.
+    #[arg(long, env = "PUSHDIAL_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Config {

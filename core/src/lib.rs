@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod secrets;
 pub mod shutdown;
 pub mod store;
+pub mod telemetry;
 pub mod tenants;
 pub mod text;
 pub mod webhooks;

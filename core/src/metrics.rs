@@ -25,6 +25,11 @@ pub struct Metrics {
     pub rate_limit_refusals: IntCounterVec,
     pub dialing_refusals: IntCounterVec,
     pub db_pool: IntGaugeVec,
+    pub job_wait: HistogramVec,
+    pub job_duration: HistogramVec,
+    pub redis_in_flight: IntGauge,
+    pub redis_available: IntGauge,
+    pub redis_errors: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -68,6 +73,19 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("agent_sockets gauge");
     let _ = r.register(Box::new(agent_sockets.clone()));
+    let redis_in_flight = IntGauge::new(
+        "pushdial_redis_commands_in_flight",
+        "Redis commands sent and not yet answered (one multiplexed connection per process)",
+    )
+    .expect("redis_in_flight gauge");
+    let _ = r.register(Box::new(redis_in_flight.clone()));
+    let redis_available = IntGauge::new(
+        "pushdial_redis_available",
+        "1 while Redis answers, 0 while it is presumed down and commands fail fast",
+    )
+    .expect("redis_available gauge");
+    redis_available.set(1);
+    let _ = r.register(Box::new(redis_available.clone()));
     Metrics {
         http_requests: counter(
             &r,
@@ -143,6 +161,28 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pushdial_db_pool_connections",
             "PostgreSQL pool connections by state (read at scrape)",
             &["state"],
+        ),
+        job_wait: histogram(
+            &r,
+            "pushdial_job_wait_seconds",
+            "From a job falling due to a worker claiming it, by kind",
+            &["kind"],
+            latency.clone(),
+        ),
+        job_duration: histogram(
+            &r,
+            "pushdial_job_duration_seconds",
+            "Time a job ran, by kind",
+            &["kind"],
+            latency.clone(),
+        ),
+        redis_in_flight,
+        redis_available,
+        redis_errors: counter(
+            &r,
+            "pushdial_redis_errors_total",
+            "Redis commands that failed, by cause",
+            &["cause"],
         ),
         registry: r,
     }

@@ -65,13 +65,16 @@ impl Presence {
         command: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> redis::RedisResult<T> {
         use std::sync::atomic::Ordering;
+        let m = &*crate::metrics::METRICS;
         let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
         if now < self.down_until.load(Ordering::Relaxed) {
+            m.redis_errors.with_label_values(&["presumed_down"]).inc();
             return Err(redis::RedisError::from((
                 redis::ErrorKind::IoError,
                 "redis presumed down",
             )));
         }
+        let in_flight = InFlight::start(&m.redis_in_flight);
         let result = match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
             Ok(r) => r,
             Err(_) => Err(redis::RedisError::from((
@@ -79,15 +82,21 @@ impl Presence {
                 "redis command timed out",
             ))),
         };
-        if let Err(e) = &result {
-            if e.is_io_error()
-                || e.is_timeout()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal()
+        drop(in_flight);
+        match &result {
+            Err(e)
+                if e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal() =>
             {
+                m.redis_errors.with_label_values(&["unavailable"]).inc();
+                m.redis_available.set(0);
                 let until = now + BACKOFF_AFTER_FAILURE.as_millis() as u64;
                 self.down_until.store(until, Ordering::Relaxed);
             }
+            Err(_) => m.redis_errors.with_label_values(&["command"]).inc(),
+            Ok(_) => m.redis_available.set(1),
         }
         result
     }
@@ -277,5 +286,21 @@ impl Presence {
             }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+    }
+}
+
+/// Counts a command in flight until it is answered or abandoned (its future dropped).
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn start(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -36,6 +36,8 @@ pub struct Job {
     /// The attempt this claim is (1 for the first run); the fencing token.
     pub attempts: i32,
     pub max_attempts: i32,
+    /// How long the job was due before this claim (queueing latency).
+    pub waited_seconds: f64,
 }
 
 pub async fn enqueue(
@@ -44,6 +46,17 @@ pub async fn enqueue(
     payload: &serde_json::Value,
     run_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<i64> {
+    // The job continues the trace of whatever enqueued it (see `telemetry`).
+    let traced;
+    let payload = match (crate::telemetry::traceparent(), payload) {
+        (Some(parent), serde_json::Value::Object(fields)) => {
+            let mut fields = fields.clone();
+            fields.insert(crate::telemetry::TRACEPARENT.into(), parent.into());
+            traced = serde_json::Value::Object(fields);
+            &traced
+        }
+        _ => payload,
+    };
     sqlx::query_scalar!(
         "insert into jobs (kind, payload, run_at) values ($1, $2, coalesce($3, now())) returning id",
         kind,
@@ -64,7 +77,7 @@ pub async fn claim(
     let lease_ms = lease.as_millis() as i64;
     sqlx::query_as!(
         Job,
-        "with due as (
+        r#"with due as (
              select id from jobs
              where lease_owner is null and dead_at is null and run_at <= now()
              order by run_at
@@ -74,7 +87,8 @@ pub async fn claim(
          update jobs set attempts = attempts + 1, lease_owner = $1,
                 lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
          from due where jobs.id = due.id
-         returning jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts",
+         returning jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts,
+                   extract(epoch from clock_timestamp() - jobs.run_at)::float8 as "waited_seconds!""#,
         worker,
         limit,
         lease_ms
@@ -158,6 +172,21 @@ pub async fn defer(
     Ok(done.rows_affected() == 1)
 }
 
+/// Hands back every job `worker` still leases, due at once, so that another worker takes
+/// them over now instead of after the lease (a worker stopping whose jobs did not finish
+/// within the grace). The attempt number stays, so it still fences the old holder out.
+pub async fn release(conn: &mut PgConnection, worker: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "update jobs set lease_owner = null, lease_expires_at = null, run_at = now(),
+                last_error = 'released by a stopping worker'
+         where lease_owner = $1",
+        worker
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Returns jobs whose lease expired (their worker died or hung) to the queue. Their next
 /// claim increments the attempt number, which fences the old worker out.
 pub async fn rescue(conn: &mut PgConnection) -> sqlx::Result<u64> {
@@ -191,6 +220,19 @@ pub async fn delete(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Makes a call's pending offer outbox job (`call.deliver`) due now; returns how many.
+pub async fn hurry_offer_outbox(conn: &mut PgConnection, call_id: &str) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "update jobs set run_at = now()
+         where kind = 'call.deliver' and payload ->> 'call_id' = $1
+           and lease_owner is null and dead_at is null and run_at > now()",
+        call_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Moves a not-yet-claimed job's next run.

@@ -25,7 +25,7 @@ pub fn server_url() -> String {
     base.to_owned()
 }
 
-fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
@@ -131,6 +131,7 @@ pub fn test_config(database_url: &str, prefix: &str) -> Config {
     c.job_poll_interval = Duration::from_millis(200);
     c.db_max_connections = 10;
     c.shutdown_grace = Duration::from_secs(2);
+    c.shutdown_drain = Duration::ZERO;
     c
 }
 

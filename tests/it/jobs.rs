@@ -12,7 +12,7 @@ use crate::harness::*;
 
 /// A push service whose first request never gets an answer (the worker sending it hangs
 /// there); later requests are accepted. Returns its URL and the number of requests seen.
-async fn push_service_that_hangs_once() -> (String, Arc<AtomicUsize>) {
+pub async fn push_service_that_hangs_once() -> (String, Arc<AtomicUsize>) {
     let seen = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/push", listener.local_addr().unwrap());
@@ -125,6 +125,64 @@ async fn worker_killed_mid_job_loses_nothing_and_another_worker_finishes_it() {
         event_trail(&client, &call.id).await,
         ["queued", "offered", "delivered"]
     );
+    b_stop.stop();
+    let _ = tokio::time::timeout(Duration::from_secs(5), worker_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_hands_back_unfinished_jobs_at_once() {
+    let (push_url, pushes) = push_service_that_hangs_once().await;
+    // Leases long enough that only an explicit hand-back can explain a quick takeover.
+    let app = TestApp::spawn_with(
+        |c| {
+            c.loopback_push_url = Some(push_url);
+            c.offer_timeout = Duration::from_secs(120);
+            c.job_lease = Duration::from_secs(120);
+            c.shutdown_grace = Duration::from_millis(300);
+        },
+        pushdial::Roles {
+            api: true,
+            worker: false,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    use_loopback_push(&device, "tok").await;
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
+        .await
+        .unwrap();
+    let (a_stop, worker_a) = start_worker(Ctx::connect(app.config.clone()).await.unwrap());
+    eventually(
+        Duration::from_secs(10),
+        "worker A to be inside the job",
+        || async { (pushes.load(Ordering::SeqCst) >= 1).then_some(()) },
+    )
+    .await;
+
+    // SIGTERM-like stop: the job does not finish within the grace, so its lease goes back.
+    a_stop.stop();
+    tokio::time::timeout(Duration::from_secs(5), worker_a)
+        .await
+        .expect("worker A stops within its grace")
+        .unwrap();
+    let (owner, error): (Option<String>, Option<String>) =
+        sqlx::query_as("select lease_owner, last_error from jobs where kind = 'call.offer'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(owner, None, "the lease was handed back");
+    assert_eq!(error.as_deref(), Some("released by a stopping worker"));
+
+    let (b_stop, worker_b) = start_worker(Ctx::connect(app.config.clone()).await.unwrap());
+    eventually(
+        Duration::from_secs(10),
+        "worker B to take the job over long before the lease would expire",
+        || async { (pushes.load(Ordering::SeqCst) >= 2).then_some(()) },
+    )
+    .await;
+    assert_eq!(device.ack(&call.id).await.unwrap().to, "+14155550123");
     b_stop.stop();
     let _ = tokio::time::timeout(Duration::from_secs(5), worker_b).await;
 }

@@ -16,6 +16,7 @@ mod isolation;
 mod jobs;
 mod limits;
 mod lists;
+mod observability;
 mod openapi;
 mod redis_down;
 mod replicas;

@@ -3,19 +3,19 @@
 //! worker's job is finished by another, a stopping api sends its agents elsewhere.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pushdial_sdk::{AgentClient, Client, CreateCall, ServerMessage};
 
 use crate::call_loop::next_offer;
 use crate::harness::*;
+use crate::jobs::push_service_that_hangs_once;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushdial");
 
 /// A pushdial process, killed when dropped.
-struct Process(Child);
+pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -25,7 +25,7 @@ impl Drop for Process {
 }
 
 impl Process {
-    fn sigterm(&self) {
+    pub fn sigterm(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
@@ -34,6 +34,18 @@ impl Process {
     fn sigkill(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+
+    /// Waits for the process to exit on its own, at most `limit`.
+    pub async fn exit_status(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 }
 
@@ -44,7 +56,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(&self, role: &str, listen: Option<&str>) -> Process {
+    fn start(&self, role: &str, listen: &str) -> Process {
         let mut cmd = Command::new(BIN);
         cmd.arg(role)
             .env("DATABASE_URL", &self.database_url)
@@ -59,23 +71,22 @@ impl Cluster {
             .env("PUSHDIAL_WEBHOOK_TIMEOUT", "1s")
             .env("PUSHDIAL_JOB_POLL_INTERVAL", "200ms")
             .env("PUSHDIAL_SHUTDOWN_GRACE", "2s")
+            .env("PUSHDIAL_SHUTDOWN_DRAIN", "1500ms")
+            .env("PUSHDIAL_LISTEN", listen)
             .env("PUSHDIAL_LOOPBACK_PUSH_URL", &self.push_url)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if let Some(l) = listen {
-            cmd.env("PUSHDIAL_LISTEN", l);
-        }
         Process(cmd.spawn().unwrap())
     }
 }
 
-fn free_addr() -> String {
+pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
 }
 
-async fn ready(url: &str) {
+pub async fn ready(url: &str) {
     let http = reqwest::Client::new();
     eventually(
         Duration::from_secs(20),
@@ -88,35 +99,10 @@ async fn ready(url: &str) {
     .await;
 }
 
-/// A push service whose first request hangs (the worker sending it is stuck there).
-async fn hanging_push() -> (String, Arc<AtomicUsize>) {
-    let seen = Arc::new(AtomicUsize::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/push", listener.local_addr().unwrap());
-    let counter = seen.clone();
-    let app = poem::Route::new().at(
-        "/push",
-        poem::post(poem::endpoint::make(move |_req: poem::Request| {
-            let counter = counter.clone();
-            async move {
-                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
-                    std::future::pending::<()>().await;
-                }
-                poem::http::StatusCode::OK
-            }
-        })),
-    );
-    tokio::spawn(async move {
-        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-        poem::Server::new_with_acceptor(acceptor).run(app).await
-    });
-    (url, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_apis_and_two_workers_cooperate() {
     let database_url = fresh_database().await;
-    let (push_url, pushes) = hanging_push().await;
+    let (push_url, pushes) = push_service_that_hangs_once().await;
     let cluster = Cluster {
         database_url: database_url.clone(),
         prefix: format!("rep{:x}:", rand::random::<u32>()),
@@ -124,9 +110,11 @@ async fn two_apis_and_two_workers_cooperate() {
     };
     let (a_addr, b_addr) = (free_addr(), free_addr());
     let (a_url, b_url) = (format!("http://{a_addr}"), format!("http://{b_addr}"));
-    let _api_a = cluster.start("api", Some(&a_addr));
-    let api_b = cluster.start("api", Some(&b_addr));
-    let mut worker_1 = cluster.start("worker", None);
+    let _api_a = cluster.start("api", &a_addr);
+    let api_b = cluster.start("api", &b_addr);
+    let mut worker_1 = cluster.start("worker", &free_addr());
+    let w2_addr = free_addr();
+    let w2_url = format!("http://{w2_addr}");
     ready(&a_url).await;
     ready(&b_url).await;
 
@@ -190,7 +178,7 @@ async fn two_apis_and_two_workers_cooperate() {
     )
     .await;
     worker_1.sigkill();
-    let _worker_2 = cluster.start("worker", None);
+    let _worker_2 = cluster.start("worker", &w2_addr);
     eventually(
         Duration::from_secs(15),
         "worker 2 to finish the job after the lease",
@@ -198,9 +186,42 @@ async fn two_apis_and_two_workers_cooperate() {
     )
     .await;
     assert_eq!(sleeper.ack(&pushed.id).await.unwrap().to, "+12125551235");
+    // The worker process serves its own health checks and metrics: the push it sent shows.
+    ready(&w2_url).await;
+    let http = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(5),
+        "worker 2's metrics to count its push",
+        || async {
+            let text = http
+                .get(format!("{w2_url}/metrics"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .any(|l| {
+                    l.starts_with("pushdial_push_results_total{")
+                        && l.contains("outcome=\"accepted\"")
+                })
+                .then_some(())
+        },
+    )
+    .await;
 
-    // Api B stops: its agents are told to reconnect, and are reachable through A.
+    // Api B stops: readiness fails first while it still serves (the drain), then its
+    // agents are told to reconnect, and are reachable through A.
+    stream.send_heartbeat().await.unwrap(); // the socket has been quiet for a while
     api_b.sigterm();
+    eventually(Duration::from_secs(2), "B's readiness to fail", || async {
+        let r = http.get(format!("{b_url}/readyz")).send().await.ok()?;
+        (r.status() == 503).then_some(())
+    })
+    .await;
+    let alive = http.get(format!("{b_url}/healthz")).send().await.unwrap();
+    assert_eq!(alive.status(), 200, "B still serves while draining");
     let told = next_message(&mut stream, Duration::from_secs(5), |m| {
         matches!(m, ServerMessage::Reconnect).then_some(())
     })

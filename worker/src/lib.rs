@@ -138,12 +138,29 @@ impl Worker {
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }
-        // Let running jobs finish, within the grace; the rest are dropped with their leases.
+        // Let running jobs finish, within the grace; the rest are stopped and their leases
+        // handed back, so another worker takes them over at once.
         let grace = self.ctx.config.shutdown_grace;
         let _ = tokio::time::timeout(grace, async {
             while running.join_next().await.is_some() {}
         })
         .await;
+        if !running.is_empty() {
+            running.shutdown().await;
+            let released = match self.ctx.db.acquire().await {
+                Ok(mut conn) => queue::release(&mut conn, &self.id).await,
+                Err(e) => Err(e),
+            };
+            match released {
+                Ok(n) => {
+                    tracing::info!(jobs = n, "released the leases of unfinished jobs");
+                    if let Err(e) = self.ctx.presence.publish_jobs().await {
+                        tracing::debug!(error = %e, "wake-up after release not sent");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "leases not released; they will expire"),
+            }
+        }
         drop((follower, rescuer));
         tracing::info!(worker = %self.id, "worker stopped");
     }
@@ -165,8 +182,30 @@ impl Worker {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(job_id = job.id, kind = %job.kind, attempt = job.attempts))]
+    /// Runs one job in its own span, which carries the call it is about and continues the
+    /// trace that enqueued it.
     async fn execute(&self, job: Job) {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "job",
+            job_id = job.id,
+            kind = %job.kind,
+            attempt = job.attempts,
+            call_id = tracing::field::Empty,
+        );
+        if let Some(call_id) = job.payload.get("call_id").and_then(|v| v.as_str()) {
+            span.record("call_id", call_id);
+        }
+        pushdial_core::telemetry::adopt(&span, &job.payload);
+        self.run_job(job).instrument(span).await
+    }
+
+    async fn run_job(&self, job: Job) {
+        let m = &*pushdial_core::metrics::METRICS;
+        m.job_wait
+            .with_label_values(&[job.kind.as_str()])
+            .observe(job.waited_seconds.max(0.0));
+        let started = std::time::Instant::now();
         let result = match job.kind.as_str() {
             kinds::CALL_OFFER => offer::offer_call(self, &job).await,
             kinds::OFFER_TIMEOUT => offer::offer_timeout(self, &job).await,
@@ -180,8 +219,10 @@ impl Worker {
             Err(e) if e.defer => "deferred",
             Err(_) => "failed",
         };
-        pushdial_core::metrics::METRICS
-            .jobs_run
+        m.job_duration
+            .with_label_values(&[job.kind.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        m.jobs_run
             .with_label_values(&[job.kind.as_str(), label])
             .inc();
         let outcome = match self.ctx.db.acquire().await {

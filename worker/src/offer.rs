@@ -42,10 +42,20 @@ pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
     let Some(call) = load(worker, &p).await? else {
         return Ok(());
     };
-    if calls::status_of(&call)? == CallStatus::Queued {
-        route(worker, call).await
-    } else {
-        Ok(()) // offered already (this job ran before), or ended
+    match calls::status_of(&call)? {
+        CallStatus::Queued => route(worker, call).await,
+        // This job ran before and recorded the offer, but its worker stopped or died before
+        // finishing: if the inline send did not complete, the outbox job is still waiting
+        // for the old lease to run out. Send it now instead.
+        CallStatus::Offered => {
+            let mut conn = worker.ctx.db.acquire().await?;
+            if queue::hurry_offer_outbox(&mut conn, &call.id).await? > 0 {
+                drop(conn);
+                worker.ctx.wake_workers().await;
+            }
+            Ok(())
+        }
+        _ => Ok(()), // ended
     }
 }
 
@@ -336,7 +346,8 @@ async fn deliver(
         channel: channel.clone(),
         token: token.clone(),
     };
-    match worker.push.send(&target, &offer).await {
+    let span = tracing::info_span!("push", channel = %channel, device_id = %device.id);
+    match tracing::Instrument::instrument(worker.push.send(&target, &offer), span).await {
         PushOutcome::Accepted => {
             observe_offer(call, channel);
             push_result(channel, "accepted");
