@@ -154,6 +154,7 @@ values are left out, so the binary's defaults apply. Lists are joined with comma
   "limitCallsPerNumberPerHour" "PUSHDIAL_LIMIT_CALLS_PER_NUMBER_PER_HOUR"
   "limitPairingPerIpPerMinute" "PUSHDIAL_LIMIT_PAIRING_PER_IP_PER_MINUTE"
   "limitPushPerDevicePerMinute" "PUSHDIAL_LIMIT_PUSH_PER_DEVICE_PER_MINUTE"
+  "limitPushPerCredentialPerSecond" "PUSHDIAL_LIMIT_PUSH_PER_CREDENTIAL_PER_SECOND"
   "limitIpPerSecond" "PUSHDIAL_LIMIT_IP_PER_SECOND"
   "trustedProxies" "PUSHDIAL_TRUSTED_PROXIES"
   "fcmBaseUrl" "PUSHDIAL_FCM_BASE_URL"
@@ -161,6 +162,7 @@ values are left out, so the binary's defaults apply. Lists are joined with comma
   "apnsTeamId" "PUSHDIAL_APNS_TEAM_ID"
   "apnsTopic" "PUSHDIAL_APNS_TOPIC"
   "apnsSandbox" "PUSHDIAL_APNS_SANDBOX"
+  "vapidSubject" "PUSHDIAL_VAPID_SUBJECT"
 }}
 {{- $config := deepCopy .Values.config }}
 {{- $_ := set $config "publicUrl" (include "pushdial.publicUrl" .) }}
