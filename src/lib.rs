@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use pushdial_core::push::{LoopbackGateway, PushGateway};
+use pushdial_core::push::{PushGateway, PushRouter};
 use pushdial_core::shutdown::Stop;
 use pushdial_core::{Config, Ctx};
 
@@ -14,9 +14,10 @@ pub struct Roles {
     pub worker: bool,
 }
 
-/// The push gateway of this deployment (the loopback one until real providers exist).
-pub fn push_gateway(config: &Config) -> Arc<dyn PushGateway> {
-    Arc::new(LoopbackGateway::new(config.loopback_push_url.clone()))
+/// The push gateway of this deployment: FCM, APNs and Web Push with the configured (or
+/// the organization's own) credentials, and the loopback channel of the local demo.
+pub fn push_gateway(ctx: &Ctx) -> Result<Arc<dyn PushGateway>, String> {
+    Ok(Arc::new(PushRouter::new(ctx)?))
 }
 
 /// Applies pending migrations.
@@ -67,8 +68,9 @@ pub async fn run(
         }
         halt_trigger.stop();
     });
+    let push = push_gateway(&ctx)?;
     let worker = roles.worker.then(|| {
-        let worker = pushdial_worker::Worker::new(ctx.clone(), push_gateway(&ctx.config));
+        let worker = pushdial_worker::Worker::new(ctx.clone(), push);
         tokio::spawn(worker.run(halt.clone()))
     });
     let served = match listener {

@@ -171,11 +171,17 @@ pub struct CallEvent {
     /// Always `call_event`.
     pub object: String,
     pub call_id: String,
+    /// `status`: the call entered `status`. `push`: a push provider answered a wake-up of
+    /// `device_id`; `status` is the result (`accepted`, `rejected`, `failed`,
+    /// `credential_failed`, `unsupported`) and `reason` the provider's reason.
+    pub kind: String,
     pub status: String,
     /// `false` when the state was not reported but inferred from a later one.
     pub observed: bool,
     pub reason: Option<String>,
     pub device_id: Option<String>,
+    /// For `push` entries: `fcm`, `apns`, `webpush` or `loopback`.
+    pub provider: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -185,10 +191,12 @@ impl From<EventRow> for CallEvent {
             id: e.id,
             object: "call_event".into(),
             call_id: e.call_id,
+            kind: e.kind,
             status: e.status,
             observed: e.observed,
             reason: e.reason,
             device_id: e.device_id,
+            provider: e.provider,
             created_at: e.created_at,
         }
     }

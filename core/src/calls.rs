@@ -315,6 +315,38 @@ pub fn call_json(call: &CallRow) -> serde_json::Value {
     })
 }
 
+/// What a push provider answered for one wake-up of the call: a `push` row in the call's
+/// timeline (result and reason; no webhook, it is not a status change) and the metric.
+pub async fn record_push(
+    conn: &mut PgConnection,
+    call: &CallRow,
+    device_id: &str,
+    provider: &str,
+    outcome: &crate::push::PushOutcome,
+) -> Result<()> {
+    let reason = outcome.reason();
+    crate::metrics::METRICS
+        .push_results
+        .with_label_values(&[provider, outcome.result(), reason.unwrap_or("")])
+        .inc();
+    let id = ids::new_id(Kind::Event);
+    call_store::insert_push_event(
+        conn,
+        NewEvent {
+            id: &id,
+            org_id: &call.org_id,
+            call_id: &call.id,
+            status: outcome.result(),
+            observed: true,
+            reason,
+            device_id: Some(device_id),
+        },
+        provider,
+    )
+    .await?;
+    Ok(())
+}
+
 /// One transition: a `call_events` row for the timeline and a `call.<status>` event (with
 /// its webhook messages) for the tenant, sharing one id. `call` is the call after the change.
 async fn record_event(

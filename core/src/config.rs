@@ -79,6 +79,53 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// The deployment's FCM service account (path of its JSON file; its `token_uri` is
+    /// honoured). Organizations may bring their own.
+    #[arg(long, env = "PUSHDIAL_FCM_CREDENTIALS")]
+    pub fcm_credentials: Option<std::path::PathBuf>,
+
+    /// FCM HTTP v1 base URL.
+    #[arg(long, env = "PUSHDIAL_FCM_BASE_URL", default_value = "https://fcm.googleapis.com")]
+    pub fcm_base_url: String,
+
+    /// The deployment's APNs token key (path of the .p8 file).
+    #[arg(long, env = "PUSHDIAL_APNS_KEY")]
+    pub apns_key: Option<std::path::PathBuf>,
+
+    /// The APNs key's id (10 characters).
+    #[arg(long, env = "PUSHDIAL_APNS_KEY_ID")]
+    pub apns_key_id: Option<String>,
+
+    /// The Apple developer team id (10 characters).
+    #[arg(long, env = "PUSHDIAL_APNS_TEAM_ID")]
+    pub apns_team_id: Option<String>,
+
+    /// The iOS app's bundle id (the APNs topic).
+    #[arg(long, env = "PUSHDIAL_APNS_TOPIC")]
+    pub apns_topic: Option<String>,
+
+    /// Send through APNs' sandbox (development builds of the app).
+    #[arg(long, env = "PUSHDIAL_APNS_SANDBOX")]
+    pub apns_sandbox: bool,
+
+    /// The deployment's VAPID private key for Web Push (raw P-256 key, base64url, as
+    /// `pushdial admin vapid-keys` prints it).
+    #[arg(long, env = "PUSHDIAL_VAPID_PRIVATE_KEY", hide_env_values = true)]
+    pub vapid_private_key: Option<String>,
+
+    /// The contact in VAPID signatures (`mailto:` or `https:`; default: the public URL when
+    /// it is https, else `mailto:push@localhost`).
+    #[arg(long, env = "PUSHDIAL_VAPID_SUBJECT")]
+    pub vapid_subject: Option<String>,
+
+    /// Push sends per second through one credential (shared by every worker).
+    #[arg(
+        long,
+        env = "PUSHDIAL_LIMIT_PUSH_PER_CREDENTIAL_PER_SECOND",
+        default_value_t = 500
+    )]
+    pub limit_push_per_credential_per_second: u32,
+
     /// On SIGTERM, how long an api keeps serving while `/readyz` already fails, so that load
     /// balancers take it out of rotation before it stops accepting connections.
     #[arg(long, env = "PUSHDIAL_SHUTDOWN_DRAIN", default_value = "5s", value_parser = parse_duration)]
@@ -199,6 +246,15 @@ impl Config {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// The VAPID `sub` claim.
+    pub fn vapid_subject(&self) -> String {
+        match &self.vapid_subject {
+            Some(s) => s.clone(),
+            None if self.public_url().starts_with("https://") => self.public_url(),
+            None => "mailto:push@localhost".to_owned(),
         }
     }
 

@@ -353,6 +353,20 @@ impl Resolve for PolicyResolver {
     }
 }
 
+/// `Retry-After` as seconds or as an HTTP date (a date already past means now).
+pub fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -711,3 +725,4 @@ mod tests {
         assert_eq!(served.load(Ordering::SeqCst), 2);
     }
 }
+

@@ -18,6 +18,7 @@ pub enum Kind {
     Event,
     WebhookEndpoint,
     BlockedNumber,
+    PushCredential,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
             Kind::Event => "evt",
             Kind::WebhookEndpoint => "we",
             Kind::BlockedNumber => "blk",
+            Kind::PushCredential => "pcr",
         }
     }
 
@@ -45,6 +47,7 @@ impl Kind {
             Kind::Event => "event",
             Kind::WebhookEndpoint => "webhook endpoint",
             Kind::BlockedNumber => "blocked number",
+            Kind::PushCredential => "push credential",
         }
     }
 }

@@ -134,8 +134,8 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         push_results: counter(
             &r,
             "pushdial_push_results_total",
-            "Push sends by channel and outcome",
-            &["channel", "outcome"],
+            "Push sends by provider, result and the provider's reason",
+            &["provider", "result", "reason"],
         ),
         webhook_attempts: counter(
             &r,

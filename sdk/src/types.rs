@@ -284,7 +284,10 @@ pub struct CallEvent {
     pub object: String,
     /// The call.
     pub call_id: String,
-    /// The status entered.
+    /// `status` (a status change) or `push` (a push provider's answer, in `status`).
+    #[serde(default = "status_kind")]
+    pub kind: String,
+    /// The status entered (for `push` entries: the provider's result).
     pub status: String,
     /// Whether the device actually observed this (vs inferred it).
     pub observed: bool,
@@ -294,6 +297,9 @@ pub struct CallEvent {
     pub device_id: Option<String>,
     /// When it happened.
     pub created_at: DateTime<Utc>,
+    /// For `push` entries: the provider.
+    #[serde(default)]
+    pub provider: Option<String>,
 }
 
 impl CallEvent {
@@ -614,6 +620,10 @@ impl From<CallStatus> for Report {
     fn from(s: CallStatus) -> Self {
         Report::new(s.as_str())
     }
+}
+
+fn status_kind() -> String {
+    "status".to_owned()
 }
 
 #[cfg(test)]

@@ -506,6 +506,7 @@ pub async fn event_trail(client: &Client, call_id: &str) -> Vec<String> {
         .unwrap()
         .data
         .into_iter()
+        .filter(|e| e.kind == "status")
         .map(|e| {
             if e.observed {
                 e.status

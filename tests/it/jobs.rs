@@ -43,7 +43,7 @@ fn start_worker(
     tokio::task::JoinHandle<()>,
 ) {
     let (trigger, stop) = pushdial_core::shutdown::channel();
-    let push = pushdial::push_gateway(&ctx.config);
+    let push = pushdial::push_gateway(&ctx).unwrap();
     let worker = pushdial_worker::Worker::new(ctx, push);
     (trigger, tokio::spawn(worker.run(stop)))
 }

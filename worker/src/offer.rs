@@ -342,20 +342,24 @@ async fn deliver(
         ));
     }
     let target = PushTarget {
+        org_id: device.org_id.clone(),
         device_id: device.id.clone(),
         channel: channel.clone(),
         token: token.clone(),
     };
     let span = tracing::info_span!("push", channel = %channel, device_id = %device.id);
-    match tracing::Instrument::instrument(worker.push.send(&target, &offer), span).await {
+    let outcome = tracing::Instrument::instrument(worker.push.send(&target, &offer), span).await;
+    {
+        let mut conn = ctx.db.acquire().await?;
+        calls::record_push(&mut conn, call, &device.id, channel, &outcome).await?;
+    }
+    match outcome {
         PushOutcome::Accepted => {
             observe_offer(call, channel);
-            push_result(channel, "accepted");
-            tracing::info!(call_id = %call.id, device_id = %device.id, channel = %channel, "offer accepted by push service");
+            tracing::info!(device_id = %device.id, channel = %channel, "offer accepted by push service");
             Ok(Delivery::Handed)
         }
         PushOutcome::Rejected(reason) => {
-            push_result(channel, "rejected");
             tracing::warn!(device_id = %device.id, reason = %reason, "push token rejected");
             let mut conn = ctx.db.acquire().await?;
             device_store::mark_push_rejected(&mut conn, &device.org_id, &device.id).await?;
@@ -370,20 +374,24 @@ async fn deliver(
                 push_rejected: true,
             })
         }
-        PushOutcome::Unsupported => {
-            push_result(channel, "unsupported");
-            tracing::warn!(device_id = %device.id, channel = %channel, "no gateway serves this push channel");
+        // The sender's credential was refused (recorded on the credential by the gateway):
+        // the device is not at fault, but cannot be woken now; try the next one.
+        PushOutcome::CredentialFailed { reason, .. } => {
+            tracing::warn!(device_id = %device.id, reason = %reason, "push credential refused");
             Ok(Delivery::Missed {
                 push_rejected: false,
             })
         }
-        PushOutcome::Failed { error, retry_after } => Err({
-            push_result(channel, "failed");
-            JobError {
-                message: error,
-                retry_after,
-                defer: false,
-            }
+        PushOutcome::Unsupported => {
+            tracing::warn!(device_id = %device.id, channel = %channel, "no credential serves this push channel");
+            Ok(Delivery::Missed {
+                push_rejected: false,
+            })
+        }
+        PushOutcome::Failed { error, retry_after } => Err(JobError {
+            message: error,
+            retry_after,
+            defer: false,
         }),
     }
 }
@@ -397,9 +405,3 @@ fn observe_offer(call: &CallRow, channel: &str) {
         .observe(elapsed.as_secs_f64());
 }
 
-fn push_result(channel: &str, outcome: &str) {
-    pushdial_core::metrics::METRICS
-        .push_results
-        .with_label_values(&[channel, outcome])
-        .inc();
-}

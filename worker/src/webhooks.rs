@@ -150,7 +150,7 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+        .and_then(pushdial_core::egress::parse_retry_after);
     let mut kept = Vec::new();
     while kept.len() < KEPT_BODY {
         match response.chunk().await {
@@ -167,20 +167,6 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         error: None,
         retry_after,
     }
-}
-
-/// `Retry-After` as seconds or as an HTTP date.
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some(
-        (at.with_timezone(&Utc) - Utc::now())
-            .to_std()
-            .unwrap_or_default(),
-    )
 }
 
 /// Text a receiver sent, storable: PostgreSQL text cannot hold NUL.

@@ -1,18 +1,30 @@
 //! The seam between the worker and push services. A `PushGateway` wakes a device that
-//! holds no live socket; the real FCM, APNs and Web Push gateways plug in here. The
-//! `LoopbackGateway` speaks a minimal HTTP protocol to a push service on loopback, for the
-//! local demo and the tests, and behaves like the real ones on every kind of answer.
+//! holds no live socket. `PushRouter` is the gateway of a deployment: it sends through FCM
+//! HTTP v1 (`fcm`), APNs (`apns`) or Web Push (`webpush`) with the organization's own
+//! credential when it brought one, else the deployment's, and through `LoopbackGateway`
+//! for the `loopback` channel of the local demo.
 //!
 //! The payload is only `{type, call_id, expires_at}`: no phone number passes through a
 //! push provider. The device fetches the details with its ack.
 
+pub mod apns;
+pub mod fcm;
+pub mod loopback;
+pub mod router;
+pub mod webpush;
+
 use std::time::Duration;
+
+pub use loopback::LoopbackGateway;
+pub use router::PushRouter;
 
 use chrono::{DateTime, Utc};
 
 /// A device's push address.
 #[derive(Debug, Clone)]
 pub struct PushTarget {
+    /// Whose credential sends it.
+    pub org_id: String,
     pub device_id: String,
     pub channel: String,
     pub token: String,
@@ -51,6 +63,58 @@ pub enum PushOutcome {
         error: String,
         retry_after: Option<Duration>,
     },
+    /// The provider refused the sender's credential (not the device's token): the
+    /// credential is marked failing (`credential` is the organization's credential id, or
+    /// `None` for the deployment's) and the call moves on to another device.
+    CredentialFailed {
+        credential: Option<String>,
+        reason: String,
+    },
+}
+
+impl PushOutcome {
+    /// The metric and event label of the outcome.
+    pub fn result(&self) -> &'static str {
+        match self {
+            PushOutcome::Accepted => "accepted",
+            PushOutcome::Rejected(_) => "rejected",
+            PushOutcome::Unsupported => "unsupported",
+            PushOutcome::Failed { .. } => "failed",
+            PushOutcome::CredentialFailed { .. } => "credential_failed",
+        }
+    }
+
+    /// The provider's reason, when it gave one.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            PushOutcome::Rejected(r) | PushOutcome::CredentialFailed { reason: r, .. } => Some(r),
+            PushOutcome::Failed { error, .. } => Some(error),
+            PushOutcome::Accepted | PushOutcome::Unsupported => None,
+        }
+    }
+
+    /// A transient failure, with the floor the provider asked for (`Retry-After`).
+    pub fn transient(error: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        PushOutcome::Failed {
+            error: error.into(),
+            retry_after,
+        }
+    }
+}
+
+/// The `Retry-After` header of a provider's answer.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::egress::parse_retry_after)
+}
+
+/// Time left until the call expires, in whole seconds (at least 1): how long a provider may
+/// keep trying to deliver the wake-up.
+pub fn ttl_seconds(payload: &OfferPayload) -> u64 {
+    let left = (payload.expires_at - Utc::now()).num_seconds();
+    left.max(1) as u64
 }
 
 /// Sends wake-up messages through a push service.
@@ -59,59 +123,3 @@ pub trait PushGateway: Send + Sync {
     async fn send(&self, target: &PushTarget, payload: &OfferPayload) -> PushOutcome;
 }
 
-/// Serves the `loopback` channel by POSTing `{token, device_id, payload}` to a URL.
-/// 2xx accepted; 404/410 token gone; 429/5xx transient (honouring `Retry-After`); other 4xx
-/// rejected.
-pub struct LoopbackGateway {
-    url: Option<String>,
-    http: reqwest::Client,
-}
-
-impl LoopbackGateway {
-    pub fn new(url: Option<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Self { url, http }
-    }
-}
-
-#[async_trait::async_trait]
-impl PushGateway for LoopbackGateway {
-    async fn send(&self, target: &PushTarget, payload: &OfferPayload) -> PushOutcome {
-        let Some(url) = self.url.as_deref().filter(|_| target.channel == "loopback") else {
-            return PushOutcome::Unsupported;
-        };
-        let body = serde_json::json!({
-            "token": target.token,
-            "device_id": target.device_id,
-            "payload": payload,
-        });
-        let response = match self.http.post(url).json(&body).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return PushOutcome::Failed {
-                    error: format!("loopback push: {e}"),
-                    retry_after: None,
-                }
-            }
-        };
-        let status = response.status().as_u16();
-        match status {
-            200..=299 => PushOutcome::Accepted,
-            404 | 410 => PushOutcome::Rejected("unregistered".to_owned()),
-            429 | 500..=599 => PushOutcome::Failed {
-                error: format!("loopback push answered {status}"),
-                retry_after: response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
-            },
-            _ => PushOutcome::Rejected(format!("http_{status}")),
-        }
-    }
-}

@@ -34,6 +34,9 @@ pub struct EventRow {
     pub reason: Option<String>,
     pub device_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// `status` (a transition) or `push` (a provider's answer: `status` is the result).
+    pub kind: String,
+    pub provider: Option<String>,
 }
 
 pub struct NewCall<'a> {
@@ -231,6 +234,28 @@ pub async fn insert_event(conn: &mut PgConnection, e: NewEvent<'_>) -> sqlx::Res
     Ok(())
 }
 
+/// Records what a push provider answered for one send, in the call's timeline.
+pub async fn insert_push_event(
+    conn: &mut PgConnection,
+    e: NewEvent<'_>,
+    provider: &str,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into call_events (id, org_id, call_id, status, observed, reason, device_id, kind, provider)
+         values ($1, $2, $3, $4, true, $5, $6, 'push', $7)",
+        e.id,
+        e.org_id,
+        e.call_id,
+        e.status,
+        e.reason,
+        e.device_id,
+        provider
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn events(
     conn: &mut PgConnection,
     org_id: &str,
@@ -238,7 +263,7 @@ pub async fn events(
 ) -> sqlx::Result<Vec<EventRow>> {
     sqlx::query_as!(
         EventRow,
-        "select id, org_id, call_id, status, observed, reason, device_id, created_at
+        "select id, org_id, call_id, status, observed, reason, device_id, created_at, kind, provider
          from call_events where org_id = $1 and call_id = $2 order by seq",
         org_id,
         call_id

@@ -8,6 +8,7 @@ pub mod idempotency;
 pub mod keys;
 pub mod orgs;
 pub mod pairing;
+pub mod push_credentials;
 pub mod webhooks;
 
 /// A page request: Stripe-style cursors over ids, newest first.
