@@ -47,6 +47,9 @@ enum AdminCommand {
         #[arg(long, default_value = "US")]
         country: String,
     },
+    /// Generate a VAPID key pair for Web Push and print `{"private_key", "public_key"}`;
+    /// set the private key as PUSHDIAL_VAPID_PRIVATE_KEY.
+    VapidKeys,
     /// Set an organization's plan limits (0 returns a limit to the deployment default).
     SetLimits {
         /// The organization's id (org_…).
@@ -90,6 +93,16 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Admin {
             command: AdminCommand::CreateOrg { name, country },
         } => return create_org(&config, &name, &country).await,
+        Command::Admin {
+            command: AdminCommand::VapidKeys,
+        } => {
+            let (private_key, public_key) = pushdial_core::push::webpush::VapidKey::generate();
+            println!(
+                "{}",
+                serde_json::json!({ "private_key": private_key, "public_key": public_key })
+            );
+            return Ok(());
+        }
         Command::Admin {
             command:
                 AdminCommand::SetLimits {

@@ -42,13 +42,35 @@ pub struct PairResponse {
     pub token: String,
 }
 
+/// How the server wakes the device when it holds no live socket.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PushRegistration {
+    /// `fcm`, `apns`, `webpush` (or `loopback`, for local development).
+    pub provider: String,
+    /// The registration token (FCM), the device token in hex (APNs), or the subscription
+    /// `{endpoint, keys: {p256dh, auth}}` as an object or its JSON text (Web Push).
+    pub token: serde_json::Value,
+}
+
+/// What an agent needs to register for push.
+#[derive(Debug, Object)]
+pub struct PushConfig {
+    /// VAPID public key (base64url) for `PushManager.subscribe({applicationServerKey})`.
+    pub webpush_public_key: Option<String>,
+}
+
 /// What a device tells the server about itself.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct UpdateDevice {
-    /// `fcm`, `apns`, `webpush` or `loopback`; `null` removes the push channel.
+    /// The push channel; `null` removes it.
+    pub push: MaybeUndefined<PushRegistration>,
+    /// Deprecated form of `push.provider`.
+    #[oai(deprecated)]
     pub push_channel: MaybeUndefined<String>,
-    /// The channel's token; required with `push_channel`.
+    /// Deprecated form of `push.token`.
+    #[oai(deprecated)]
     pub push_token: MaybeUndefined<String>,
     pub app_version: Option<String>,
     pub capabilities: Option<Vec<String>>,
@@ -192,7 +214,24 @@ impl AgentApi {
         ctx: poem::web::Data<&Ctx>,
         body: Json<UpdateDevice>,
     ) -> Result<Json<Device>, DeviceSelfError> {
-        let b = body.0;
+        let mut b = body.0;
+        match std::mem::take(&mut b.push) {
+            MaybeUndefined::Undefined => {}
+            _ if !b.push_channel.is_undefined() || !b.push_token.is_undefined() => {
+                let why = "give `push`, or the deprecated `push_channel` and `push_token`, not both";
+                return Err(Error::invalid("push", why).into());
+            }
+            MaybeUndefined::Null => b.push_channel = MaybeUndefined::Null,
+            MaybeUndefined::Value(p) => {
+                let token = match p.token {
+                    serde_json::Value::String(t) => t,
+                    v @ serde_json::Value::Object(_) if p.provider == "webpush" => v.to_string(),
+                    _ => return Err(Error::invalid("push.token", "a string").into()),
+                };
+                b.push_channel = MaybeUndefined::Value(p.provider);
+                b.push_token = MaybeUndefined::Value(token);
+            }
+        }
         let token = match b.push_token {
             MaybeUndefined::Value(t) => Some(text::required("push_token", &t, 4096)?.to_owned()),
             _ => None,
@@ -212,7 +251,10 @@ impl AgentApi {
                     return Err(Error::invalid("push_channel", why).into());
                 }
                 match token {
-                    Some(t) => Some((Some(channel), Some(t))),
+                    Some(t) => {
+                        check_push_token(&channel, &t)?;
+                        Some((Some(channel), Some(t)))
+                    }
                     None => {
                         return Err(
                             Error::invalid("push_token", "required with push_channel").into()
@@ -271,6 +313,36 @@ impl AgentApi {
         Ok(Json(HeartbeatResponse {
             device_id: auth.0.id,
             server_time: Utc::now(),
+        }))
+    }
+
+    /// Push configuration
+    ///
+    /// What the agent needs to register a push channel: the VAPID public key a browser
+    /// subscribes with (`applicationServerKey`) — the organization's own when it brought
+    /// one, else the deployment's; `null` when Web Push is not configured.
+    #[oai(
+        path = "/agent/v1/push_config",
+        method = "get",
+        operation_id = "agent_push_config"
+    )]
+    async fn push_config(
+        &self,
+        auth: DeviceToken,
+        ctx: poem::web::Data<&Ctx>,
+    ) -> Result<Json<PushConfig>, DeviceSelfError> {
+        let mut conn = ctx.db.acquire().await?;
+        let own = pushdial_core::store::push_credentials::get(&mut conn, &auth.0.org_id, "webpush")
+            .await?
+            .and_then(|c| c.metadata["public_key"].as_str().map(str::to_owned));
+        let platform = || {
+            let private = ctx.config.vapid_private_key.as_deref()?;
+            pushdial_core::push::webpush::VapidKey::new(private, &ctx.config.vapid_subject())
+                .ok()
+                .map(|k| k.public_key().to_owned())
+        };
+        Ok(Json(PushConfig {
+            webpush_public_key: own.or_else(platform),
         }))
     }
 
@@ -358,5 +430,25 @@ impl AgentApi {
         let result = calls::report(&mut tx, &auth.0, &id, change).await?;
         tx.commit().await?;
         Ok(Json(result?.into()))
+    }
+}
+
+/// Refuses a token that can never work with its provider, so a typo shows at registration
+/// rather than as a failed wake-up during a call.
+fn check_push_token(provider: &str, token: &str) -> Result<(), Error> {
+    let field = "push.token";
+    match provider {
+        "webpush" => pushdial_core::push::webpush::parse_subscription(token)
+            .map(|_| ())
+            .map_err(|e| Error::invalid(field, e)),
+        "apns" if !(64..=200).contains(&token.len())
+            || !token.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            Err(Error::invalid(field, "an APNs device token is 64 or more hex digits"))
+        }
+        "fcm" if token.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Err(Error::invalid(field, "an FCM registration token has no spaces"))
+        }
+        _ => Ok(()),
     }
 }

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod models;
 pub mod organization;
 pub mod problem;
+pub mod push_credentials;
 pub mod stream;
 pub mod webhooks;
 
@@ -56,6 +57,7 @@ pub type Apis = (
     agent_api::AgentApi,
     webhooks::WebhooksApi,
     organization::OrganizationApi,
+    push_credentials::PushCredentialsApi,
 );
 
 /// The whole API, as one service: the server mounts it and the spec test renders it.
@@ -68,6 +70,7 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
             agent_api::AgentApi,
             webhooks::WebhooksApi,
             organization::OrganizationApi,
+            push_credentials::PushCredentialsApi,
         ),
         "pushdial",
         env!("CARGO_PKG_VERSION"),

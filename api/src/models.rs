@@ -132,7 +132,7 @@ pub struct Call {
     /// queued, offered, delivered, accepted, declined, dialing, connected, completed,
     /// failed, canceled or expired.
     pub status: String,
-    /// Why a call failed or expired: no_device_reachable, push_rejected, not_delivered,
+    /// Why a call failed or expired: no_device_reachable, push_rejected, push_credential_failed, not_delivered,
     /// expired, dial_failed.
     pub reason: Option<String>,
     pub metadata: BTreeMap<String, String>,

@@ -18,6 +18,7 @@ mod limits;
 mod lists;
 mod observability;
 mod openapi;
+mod push;
 mod redis_down;
 mod replicas;
 mod shutdown;

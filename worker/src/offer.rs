@@ -137,7 +137,8 @@ enum Delivery {
     Handed,
     /// Not handed to this device; try the next.
     Missed {
-        push_rejected: bool,
+        /// Why, when the push provider said (`push_rejected`, `push_credential_failed`).
+        push_failure: Option<&'static str>,
     },
 }
 
@@ -164,7 +165,7 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
 
     let mut expect_status = calls::status_of(&call)?;
     let mut expect_device = call.device_id.clone();
-    let mut push_rejected = false;
+    let mut push_failure = None;
     // Offers recorded in this run but not handed over do not count: the phone never knew.
     let offered_before = !call.attempted_device_ids.is_empty();
     for (device, reach) in candidates.iter().zip(reach) {
@@ -191,9 +192,9 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
                 queue::delete(&mut conn, outbox).await?;
                 return Ok(());
             }
-            Ok(Delivery::Missed { push_rejected: r }) => {
+            Ok(Delivery::Missed { push_failure: why }) => {
                 queue::delete(&mut conn, outbox).await?;
-                push_rejected |= r;
+                push_failure = push_failure.or(why);
             }
             Err(e) => {
                 // The outbox job retries this device; the ack timeout still bounds the wait.
@@ -204,8 +205,8 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
             }
         }
     }
-    let reason = if push_rejected {
-        "push_rejected"
+    let reason = if let Some(why) = push_failure {
+        why
     } else if offered_before {
         "not_delivered"
     } else {
@@ -323,12 +324,12 @@ async fn deliver(
     }
     let (Some(channel), Some(token)) = (&device.push_channel, &device.push_token) else {
         return Ok(Delivery::Missed {
-            push_rejected: false,
+            push_failure: None,
         });
     };
     if device.push_rejected_at.is_some() {
         return Ok(Delivery::Missed {
-            push_rejected: false,
+            push_failure: None,
         });
     }
     // Push sends per device are limited (shared by every worker; fails open without Redis).
@@ -371,7 +372,7 @@ async fn deliver(
                 tracing::warn!(device_id = %device.id, error = %e, "reachability event not recorded");
             }
             Ok(Delivery::Missed {
-                push_rejected: true,
+                push_failure: Some("push_rejected"),
             })
         }
         // The sender's credential was refused (recorded on the credential by the gateway):
@@ -379,13 +380,13 @@ async fn deliver(
         PushOutcome::CredentialFailed { reason, .. } => {
             tracing::warn!(device_id = %device.id, reason = %reason, "push credential refused");
             Ok(Delivery::Missed {
-                push_rejected: false,
+                push_failure: Some("push_credential_failed"),
             })
         }
         PushOutcome::Unsupported => {
             tracing::warn!(device_id = %device.id, channel = %channel, "no credential serves this push channel");
             Ok(Delivery::Missed {
-                push_rejected: false,
+                push_failure: None,
             })
         }
         PushOutcome::Failed { error, retry_after } => Err(JobError {

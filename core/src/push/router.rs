@@ -168,6 +168,11 @@ pub fn build(
     }
 }
 
+/// Whether a stored credential would give a working sender (keys parse, fields fit).
+pub fn check(provider: &str, metadata: &serde_json::Value, secret: &str) -> Result<(), String> {
+    build(provider, metadata, secret, "https://fcm.invalid", &reqwest::Client::new()).map(|_| ())
+}
+
 #[async_trait::async_trait]
 impl PushGateway for PushRouter {
     async fn send(&self, target: &PushTarget, payload: &OfferPayload) -> PushOutcome {
