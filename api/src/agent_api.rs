@@ -218,7 +218,8 @@ impl AgentApi {
         match std::mem::take(&mut b.push) {
             MaybeUndefined::Undefined => {}
             _ if !b.push_channel.is_undefined() || !b.push_token.is_undefined() => {
-                let why = "give `push`, or the deprecated `push_channel` and `push_token`, not both";
+                let why =
+                    "give `push`, or the deprecated `push_channel` and `push_token`, not both";
                 return Err(Error::invalid("push", why).into());
             }
             MaybeUndefined::Null => b.push_channel = MaybeUndefined::Null,
@@ -441,14 +442,19 @@ fn check_push_token(provider: &str, token: &str) -> Result<(), Error> {
         "webpush" => pushdial_core::push::webpush::parse_subscription(token)
             .map(|_| ())
             .map_err(|e| Error::invalid(field, e)),
-        "apns" if !(64..=200).contains(&token.len())
-            || !token.chars().all(|c| c.is_ascii_hexdigit()) =>
+        "apns"
+            if !(64..=200).contains(&token.len())
+                || !token.chars().all(|c| c.is_ascii_hexdigit()) =>
         {
-            Err(Error::invalid(field, "an APNs device token is 64 or more hex digits"))
+            Err(Error::invalid(
+                field,
+                "an APNs device token is 64 or more hex digits",
+            ))
         }
-        "fcm" if token.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-            Err(Error::invalid(field, "an FCM registration token has no spaces"))
-        }
+        "fcm" if token.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(Error::invalid(
+            field,
+            "an FCM registration token has no spaces",
+        )),
         _ => Ok(()),
     }
 }

@@ -115,7 +115,10 @@ fn parse(provider: &str, b: SetPushCredential) -> Result<(serde_json::Value, Str
         _ => &["private_key", "subject"],
     };
     if let Some(other) = given.iter().find(|g| !allowed.contains(g)) {
-        return Err(Error::invalid(other, format!("not a field of {provider} credentials")));
+        return Err(Error::invalid(
+            other,
+            format!("not a field of {provider} credentials"),
+        ));
     }
     let required = |v: Option<String>, name: &str| {
         v.filter(|s| !s.trim().is_empty())
@@ -128,7 +131,8 @@ fn parse(provider: &str, b: SetPushCredential) -> Result<(serde_json::Value, Str
                 .filter(|v| v.is_object())
                 .ok_or_else(|| Error::invalid("service_account", "required: the JSON key file"))?;
             let json = account.to_string();
-            let metadata = fcm::describe(&json).map_err(|e| Error::invalid("service_account", e))?;
+            let metadata =
+                fcm::describe(&json).map_err(|e| Error::invalid("service_account", e))?;
             Ok((metadata, json))
         }
         "apns" => {
@@ -177,10 +181,14 @@ impl PushCredentialsApi {
         // Built exactly as the router will from what is stored, so that an unusable key
         // (a private key that does not parse) is refused now, not at the first call.
         router::check(provider, &metadata, &secret).map_err(|e| Error::invalid("credential", e))?;
-        let sealed = ctx.secrets.seal(secret.as_bytes()).map_err(Error::Internal)?;
+        let sealed = ctx
+            .secrets
+            .seal(secret.as_bytes())
+            .map_err(Error::Internal)?;
         let id = ids::new_id(Kind::PushCredential);
         let mut conn = ctx.db.acquire().await?;
-        let row = store::upsert(&mut conn, &id, &auth.0.org_id, provider, &metadata, &sealed).await?;
+        let row =
+            store::upsert(&mut conn, &id, &auth.0.org_id, provider, &metadata, &sealed).await?;
         tracing::info!(credential = %row.id, provider, "push credential set");
         Ok(Json(row.into()))
     }

@@ -85,7 +85,11 @@ pub struct Config {
     pub fcm_credentials: Option<std::path::PathBuf>,
 
     /// FCM HTTP v1 base URL.
-    #[arg(long, env = "PUSHDIAL_FCM_BASE_URL", default_value = "https://fcm.googleapis.com")]
+    #[arg(
+        long,
+        env = "PUSHDIAL_FCM_BASE_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
     pub fcm_base_url: String,
 
     /// The deployment's APNs token key (path of the .p8 file).

@@ -725,4 +725,3 @@ mod tests {
         assert_eq!(served.load(Ordering::SeqCst), 2);
     }
 }
-

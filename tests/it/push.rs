@@ -123,7 +123,9 @@ impl Google {
         let claims: Value = serde_json::from_slice(&payload).unwrap_or_default();
         let now = chrono::Utc::now().timestamp();
         if claims["aud"] != format!("{}/token", self.url).as_str()
-            || !claims["exp"].as_i64().is_some_and(|e| e > now && e <= now + 3700)
+            || !claims["exp"]
+                .as_i64()
+                .is_some_and(|e| e > now && e <= now + 3700)
             || !claims["scope"]
                 .as_str()
                 .is_some_and(|s| s.contains("https://www.googleapis.com/auth/firebase.messaging"))
@@ -135,7 +137,10 @@ impl Google {
         self.issued.lock().unwrap().insert(email, token.clone());
         poem::Response::builder()
             .content_type("application/json")
-            .body(json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"}).to_string())
+            .body(
+                json!({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+                    .to_string(),
+            )
     }
 
     async fn send(&self, mut req: poem::Request) -> poem::Response {
@@ -160,7 +165,10 @@ impl Google {
         let body = req.take_body().into_string().await.unwrap_or_default();
         let v: Value = serde_json::from_str(&body).unwrap_or_default();
         let m = &v["message"];
-        let mut data_keys: Vec<&String> = m["data"].as_object().map(|d| d.keys().collect()).unwrap_or_default();
+        let mut data_keys: Vec<&String> = m["data"]
+            .as_object()
+            .map(|d| d.keys().collect())
+            .unwrap_or_default();
         data_keys.sort();
         if data_keys != ["call_id", "expires_at", "type"] || m["data"]["type"] != "call.offer" {
             return self.violation(format!("data {}", m["data"]));
@@ -169,7 +177,9 @@ impl Google {
             return self.violation(format!("not a high-priority data message: {m}"));
         }
         if m["android"]["collapse_key"] != m["data"]["call_id"]
-            || !m["android"]["ttl"].as_str().is_some_and(|t| t.ends_with('s'))
+            || !m["android"]["ttl"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('s'))
         {
             return self.violation(format!("android options {}", m["android"]));
         }
@@ -274,13 +284,17 @@ async fn push_trail(client: &Client, call_id: &str) -> Vec<(String, String, Stri
 }
 
 async fn call_in(client: &Client, call_id: &str, status: &str) -> pushdial_sdk::Call {
-    eventually(Duration::from_secs(10), &format!("{call_id} {status}"), || async {
-        client
-            .get_call(call_id)
-            .await
-            .ok()
-            .filter(|c| c.status == status)
-    })
+    eventually(
+        Duration::from_secs(10),
+        &format!("{call_id} {status}"),
+        || async {
+            client
+                .get_call(call_id)
+                .await
+                .ok()
+                .filter(|c| c.status == status)
+        },
+    )
     .await
 }
 
@@ -288,7 +302,11 @@ async fn call_in(client: &Client, call_id: &str, status: &str) -> pushdial_sdk::
 async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
     let google = Google::start().await;
     let sa_path = std::env::temp_dir().join(format!("pd-sa-{}.json", rand::random::<u64>()));
-    std::fs::write(&sa_path, service_account(&google, "pd-platform").to_string()).unwrap();
+    std::fs::write(
+        &sa_path,
+        service_account(&google, "pd-platform").to_string(),
+    )
+    .unwrap();
     let (path, base) = (sa_path.clone(), google.url.clone());
     let app = TestApp::spawn_with(
         move |c| {
@@ -321,9 +339,16 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
         (google.sends_to("tok-good").len() == 5).then_some(())
     })
     .await;
-    assert_eq!(google.token_fetches.load(Ordering::SeqCst), 1, "one token for many sends");
+    assert_eq!(
+        google.token_fetches.load(Ordering::SeqCst),
+        1,
+        "one token for many sends"
+    );
     assert!(
-        google.sends_to("tok-good").iter().all(|s| !s.body.contains("415555")),
+        google
+            .sends_to("tok-good")
+            .iter()
+            .all(|s| !s.body.contains("415555")),
         "no phone number in any push"
     );
     let first = call_in(&client, &calls[0].id, "offered").await;
@@ -333,7 +358,10 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
     );
     // `offered` is the provider's acceptance; `delivered` comes only from the app's ack.
     assert_eq!(phone.ack(&first.id).await.unwrap().to, "+14155550120");
-    assert_eq!(client.get_call(&first.id).await.unwrap().status, "delivered");
+    assert_eq!(
+        client.get_call(&first.id).await.unwrap().status,
+        "delivered"
+    );
 
     // A dead token: the device stops counting as reachable by push, and the call moves on
     // to the next device at once (long before the 30 s ack timeout).
@@ -342,7 +370,10 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
     let (gone, gone_id) = app.pair_device(&client, &bob, "old phone").await;
     register_push(&app, &gone, "fcm", json!("tok-gone")).await;
     gone.heartbeat().await.unwrap(); // seen last: tried first
-    google.script("tok-gone", vec![(404, fcm_error(404, "NOT_FOUND", "UNREGISTERED"), None)]);
+    google.script(
+        "tok-gone",
+        vec![(404, fcm_error(404, "NOT_FOUND", "UNREGISTERED"), None)],
+    );
     let started = Instant::now();
     let call = client
         .create_call(&CreateCall::for_agent("+14155550130", &bob), None)
@@ -362,7 +393,10 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
             (spare_id.clone(), "accepted".into(), String::new()),
         ]
     );
-    assert_eq!(client.get_device(&gone_id).await.unwrap().presence, "offline");
+    assert_eq!(
+        client.get_device(&gone_id).await.unwrap().presence,
+        "offline"
+    );
 
     // Unavailable with Retry-After: retried no sooner than asked, then accepted.
     let (cy, flaky, flaky_id) = app.agent_with_device(&client, "Cy").await;
@@ -385,15 +419,19 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
         "Retry-After honoured: {:?}",
         sends[1].at - sends[0].at
     );
-    eventually(Duration::from_secs(5), "both answers in the timeline", || async {
-        let trail = push_trail(&client, &call.id).await;
-        (trail
-            == [
-                (flaky_id.clone(), "failed".into(), "unavailable".into()),
-                (flaky_id.clone(), "accepted".into(), String::new()),
-            ])
-        .then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "both answers in the timeline",
+        || async {
+            let trail = push_trail(&client, &call.id).await;
+            (trail
+                == [
+                    (flaky_id.clone(), "failed".into(), "unavailable".into()),
+                    (flaky_id.clone(), "accepted".into(), String::new()),
+                ])
+            .then_some(())
+        },
+    )
     .await;
     assert_eq!(flaky.ack(&call.id).await.unwrap().to, "+14155550140");
     google.assert_clean();
@@ -460,10 +498,16 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
         .await;
     assert_eq!(status, 400, "another provider's field");
     let (status, _) = app
-        .api(reqwest::Method::PUT, "/v1/push_credentials/sms", Some(json!({})))
+        .api(
+            reqwest::Method::PUT,
+            "/v1/push_credentials/sms",
+            Some(json!({})),
+        )
         .await;
     assert_eq!(status, 404);
-    let (_, list) = app.api(reqwest::Method::GET, "/v1/push_credentials", None).await;
+    let (_, list) = app
+        .api(reqwest::Method::GET, "/v1/push_credentials", None)
+        .await;
     assert_eq!(list["data"], json!([]));
 
     // The organization's own service account: stored sealed, shown without its key.
@@ -482,7 +526,10 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
         .fetch_one(&app.db)
         .await
         .unwrap();
-    assert!(!String::from_utf8_lossy(&stored).contains("PRIVATE KEY"), "sealed at rest");
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("PRIVATE KEY"),
+        "sealed at rest"
+    );
 
     let call = client
         .create_call(&CreateCall::for_agent("+14155550151", &ann), None)
@@ -495,7 +542,11 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
     // Google refuses the organization's credential: it shows as failing, the call moves on.
     google.project_answer.lock().unwrap().insert(
         "org-proj".into(),
-        (401, fcm_error(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"), None),
+        (
+            401,
+            fcm_error(401, "UNAUTHENTICATED", "THIRD_PARTY_AUTH_ERROR"),
+            None,
+        ),
     );
     let call = client
         .create_call(&CreateCall::for_agent("+14155550152", &ann), None)
@@ -505,9 +556,15 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
     assert_eq!(failed.reason.as_deref(), Some("push_credential_failed"));
     assert_eq!(
         push_trail(&client, &call.id).await,
-        [(phone_id.clone(), "credential_failed".into(), "third_party_auth_error".into())]
+        [(
+            phone_id.clone(),
+            "credential_failed".into(),
+            "third_party_auth_error".into()
+        )]
     );
-    let (_, cred) = app.api(reqwest::Method::GET, "/v1/push_credentials/fcm", None).await;
+    let (_, cred) = app
+        .api(reqwest::Method::GET, "/v1/push_credentials/fcm", None)
+        .await;
     assert_eq!(cred["last_error"], "third_party_auth_error");
     assert!(cred["failing_since"].is_string());
     assert_eq!(
@@ -592,7 +649,10 @@ impl PushService {
             return self.status(410, None);
         }
         if req.header("content-encoding") != Some("aes128gcm")
-            || req.header("ttl").and_then(|t| t.parse::<u64>().ok()).is_none()
+            || req
+                .header("ttl")
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_none()
             || req.header("urgency") != Some("high")
         {
             return self.status(400, Some(format!("headers {:?}", req.headers())));
@@ -612,7 +672,7 @@ impl PushService {
             return self.status(401, Some(format!("vapid key {k}")));
         };
         let options = VerificationOptions {
-            allowed_audiences: Some(HashSet::from_strings(&[self.url.clone()])),
+            allowed_audiences: Some(HashSet::from_strings(std::slice::from_ref(&self.url))),
             ..Default::default()
         };
         let claims = match key.verify_token::<NoCustomClaims>(&jwt, Some(options)) {
@@ -671,7 +731,9 @@ async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
     let resp = reqwest::Client::new()
         .put(format!("{}/agent/v1/device", app.url))
         .bearer_auth(browser.token())
-        .json(&json!({"push": {"provider": "webpush", "token": {"endpoint": "https://x.example/1"}}}))
+        .json(
+            &json!({"push": {"provider": "webpush", "token": {"endpoint": "https://x.example/1"}}}),
+        )
         .send()
         .await
         .unwrap();
@@ -684,13 +746,22 @@ async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
         .unwrap();
     call_in(&client, &call.id, "offered").await;
     let received = service.received.lock().unwrap().clone();
-    assert_eq!(received.len(), 1, "{:?}", service.violations.lock().unwrap());
+    assert_eq!(
+        received.len(),
+        1,
+        "{:?}",
+        service.violations.lock().unwrap()
+    );
     let (id, payload, signer) = &received[0];
     assert_eq!(id, "s1");
     assert_eq!(signer, &public, "signed with the deployment's VAPID key");
     assert_eq!(payload["type"], "call.offer");
     assert_eq!(payload["call_id"], call.id.as_str());
-    assert_eq!(payload.as_object().unwrap().len(), 3, "nothing but type, call and expiry");
+    assert_eq!(
+        payload.as_object().unwrap().len(),
+        3,
+        "nothing but type, call and expiry"
+    );
     assert_eq!(browser.ack(&call.id).await.unwrap().to, "+14155550160");
 
     // An expired subscription (410): the channel is invalidated and the call fails over.
@@ -703,8 +774,15 @@ async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
     assert_eq!(failed.reason.as_deref(), Some("push_rejected"));
     assert_eq!(
         push_trail(&client, &call.id).await,
-        [(browser_id.clone(), "rejected".into(), "subscription_gone".into())]
+        [(
+            browser_id.clone(),
+            "rejected".into(),
+            "subscription_gone".into()
+        )]
     );
-    assert_eq!(client.get_device(&browser_id).await.unwrap().presence, "offline");
+    assert_eq!(
+        client.get_device(&browser_id).await.unwrap().presence,
+        "offline"
+    );
     assert_eq!(*service.violations.lock().unwrap(), Vec::<String>::new());
 }

@@ -204,7 +204,7 @@ async fn two_apis_and_two_workers_cooperate() {
             text.lines()
                 .any(|l| {
                     l.starts_with("pushdial_push_results_total{")
-                        && l.contains("outcome=\"accepted\"")
+                        && l.contains("result=\"accepted\"")
                 })
                 .then_some(())
         },

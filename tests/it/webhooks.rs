@@ -617,7 +617,8 @@ async fn worker_killed_mid_delivery_loses_nothing() {
 
     let start_worker = |ctx: pushdial_core::Ctx| {
         let (trigger, stop) = pushdial_core::shutdown::channel();
-        let worker = pushdial_worker::Worker::new(ctx.clone(), pushdial::push_gateway(&ctx).unwrap());
+        let worker =
+            pushdial_worker::Worker::new(ctx.clone(), pushdial::push_gateway(&ctx).unwrap());
         (trigger, tokio::spawn(worker.run(stop)))
     };
     // Worker A sends, and hangs waiting for the answer: kill it there.

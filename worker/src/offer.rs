@@ -323,14 +323,10 @@ async fn deliver(
         }
     }
     let (Some(channel), Some(token)) = (&device.push_channel, &device.push_token) else {
-        return Ok(Delivery::Missed {
-            push_failure: None,
-        });
+        return Ok(Delivery::Missed { push_failure: None });
     };
     if device.push_rejected_at.is_some() {
-        return Ok(Delivery::Missed {
-            push_failure: None,
-        });
+        return Ok(Delivery::Missed { push_failure: None });
     }
     // Push sends per device are limited (shared by every worker; fails open without Redis).
     let per_device = pushdial_core::limits::per_minute(ctx.config.limit_push_per_device_per_minute);
@@ -385,9 +381,7 @@ async fn deliver(
         }
         PushOutcome::Unsupported => {
             tracing::warn!(device_id = %device.id, channel = %channel, "no credential serves this push channel");
-            Ok(Delivery::Missed {
-                push_failure: None,
-            })
+            Ok(Delivery::Missed { push_failure: None })
         }
         PushOutcome::Failed { error, retry_after } => Err(JobError {
             message: error,
@@ -405,4 +399,3 @@ fn observe_offer(call: &CallRow, channel: &str) {
         .with_label_values(&[channel])
         .observe(elapsed.as_secs_f64());
 }
-

@@ -46,7 +46,10 @@ impl ApnsKey {
         if !alnum10(&self.team_id) {
             return Err("team_id must be the 10-character team id".into());
         }
-        if self.topic.is_empty() || self.topic.len() > 255 || self.topic.contains(char::is_whitespace) {
+        if self.topic.is_empty()
+            || self.topic.len() > 255
+            || self.topic.contains(char::is_whitespace)
+        {
             return Err("topic must be the app's bundle id".into());
         }
         if !self.pem.contains("BEGIN PRIVATE KEY") {
@@ -173,6 +176,7 @@ pub fn outcome(result: Result<a2::Response, a2::Error>) -> PushOutcome {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use a2::request::payload::PayloadLike;
 
@@ -196,10 +200,16 @@ mod tests {
         let n = notification("a1b2c3", "com.example.dialer", &offer).unwrap();
         assert_eq!(n.device_token, "a1b2c3");
         let o = &n.options;
-        assert_eq!(o.apns_priority.as_ref().map(|p| p.to_string()), Some("10".into()));
+        assert_eq!(
+            o.apns_priority.as_ref().map(|p| p.to_string()),
+            Some("10".into())
+        );
         assert_eq!(o.apns_push_type, Some(PushType::Alert));
         assert_eq!(o.apns_expiration, Some(expires.timestamp() as u64));
-        assert_eq!(o.apns_collapse_id.as_ref().map(|c| c.value), Some("call_01abc"));
+        assert_eq!(
+            o.apns_collapse_id.as_ref().map(|c| c.value),
+            Some("call_01abc")
+        );
         assert_eq!(o.apns_topic, Some("com.example.dialer"));
 
         let body: Value = serde_json::from_str(&n.clone().to_json_string().unwrap()).unwrap();
@@ -265,8 +275,18 @@ mod tests {
             sandbox: true,
         };
         assert!(key.validate().is_ok());
-        assert!(ApnsKey { key_id: "short".into(), ..key.clone() }.validate().is_err());
-        assert!(ApnsKey { pem: "nope".into(), ..key.clone() }.validate().is_err());
+        assert!(ApnsKey {
+            key_id: "short".into(),
+            ..key.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(ApnsKey {
+            pem: "nope".into(),
+            ..key.clone()
+        }
+        .validate()
+        .is_err());
         assert!(!key.describe().to_string().contains("PRIVATE"));
     }
 }

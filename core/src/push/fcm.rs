@@ -132,7 +132,12 @@ pub fn message(token: &str, payload: &OfferPayload) -> Value {
 /// A failed token fetch: the token endpoint refusing the account is the credential's
 /// fault; anything else (network, 5xx) is transient.
 fn token_error(error: &str) -> PushOutcome {
-    let refused = ["invalid_grant", "invalid_client", "unauthorized_client", "access_denied"];
+    let refused = [
+        "invalid_grant",
+        "invalid_client",
+        "unauthorized_client",
+        "access_denied",
+    ];
     tracing::warn!(error, "fcm token not obtained");
     if refused.iter().any(|r| error.contains(r)) {
         PushOutcome::CredentialFailed {
@@ -189,6 +194,7 @@ pub fn outcome(status: u16, body: &[u8], retry_after: Option<Duration>) -> PushO
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -196,20 +202,29 @@ mod tests {
         let details = code
             .map(|c| json!([{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": c}]))
             .unwrap_or(json!([]));
-        serde_json::to_vec(&json!({"error": {"code": 0, "message": "m", "status": status, "details": details}}))
-            .unwrap()
+        serde_json::to_vec(
+            &json!({"error": {"code": 0, "message": "m", "status": status, "details": details}}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn each_answer_means_what_fcm_documents() {
         let wait = Some(Duration::from_secs(7));
-        assert_eq!(outcome(200, b"{\"name\":\"x\"}", None), PushOutcome::Accepted);
+        assert_eq!(
+            outcome(200, b"{\"name\":\"x\"}", None),
+            PushOutcome::Accepted
+        );
         assert_eq!(
             outcome(404, &err("NOT_FOUND", Some("UNREGISTERED")), None),
             PushOutcome::Rejected("unregistered".into())
         );
         assert_eq!(
-            outcome(400, &err("INVALID_ARGUMENT", Some("INVALID_ARGUMENT")), None),
+            outcome(
+                400,
+                &err("INVALID_ARGUMENT", Some("INVALID_ARGUMENT")),
+                None
+            ),
             PushOutcome::Rejected("invalid_argument".into())
         );
         assert!(matches!(
@@ -221,7 +236,11 @@ mod tests {
             PushOutcome::CredentialFailed { reason, .. } if reason == "third_party_auth_error"
         ));
         assert_eq!(
-            outcome(429, &err("RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED")), wait),
+            outcome(
+                429,
+                &err("RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED")),
+                wait
+            ),
             PushOutcome::transient("quota_exceeded", wait)
         );
         assert_eq!(
@@ -249,7 +268,10 @@ mod tests {
         let mut keys: Vec<_> = data.keys().cloned().collect();
         keys.sort();
         assert_eq!(keys, ["call_id", "expires_at", "type"]);
-        assert!(data.values().all(|v| v.is_string()), "FCM data values are strings");
+        assert!(
+            data.values().all(|v| v.is_string()),
+            "FCM data values are strings"
+        );
         assert_eq!(msg["android"]["priority"], "HIGH");
         assert_eq!(msg["android"]["collapse_key"], "call_1");
         let ttl = msg["android"]["ttl"].as_str().unwrap();

@@ -122,4 +122,3 @@ pub fn ttl_seconds(payload: &OfferPayload) -> u64 {
 pub trait PushGateway: Send + Sync {
     async fn send(&self, target: &PushTarget, payload: &OfferPayload) -> PushOutcome;
 }
-

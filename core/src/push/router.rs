@@ -16,7 +16,7 @@ use crate::Ctx;
 /// A ready sender for one credential.
 pub enum Sender {
     Fcm(FcmSender),
-    Apns(ApnsSender),
+    Apns(Box<ApnsSender>),
     WebPush(VapidKey),
 }
 
@@ -68,7 +68,7 @@ impl PushRouter {
                 sandbox: config.apns_sandbox,
             };
             let sender = ApnsSender::new(&key).map_err(|e| format!("PUSHDIAL_APNS_KEY: {e}"))?;
-            platform.insert("apns", Arc::new(Sender::Apns(sender)));
+            platform.insert("apns", Arc::new(Sender::Apns(Box::new(sender))));
         }
         if let Some(private) = &config.vapid_private_key {
             let key = VapidKey::new(private, &config.vapid_subject())
@@ -149,16 +149,20 @@ pub fn build(
     http: &reqwest::Client,
 ) -> Result<Sender, String> {
     match provider {
-        "fcm" => Ok(Sender::Fcm(FcmSender::new(secret, fcm_base_url, http.clone())?)),
+        "fcm" => Ok(Sender::Fcm(FcmSender::new(
+            secret,
+            fcm_base_url,
+            http.clone(),
+        )?)),
         "apns" => {
             let text = |k: &str| metadata[k].as_str().unwrap_or_default().to_owned();
-            Ok(Sender::Apns(ApnsSender::new(&ApnsKey {
+            Ok(Sender::Apns(Box::new(ApnsSender::new(&ApnsKey {
                 pem: secret.to_owned(),
                 key_id: text("key_id"),
                 team_id: text("team_id"),
                 topic: text("topic"),
                 sandbox: metadata["sandbox"].as_bool().unwrap_or(false),
-            })?))
+            })?)))
         }
         "webpush" => Ok(Sender::WebPush(VapidKey::new(
             secret,
@@ -170,7 +174,14 @@ pub fn build(
 
 /// Whether a stored credential would give a working sender (keys parse, fields fit).
 pub fn check(provider: &str, metadata: &serde_json::Value, secret: &str) -> Result<(), String> {
-    build(provider, metadata, secret, "https://fcm.invalid", &reqwest::Client::new()).map(|_| ())
+    build(
+        provider,
+        metadata,
+        secret,
+        "https://fcm.invalid",
+        &reqwest::Client::new(),
+    )
+    .map(|_| ())
 }
 
 #[async_trait::async_trait]

@@ -146,6 +146,12 @@ fn prepare(
     let content = serde_json::to_vec(payload).unwrap_or_default();
     let mut signature = VapidSignatureBuilder::from_base64(&key.private, sub)?;
     signature.add_claim("sub", key.subject.as_str());
+    // RFC 8292 §2: the audience is the push resource's origin, port included; `web-push`
+    // would leave the port out, which a push service on a non-default port refuses.
+    let origin = url::Url::parse(&sub.endpoint)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    signature.add_claim("aud", origin.as_str());
     let mut message = WebPushMessageBuilder::new(sub);
     message.set_payload(ContentEncoding::Aes128Gcm, &content);
     message.set_ttl(ttl_seconds(payload).min(u64::from(u32::MAX)) as u32);
@@ -182,6 +188,7 @@ pub fn outcome(status: u16, retry_after: Option<Duration>) -> PushOutcome {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -210,11 +217,23 @@ mod tests {
     #[test]
     fn each_answer_means_what_rfc_8030_says() {
         assert_eq!(outcome(201, None), PushOutcome::Accepted);
-        assert_eq!(outcome(410, None), PushOutcome::Rejected("subscription_gone".into()));
-        assert_eq!(outcome(404, None), PushOutcome::Rejected("subscription_gone".into()));
-        assert!(matches!(outcome(403, None), PushOutcome::CredentialFailed { .. }));
+        assert_eq!(
+            outcome(410, None),
+            PushOutcome::Rejected("subscription_gone".into())
+        );
+        assert_eq!(
+            outcome(404, None),
+            PushOutcome::Rejected("subscription_gone".into())
+        );
+        assert!(matches!(
+            outcome(403, None),
+            PushOutcome::CredentialFailed { .. }
+        ));
         let wait = Some(Duration::from_secs(3));
-        assert_eq!(outcome(429, wait), PushOutcome::transient("too_many_requests", wait));
+        assert_eq!(
+            outcome(429, wait),
+            PushOutcome::transient("too_many_requests", wait)
+        );
         assert_eq!(outcome(503, None), PushOutcome::transient("http_503", None));
     }
 }
