@@ -127,6 +127,13 @@ ensure_rust() {
         log "then open a new shell (or run: . \"\$HOME/.cargo/env\") and re-run this script."
         exit 1
     fi
+    # Web Push encryption (the `ece` crate) links OpenSSL: the build needs its headers
+    # and pkg-config to find them.
+    ensure_command pkg-config pkg-config
+    if ! pkg-config --exists openssl; then
+        apt_install libssl-dev
+        pkg-config --exists openssl || die "installed libssl-dev but pkg-config does not find openssl"
+    fi
 }
 
 # --- PostgreSQL -----------------------------------------------------------------
