@@ -59,7 +59,8 @@ impl From<CredentialRow> for PushCredential {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct SetPushCredential {
-    /// FCM: the service account's JSON key file, as an object.
+    /// FCM: the service account's JSON key file, as an object. Its `token_uri` is not used:
+    /// tokens come from the deployment's token endpoint (Google's).
     pub service_account: Option<serde_json::Value>,
     /// APNs: the .p8 token key's PEM text.
     pub key: Option<String>,
@@ -180,7 +181,8 @@ impl PushCredentialsApi {
         let (metadata, secret) = parse(provider, body.0)?;
         // Built exactly as the router will from what is stored, so that an unusable key
         // (a private key that does not parse) is refused now, not at the first call.
-        router::check(provider, &metadata, &secret).map_err(|e| Error::invalid("credential", e))?;
+        router::check(provider, &metadata, &secret, &ctx.config)
+            .map_err(|e| Error::invalid("credential", e))?;
         let sealed = ctx
             .secrets
             .seal(secret.as_bytes())

@@ -92,6 +92,16 @@ pub struct Config {
     )]
     pub fcm_base_url: String,
 
+    /// The OAuth token endpoint used for organizations' uploaded FCM service accounts
+    /// (their own `token_uri` is replaced by it, so that a tenant cannot make the server
+    /// call an address of its choosing). The deployment's own account keeps its `token_uri`.
+    #[arg(
+        long,
+        env = "PUSHDIAL_FCM_TOKEN_URI",
+        default_value = "https://oauth2.googleapis.com/token"
+    )]
+    pub fcm_token_uri: String,
+
     /// The deployment's APNs token key (path of the .p8 file).
     #[arg(long, env = "PUSHDIAL_APNS_KEY")]
     pub apns_key: Option<std::path::PathBuf>,

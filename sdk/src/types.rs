@@ -303,8 +303,12 @@ pub struct CallEvent {
 }
 
 impl CallEvent {
-    /// The status as a [`CallStatus`], or `None` for a value this SDK does not know.
+    /// The status as a [`CallStatus`], or `None` for a value this SDK does not know and
+    /// for `push` entries (whose `status` is a provider's result, not a call status).
     pub fn status_enum(&self) -> Option<CallStatus> {
+        if self.kind != "status" {
+            return None;
+        }
         self.status.parse().ok()
     }
 }

@@ -283,6 +283,20 @@ async fn push_trail(client: &Client, call_id: &str) -> Vec<(String, String, Stri
         .collect()
 }
 
+/// Waits for the call's push entries to be exactly `expected` (each is recorded once the
+/// provider has answered, a moment after the call shows `offered`).
+async fn push_trail_becomes(client: &Client, call_id: &str, expected: &[(String, String, String)]) {
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last = push_trail(client, call_id).await;
+        if last == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, expected, "push entries of {call_id}");
+}
+
 async fn call_in(client: &Client, call_id: &str, status: &str) -> pushdial_sdk::Call {
     eventually(
         Duration::from_secs(10),
@@ -352,10 +366,12 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
         "no phone number in any push"
     );
     let first = call_in(&client, &calls[0].id, "offered").await;
-    assert_eq!(
-        push_trail(&client, &first.id).await,
-        [(phone_id.clone(), "accepted".into(), String::new())]
-    );
+    push_trail_becomes(
+        &client,
+        &first.id,
+        &[(phone_id.clone(), "accepted".into(), String::new())],
+    )
+    .await;
     // `offered` is the provider's acceptance; `delivered` comes only from the app's ack.
     assert_eq!(phone.ack(&first.id).await.unwrap().to, "+14155550120");
     assert_eq!(
@@ -374,7 +390,6 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
         "tok-gone",
         vec![(404, fcm_error(404, "NOT_FOUND", "UNREGISTERED"), None)],
     );
-    let started = Instant::now();
     let call = client
         .create_call(&CreateCall::for_agent("+14155550130", &bob), None)
         .await
@@ -382,17 +397,18 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
     eventually(Duration::from_secs(5), "the spare phone woken", || async {
         (!google.sends_to("tok-spare").is_empty()).then_some(())
     })
-    .await;
-    assert!(started.elapsed() < Duration::from_secs(10));
+    .await; // within 5 s: the 30 s ack timeout plays no part
     let call = call_in(&client, &call.id, "offered").await;
     assert_eq!(call.device_id.as_deref(), Some(spare_id.as_str()));
-    assert_eq!(
-        push_trail(&client, &call.id).await,
-        [
+    push_trail_becomes(
+        &client,
+        &call.id,
+        &[
             (gone_id.clone(), "rejected".into(), "unregistered".into()),
             (spare_id.clone(), "accepted".into(), String::new()),
-        ]
-    );
+        ],
+    )
+    .await;
     assert_eq!(
         client.get_device(&gone_id).await.unwrap().presence,
         "offline"
@@ -442,9 +458,11 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
 async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_refused() {
     let google = Google::start().await;
     let base = google.url.clone();
+    let token_uri = format!("{}/token", google.url);
     let app = TestApp::spawn_with(
         move |c| {
             c.fcm_base_url = base;
+            c.fcm_token_uri = token_uri;
             c.offer_timeout = Duration::from_secs(30);
         },
         pushdial::Roles {
@@ -464,10 +482,12 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
         .unwrap();
     let failed = call_in(&client, &call.id, "failed").await;
     assert_eq!(failed.reason.as_deref(), Some("no_device_reachable"));
-    assert_eq!(
-        push_trail(&client, &call.id).await,
-        [(phone_id.clone(), "unsupported".into(), String::new())]
-    );
+    push_trail_becomes(
+        &client,
+        &call.id,
+        &[(phone_id.clone(), "unsupported".into(), String::new())],
+    )
+    .await;
 
     // Bad credentials are refused and nothing is stored.
     let (status, problem) = app
@@ -510,12 +530,15 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
         .await;
     assert_eq!(list["data"], json!([]));
 
-    // The organization's own service account: stored sealed, shown without its key.
+    // The organization's own service account: stored sealed, shown without its key. Its
+    // `token_uri` names another host; tokens still come from the deployment's endpoint.
+    let mut own = service_account(&google, "org-proj");
+    own["token_uri"] = json!("http://127.0.0.1:9/steal-the-assertion");
     let (status, cred) = app
         .api(
             reqwest::Method::PUT,
             "/v1/push_credentials/fcm",
-            Some(json!({"service_account": service_account(&google, "org-proj")})),
+            Some(json!({"service_account": own})),
         )
         .await;
     assert_eq!(status, 200, "{cred}");
@@ -536,8 +559,15 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
         .await
         .unwrap();
     call_in(&client, &call.id, "offered").await;
-    let sent = google.sends_to("tok-own");
-    assert_eq!(sent.last().map(|s| s.project.as_str()), Some("org-proj"));
+    eventually(
+        Duration::from_secs(5),
+        "the wake-up through org-proj",
+        || async {
+            let sent = google.sends_to("tok-own");
+            (sent.last().map(|s| s.project.as_str()) == Some("org-proj")).then_some(())
+        },
+    )
+    .await;
 
     // Google refuses the organization's credential: it shows as failing, the call moves on.
     google.project_answer.lock().unwrap().insert(
@@ -554,14 +584,16 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
         .unwrap();
     let failed = call_in(&client, &call.id, "failed").await;
     assert_eq!(failed.reason.as_deref(), Some("push_credential_failed"));
-    assert_eq!(
-        push_trail(&client, &call.id).await,
-        [(
+    push_trail_becomes(
+        &client,
+        &call.id,
+        &[(
             phone_id.clone(),
             "credential_failed".into(),
-            "third_party_auth_error".into()
-        )]
-    );
+            "third_party_auth_error".into(),
+        )],
+    )
+    .await;
     let (_, cred) = app
         .api(reqwest::Method::GET, "/v1/push_credentials/fcm", None)
         .await;
@@ -745,6 +777,12 @@ async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
         .await
         .unwrap();
     call_in(&client, &call.id, "offered").await;
+    eventually(
+        Duration::from_secs(5),
+        "the push service to receive it",
+        || async { (!service.received.lock().unwrap().is_empty()).then_some(()) },
+    )
+    .await;
     let received = service.received.lock().unwrap().clone();
     assert_eq!(
         received.len(),
@@ -772,14 +810,16 @@ async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
         .unwrap();
     let failed = call_in(&client, &call.id, "failed").await;
     assert_eq!(failed.reason.as_deref(), Some("push_rejected"));
-    assert_eq!(
-        push_trail(&client, &call.id).await,
-        [(
+    push_trail_becomes(
+        &client,
+        &call.id,
+        &[(
             browser_id.clone(),
             "rejected".into(),
-            "subscription_gone".into()
-        )]
-    );
+            "subscription_gone".into(),
+        )],
+    )
+    .await;
     assert_eq!(
         client.get_device(&browser_id).await.unwrap().presence,
         "offline"

@@ -71,7 +71,7 @@ impl Cluster {
             .env("PUSHDIAL_WEBHOOK_TIMEOUT", "1s")
             .env("PUSHDIAL_JOB_POLL_INTERVAL", "200ms")
             .env("PUSHDIAL_SHUTDOWN_GRACE", "2s")
-            .env("PUSHDIAL_SHUTDOWN_DRAIN", "1500ms")
+            .env("PUSHDIAL_SHUTDOWN_DRAIN", "3s")
             .env("PUSHDIAL_LISTEN", listen)
             .env("PUSHDIAL_LOOPBACK_PUSH_URL", &self.push_url)
             .env("RUST_LOG", "warn")
@@ -215,7 +215,7 @@ async fn two_apis_and_two_workers_cooperate() {
     // agents are told to reconnect, and are reachable through A.
     stream.send_heartbeat().await.unwrap(); // the socket has been quiet for a while
     api_b.sigterm();
-    eventually(Duration::from_secs(2), "B's readiness to fail", || async {
+    eventually(Duration::from_secs(3), "B's readiness to fail", || async {
         let r = http.get(format!("{b_url}/readyz")).send().await.ok()?;
         (r.status() == 503).then_some(())
     })

@@ -93,6 +93,15 @@ pub async fn offer_timeout(worker: &Worker, job: &Job) -> Result<(), JobError> {
         tracing::info!(call_id = %call.id, device_id = ?p.device_id, "offer not acknowledged in time; failing over");
         route(worker, call).await
     } else {
+        // Already failed over; if that run stopped before its inline send finished, its
+        // outbox job waits for the old lease. Send it now instead.
+        if calls::status_of(&call)? == CallStatus::Offered {
+            let mut conn = worker.ctx.db.acquire().await?;
+            if queue::hurry_offer_outbox(&mut conn, &call.id).await? > 0 {
+                drop(conn);
+                worker.ctx.wake_workers().await;
+            }
+        }
         Ok(())
     }
 }
@@ -346,9 +355,13 @@ async fn deliver(
     };
     let span = tracing::info_span!("push", channel = %channel, device_id = %device.id);
     let outcome = tracing::Instrument::instrument(worker.push.send(&target, &offer), span).await;
-    {
-        let mut conn = ctx.db.acquire().await?;
-        calls::record_push(&mut conn, call, &device.id, channel, &outcome).await?;
+    // The timeline entry must not change what happens next (a resend, a skipped rejection).
+    let recorded = match ctx.db.acquire().await {
+        Ok(mut conn) => calls::record_push(&mut conn, call, &device.id, channel, &outcome).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(device_id = %device.id, error = %e, "push answer not recorded in the timeline");
     }
     match outcome {
         PushOutcome::Accepted => {

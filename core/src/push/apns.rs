@@ -163,6 +163,18 @@ pub fn outcome(result: Result<a2::Response, a2::Error>) -> PushOutcome {
             credential: None,
             reason: "expired_provider_token".into(),
         },
+        // The credential's topic (bundle id) is wrong for its key: not the device's fault.
+        (
+            _,
+            Some(
+                r @ (ErrorReason::BadTopic
+                | ErrorReason::TopicDisallowed
+                | ErrorReason::MissingTopic),
+            ),
+        ) => PushOutcome::CredentialFailed {
+            credential: None,
+            reason: format!("{r:?}").to_lowercase(),
+        },
         (403, other) => PushOutcome::CredentialFailed {
             credential: None,
             reason: other.map_or("forbidden".to_owned(), |r| format!("{r:?}").to_lowercase()),
@@ -250,6 +262,10 @@ mod tests {
         assert!(matches!(
             outcome(answer(403, Some(ErrorReason::ExpiredProviderToken))),
             PushOutcome::CredentialFailed { reason, .. } if reason == "expired_provider_token"
+        ));
+        assert!(matches!(
+            outcome(answer(400, Some(ErrorReason::TopicDisallowed))),
+            PushOutcome::CredentialFailed { reason, .. } if reason == "topicdisallowed"
         ));
         assert_eq!(
             outcome(answer(429, Some(ErrorReason::TooManyRequests))),

@@ -15,6 +15,8 @@ use serde_json::{json, Value};
 use super::{retry_after, ttl_seconds, OfferPayload, PushOutcome};
 
 const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+/// Longest wait for an access token (gcp_auth retries a failing fetch a few times).
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A sender for one service account.
 pub struct FcmSender {
@@ -51,14 +53,27 @@ pub fn describe(service_account_json: &str) -> Result<Value, String> {
 impl FcmSender {
     /// A sender from a service-account JSON document (its `token_uri` is honoured), sending
     /// to `base_url` (`https://fcm.googleapis.com`, or a fake in tests).
+    ///
+    /// With `token_uri`, the account's own `token_uri` is replaced (organizations' uploaded
+    /// accounts: the token endpoint is the deployment's choice, not the tenant's).
     pub fn new(
         service_account_json: &str,
         base_url: &str,
         http: reqwest::Client,
+        token_uri: Option<&str>,
     ) -> Result<Self, String> {
         let meta = describe(service_account_json)?;
         let project_id = meta["project_id"].as_str().unwrap_or_default().to_owned();
-        let account = gcp_auth::CustomServiceAccount::from_json(service_account_json)
+        let json = match token_uri {
+            Some(uri) => {
+                let mut v: Value = serde_json::from_str(service_account_json)
+                    .map_err(|_| "not a service-account JSON document".to_owned())?;
+                v["token_uri"] = Value::from(uri);
+                v.to_string()
+            }
+            None => service_account_json.to_owned(),
+        };
+        let account = gcp_auth::CustomServiceAccount::from_json(&json)
             .map_err(|e| format!("unusable service account: {e}"))?;
         Ok(Self {
             send_url: format!(
@@ -76,16 +91,25 @@ impl FcmSender {
         &self.project_id
     }
 
-    async fn token(&self) -> Result<Arc<gcp_auth::Token>, gcp_auth::Error> {
+    /// The access token, fetched at most once at a time and within a bound (gcp_auth's
+    /// own client has no timeout).
+    async fn token(&self) -> Result<Arc<gcp_auth::Token>, PushOutcome> {
         let _one_at_a_time = self.token_gate.lock().await;
-        self.account.token(&[SCOPE]).await
+        match tokio::time::timeout(TOKEN_TIMEOUT, self.account.token(&[SCOPE])).await {
+            Ok(Ok(token)) => Ok(token),
+            Ok(Err(e)) => Err(token_error(&e.to_string())),
+            Err(_) => {
+                tracing::warn!("fcm token endpoint did not answer in time");
+                Err(PushOutcome::transient("token_timeout", None))
+            }
+        }
     }
 
     /// Sends the wake-up to one registration token.
     pub async fn send(&self, token: &str, payload: &OfferPayload) -> PushOutcome {
         let bearer = match self.token().await {
             Ok(t) => t,
-            Err(e) => return token_error(&e.to_string()),
+            Err(outcome) => return outcome,
         };
         let response = self
             .http
@@ -129,17 +153,12 @@ pub fn message(token: &str, payload: &OfferPayload) -> Value {
     })
 }
 
-/// A failed token fetch: the token endpoint refusing the account is the credential's
-/// fault; anything else (network, 5xx) is transient.
+/// A failed token fetch. gcp_auth reports any non-2xx answer of the token endpoint as
+/// "token request failed" (after its own retries): the endpoint refused the account, which
+/// is the credential's fault. Anything else (connection, TLS) is transient.
 fn token_error(error: &str) -> PushOutcome {
-    let refused = [
-        "invalid_grant",
-        "invalid_client",
-        "unauthorized_client",
-        "access_denied",
-    ];
     tracing::warn!(error, "fcm token not obtained");
-    if refused.iter().any(|r| error.contains(r)) {
+    if error.contains("token request failed") || error.contains("invalid_grant") {
         PushOutcome::CredentialFailed {
             credential: None,
             reason: "token_refused".into(),
@@ -164,13 +183,13 @@ pub fn outcome(status: u16, body: &[u8], retry_after: Option<Duration>) -> PushO
         .or_else(|| v["error"]["status"].as_str())
         .unwrap_or("")
         .to_owned();
+    // Only an explicit token error condemns the device's registration; an answer without
+    // FCM's error code (a wrong base URL, a proxy's page) must not mark every device dead.
     match (code.as_str(), status) {
-        ("UNREGISTERED", _) | (_, 404) => PushOutcome::Rejected("unregistered".into()),
+        ("UNREGISTERED", _) => PushOutcome::Rejected("unregistered".into()),
         ("INVALID_ARGUMENT", _) => PushOutcome::Rejected("invalid_argument".into()),
-        ("SENDER_ID_MISMATCH", _) => PushOutcome::CredentialFailed {
-            credential: None,
-            reason: "sender_id_mismatch".into(),
-        },
+        // The token was issued for another sender (project): the app must register again.
+        ("SENDER_ID_MISMATCH", _) => PushOutcome::Rejected("sender_id_mismatch".into()),
         ("THIRD_PARTY_AUTH_ERROR", _) => PushOutcome::CredentialFailed {
             credential: None,
             reason: "third_party_auth_error".into(),
@@ -185,10 +204,14 @@ pub fn outcome(status: u16, body: &[u8], retry_after: Option<Duration>) -> PushO
                 },
             }
         }
+        // No such project (or a wrong base URL): the credential's configuration.
+        ("NOT_FOUND", _) | (_, 404) => PushOutcome::CredentialFailed {
+            credential: None,
+            reason: "not_found".into(),
+        },
         ("QUOTA_EXCEEDED", _) | (_, 429) => PushOutcome::transient("quota_exceeded", retry_after),
         ("UNAVAILABLE", _) | (_, 503) => PushOutcome::transient("unavailable", retry_after),
         ("INTERNAL", _) | (_, 500..=599) => PushOutcome::transient("internal", retry_after),
-        (_, 400) => PushOutcome::Rejected("invalid_argument".into()),
         _ => PushOutcome::transient(format!("http_{status}"), retry_after),
     }
 }
@@ -227,10 +250,22 @@ mod tests {
             ),
             PushOutcome::Rejected("invalid_argument".into())
         );
+        assert_eq!(
+            outcome(
+                403,
+                &err("PERMISSION_DENIED", Some("SENDER_ID_MISMATCH")),
+                None
+            ),
+            PushOutcome::Rejected("sender_id_mismatch".into())
+        );
         assert!(matches!(
-            outcome(403, &err("PERMISSION_DENIED", Some("SENDER_ID_MISMATCH")), None),
-            PushOutcome::CredentialFailed { reason, .. } if reason == "sender_id_mismatch"
+            outcome(404, b"<html>Not Found</html>", None),
+            PushOutcome::CredentialFailed { reason, .. } if reason == "not_found"
         ));
+        assert_eq!(
+            outcome(400, b"bad gateway config", None),
+            PushOutcome::transient("http_400", None)
+        );
         assert!(matches!(
             outcome(401, &err("UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR")), None),
             PushOutcome::CredentialFailed { reason, .. } if reason == "third_party_auth_error"

@@ -49,7 +49,7 @@ impl PushRouter {
         if let Some(path) = &config.fcm_credentials {
             let json = std::fs::read_to_string(path)
                 .map_err(|e| format!("PUSHDIAL_FCM_CREDENTIALS ({}): {e}", path.display()))?;
-            let sender = FcmSender::new(&json, &config.fcm_base_url, http.clone())
+            let sender = FcmSender::new(&json, &config.fcm_base_url, http.clone(), None)
                 .map_err(|e| format!("PUSHDIAL_FCM_CREDENTIALS: {e}"))?;
             platform.insert("fcm", Arc::new(Sender::Fcm(sender)));
         }
@@ -123,7 +123,7 @@ impl PushRouter {
             &row.provider,
             &row.metadata,
             &secret,
-            &self.ctx.config.fcm_base_url,
+            &self.ctx.config,
             &self.http,
         )?);
         let mut orgs = self.orgs.lock().unwrap_or_else(|p| p.into_inner());
@@ -140,19 +140,20 @@ impl PushRouter {
     }
 }
 
-/// A sender from a stored credential: its metadata and its opened secret.
+/// A sender from an organization's stored credential: its metadata and its opened secret.
 pub fn build(
     provider: &str,
     metadata: &serde_json::Value,
     secret: &str,
-    fcm_base_url: &str,
+    config: &crate::Config,
     http: &reqwest::Client,
 ) -> Result<Sender, String> {
     match provider {
         "fcm" => Ok(Sender::Fcm(FcmSender::new(
             secret,
-            fcm_base_url,
+            &config.fcm_base_url,
             http.clone(),
+            Some(&config.fcm_token_uri),
         )?)),
         "apns" => {
             let text = |k: &str| metadata[k].as_str().unwrap_or_default().to_owned();
@@ -173,15 +174,13 @@ pub fn build(
 }
 
 /// Whether a stored credential would give a working sender (keys parse, fields fit).
-pub fn check(provider: &str, metadata: &serde_json::Value, secret: &str) -> Result<(), String> {
-    build(
-        provider,
-        metadata,
-        secret,
-        "https://fcm.invalid",
-        &reqwest::Client::new(),
-    )
-    .map(|_| ())
+pub fn check(
+    provider: &str,
+    metadata: &serde_json::Value,
+    secret: &str,
+    config: &crate::Config,
+) -> Result<(), String> {
+    build(provider, metadata, secret, config, &reqwest::Client::new()).map(|_| ())
 }
 
 #[async_trait::async_trait]

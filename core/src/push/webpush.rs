@@ -176,7 +176,10 @@ pub fn outcome(status: u16, retry_after: Option<Duration>) -> PushOutcome {
     match status {
         200..=299 => PushOutcome::Accepted,
         404 | 410 => PushOutcome::Rejected("subscription_gone".into()),
-        401 | 403 => PushOutcome::CredentialFailed {
+        // RFC 8292 §4.2: 403 when the key does not match the one the subscription was made
+        // with (the browser must subscribe again), 401 when the signature is not accepted.
+        403 => PushOutcome::Rejected("vapid_key_mismatch".into()),
+        401 => PushOutcome::CredentialFailed {
             credential: None,
             reason: "vapid_rejected".into(),
         },
@@ -226,9 +229,13 @@ mod tests {
             PushOutcome::Rejected("subscription_gone".into())
         );
         assert!(matches!(
-            outcome(403, None),
+            outcome(401, None),
             PushOutcome::CredentialFailed { .. }
         ));
+        assert_eq!(
+            outcome(403, None),
+            PushOutcome::Rejected("vapid_key_mismatch".into())
+        );
         let wait = Some(Duration::from_secs(3));
         assert_eq!(
             outcome(429, wait),

@@ -158,6 +158,7 @@ values are left out, so the binary's defaults apply. Lists are joined with comma
   "limitIpPerSecond" "PUSHDIAL_LIMIT_IP_PER_SECOND"
   "trustedProxies" "PUSHDIAL_TRUSTED_PROXIES"
   "fcmBaseUrl" "PUSHDIAL_FCM_BASE_URL"
+  "fcmTokenUri" "PUSHDIAL_FCM_TOKEN_URI"
   "apnsKeyId" "PUSHDIAL_APNS_KEY_ID"
   "apnsTeamId" "PUSHDIAL_APNS_TEAM_ID"
   "apnsTopic" "PUSHDIAL_APNS_TOPIC"
