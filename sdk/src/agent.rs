@@ -326,6 +326,18 @@ pub async fn run<F>(client: AgentClient, opts: RunOptions, shutdown: F) -> Resul
 where
     F: Future<Output = ()>,
 {
+    run_with(client, opts, None, shutdown).await
+}
+
+async fn run_with<F>(
+    client: AgentClient,
+    opts: RunOptions,
+    push: Option<crate::webpush::WebPushReceiver>,
+    shutdown: F,
+) -> Result<()>
+where
+    F: Future<Output = ()>,
+{
     let RunOptions {
         auto,
         dial_command,
@@ -352,9 +364,34 @@ where
         backoff: Backoff::reconnect(),
     };
     let mut shutdown = std::pin::pin!(shutdown);
-    let result = runner.main_loop(shutdown.as_mut()).await;
+    let result = match push {
+        None => runner.main_loop(shutdown.as_mut()).await,
+        Some(receiver) => runner.push_loop(receiver, shutdown.as_mut()).await,
+    };
     runner.finish().await;
     result
+}
+
+/// How often an agent without a socket checks in, so that its push channel stays fresh.
+const PUSH_CHECK_IN: Duration = Duration::from_secs(600);
+
+/// Runs the agent **without a live socket** until `shutdown` completes: registers the
+/// receiver's Web Push subscription as the device's push channel and handles the offers
+/// pushed to it, as a phone asleep would (the server wakes it through the push path).
+pub async fn run_push_woken<F>(
+    client: AgentClient,
+    opts: RunOptions,
+    receiver: crate::webpush::WebPushReceiver,
+    shutdown: F,
+) -> Result<()>
+where
+    F: Future<Output = ()>,
+{
+    client
+        .register_push("webpush", receiver.subscription().clone())
+        .await?;
+    info!(endpoint = %receiver.subscription()["endpoint"], "registered for push; no socket");
+    run_with(client, opts, Some(receiver), shutdown).await
 }
 
 /// Why a stream session ended.
@@ -418,6 +455,37 @@ impl Runner {
                 biased;
                 () = shutdown.as_mut() => return Ok(()),
                 () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Handles pushed offers until shutdown (or the receiver stops), checking in now and
+    /// then so that the push channel stays fresh.
+    async fn push_loop<F: Future<Output = ()>>(
+        &mut self,
+        mut receiver: crate::webpush::WebPushReceiver,
+        mut shutdown: Pin<&mut F>,
+    ) -> Result<()> {
+        self.set_connected(true);
+        let mut check_in = heartbeat_ticker(PUSH_CHECK_IN);
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.as_mut() => return Ok(()),
+                _ = check_in.tick() => {
+                    if let Err(e) = self.client.heartbeat().await {
+                        warn!(error = %e.display_chain(), "check-in failed");
+                    }
+                }
+                pushed = receiver.next() => match pushed {
+                    Some(offer) => {
+                        self.reap();
+                        info!(call_id = %offer.call_id, "woken by push");
+                        self.offer(offer.call_id, offer.expires_at);
+                    }
+                    None => return Err(Error::Config("the push endpoint stopped".into())),
+                },
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => self.finished(done),
             }
         }
     }

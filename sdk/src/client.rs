@@ -374,6 +374,18 @@ impl AgentClient {
         self.t.send(rb).await
     }
 
+    /// `PUT /agent/v1/device` with `{"push": {provider, token}}`: registers how the server
+    /// wakes this device without a live socket (`fcm`, `apns`, `webpush`; for Web Push the
+    /// token is the subscription object).
+    pub async fn register_push(&self, provider: &str, token: serde_json::Value) -> Result<Device> {
+        let body = serde_json::json!({ "push": { "provider": provider, "token": token } });
+        let rb = self
+            .t
+            .request(Method::PUT, &["agent", "v1", "device"])?
+            .json(&body);
+        self.t.send(rb).await
+    }
+
     /// `POST /agent/v1/heartbeat`: marks the device as seen.
     pub async fn heartbeat(&self) -> Result<HeartbeatResponse> {
         self.t

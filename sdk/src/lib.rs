@@ -29,6 +29,7 @@ mod client;
 mod error;
 mod stream;
 mod types;
+pub mod webpush;
 
 pub use client::{AgentClient, Client};
 pub use error::{Error, Result};

@@ -826,3 +826,84 @@ async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
     );
     assert_eq!(*service.violations.lock().unwrap(), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_agent_without_a_socket_is_woken_by_web_push_and_places_the_call() {
+    let (private, _) = pushdial_core::push::webpush::VapidKey::generate();
+    let app = TestApp::spawn_with(
+        move |c| {
+            c.vapid_private_key = Some(private);
+            c.webhook_allow_subnets = "127.0.0.0/8".into();
+        },
+        pushdial::Roles {
+            api: true,
+            worker: true,
+        },
+    )
+    .await;
+    let client = app.client();
+    let (ann, phone, phone_id) = app.agent_with_device(&client, "Ann").await;
+
+    let receiver =
+        pushdial_sdk::webpush::WebPushReceiver::bind("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let opts = pushdial_sdk::agent::RunOptions {
+        auto: true,
+        ..Default::default()
+    };
+    let agent = tokio::spawn(pushdial_sdk::agent::run_push_woken(
+        phone,
+        opts,
+        receiver,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    eventually(
+        Duration::from_secs(5),
+        "the phone reachable by push",
+        || async {
+            client
+                .get_device(&phone_id)
+                .await
+                .ok()
+                .filter(|d| d.presence == "push" && d.push_channel.as_deref() == Some("webpush"))
+        },
+    )
+    .await;
+
+    let call = client
+        .create_call(&CreateCall::for_agent("+14155550170", &ann), None)
+        .await
+        .unwrap();
+    let done = call_in(&client, &call.id, "completed").await;
+    assert_eq!(done.device_id.as_deref(), Some(phone_id.as_str()));
+    // The whole loop, through push alone: offered once the push service accepted it,
+    // delivered by the agent's ack, then its reports.
+    assert_eq!(
+        event_trail(&client, &call.id).await,
+        [
+            "queued",
+            "offered",
+            "delivered",
+            "accepted",
+            "dialing",
+            "~connected",
+            "completed"
+        ]
+    );
+    push_trail_becomes(
+        &client,
+        &call.id,
+        &[(phone_id.clone(), "accepted".into(), String::new())],
+    )
+    .await;
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), agent)
+        .await
+        .expect("the agent stops")
+        .unwrap()
+        .unwrap();
+}

@@ -305,4 +305,36 @@ mod tests {
         .is_err());
         assert!(!key.describe().to_string().contains("PRIVATE"));
     }
+
+    /// A real send through Apple's sandbox, with credentials from the environment:
+    /// `PUSHDIAL_TEST_APNS_KEY` (path of the .p8), `PUSHDIAL_TEST_APNS_KEY_ID`,
+    /// `PUSHDIAL_TEST_APNS_TEAM_ID`, `PUSHDIAL_TEST_APNS_TOPIC` and
+    /// `PUSHDIAL_TEST_APNS_DEVICE_TOKEN` (a development build's token). Skipped, saying so,
+    /// when any is missing.
+    #[cfg(feature = "apns-sandbox")]
+    #[tokio::test]
+    async fn sends_through_apples_sandbox_when_credentials_are_given() {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (Some(path), Some(key_id), Some(team_id), Some(topic), Some(token)) = (
+            var("PUSHDIAL_TEST_APNS_KEY"),
+            var("PUSHDIAL_TEST_APNS_KEY_ID"),
+            var("PUSHDIAL_TEST_APNS_TEAM_ID"),
+            var("PUSHDIAL_TEST_APNS_TOPIC"),
+            var("PUSHDIAL_TEST_APNS_DEVICE_TOKEN"),
+        ) else {
+            eprintln!("skipped: PUSHDIAL_TEST_APNS_* credentials are not set");
+            return;
+        };
+        let sender = ApnsSender::new(&ApnsKey {
+            pem: std::fs::read_to_string(path).unwrap(),
+            key_id,
+            team_id,
+            topic,
+            sandbox: true,
+        })
+        .unwrap();
+        let expires = chrono::Utc::now() + chrono::Duration::seconds(60);
+        let offer = OfferPayload::new("call_sandbox_check", expires);
+        assert_eq!(sender.send(&token, &offer).await, PushOutcome::Accepted);
+    }
 }

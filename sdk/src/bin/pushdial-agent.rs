@@ -72,6 +72,15 @@ enum Command {
         /// Default: print "Dialing <number>" and finish at once.
         #[arg(long, env = "PUSHDIAL_DIAL_COMMAND", value_name = "CMD")]
         dial_command: Option<String>,
+        /// Run without a live socket, woken by Web Push as a phone asleep would be: listen
+        /// on ADDR as the subscription's endpoint and register it as the device's push
+        /// channel. The server needs a VAPID key, and must be allowed to reach ADDR
+        /// (PUSHDIAL_WEBHOOK_ALLOW_SUBNETS for a private address).
+        #[arg(long, value_name = "ADDR")]
+        push_listen: Option<std::net::SocketAddr>,
+        /// The endpoint's base URL as the server reaches it (default: http://ADDR).
+        #[arg(long, value_name = "URL", requires = "push_listen")]
+        push_url: Option<String>,
     },
 }
 
@@ -120,7 +129,12 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", paired.id);
             Ok(())
         }
-        Command::Run { auto, dial_command } => {
+        Command::Run {
+            auto,
+            dial_command,
+            push_listen,
+            push_url,
+        } => {
             let state = AgentState::load(&state_path).map_err(|e| {
                 anyhow::anyhow!("{e} (pair first: pushdial-agent pair --server URL --code CODE)")
             })?;
@@ -132,7 +146,15 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 dial_command,
                 ..RunOptions::default()
             };
-            agent::run(client, opts, shutdown_signal()).await?;
+            match push_listen {
+                Some(addr) => {
+                    let receiver =
+                        pushdial_sdk::webpush::WebPushReceiver::bind(addr, push_url.as_deref())
+                            .await?;
+                    agent::run_push_woken(client, opts, receiver, shutdown_signal()).await?;
+                }
+                None => agent::run(client, opts, shutdown_signal()).await?,
+            }
             Ok(())
         }
     }
