@@ -1,0 +1,1190 @@
+//! `pushdial-bench`: how fast pushdial is on this machine, each figure beside a baseline
+//! measured in the same run — the physical limit of the same work — as a ratio, since
+//! absolute times on a shared machine mean little. Started by `scripts/bench`, which
+//! builds everything in release mode and gives this program a database of its own.
+//!
+//! 1. create-call throughput (worker paused) vs pgbench running the same transaction;
+//! 2. create-call latency, open loop at 70 % of that maximum, from each request's intended
+//!    start, vs pgbench at the same rate (also from intended start);
+//! 3. click to offer: 201 → `call.offer` on the agent's socket, vs a Redis pub/sub hop;
+//! 4. webhook delivery: event committed → signed request received, vs a direct loopback
+//!    POST; and the sustained deliveries per second;
+//! 5. agent sockets: memory and CPU of one api process holding N sockets with heartbeats,
+//!    vs the same process idle.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark stops at the first surprise
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "pushdial-bench")]
+struct Args {
+    /// The pushdial binary (release).
+    #[arg(long, default_value = "target/release/pushdial")]
+    pushdial: String,
+    /// A database for the benchmark alone (it is written to heavily).
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: String,
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Where the JSON results go.
+    #[arg(long, default_value = "bench/results")]
+    out: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrencies of the throughput benchmark.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+    concurrency: Vec<usize>,
+    /// Sockets held in the socket benchmark (each end needs a file descriptor).
+    #[arg(long, default_value_t = 5000)]
+    sockets: usize,
+    /// Only these benchmarks (throughput, latency, offer, webhook, sockets).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// One figure of the table.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Figure {
+    bench: String,
+    metric: String,
+    value: f64,
+    unit: String,
+    baseline: String,
+    baseline_value: f64,
+    /// `value / baseline_value`.
+    ratio: f64,
+    target: Option<String>,
+    met: Option<bool>,
+}
+
+fn figure(
+    bench: &str,
+    metric: &str,
+    value: f64,
+    unit: &str,
+    baseline: &str,
+    baseline_value: f64,
+    target: Option<(&str, bool)>,
+) -> Figure {
+    Figure {
+        bench: bench.into(),
+        metric: metric.into(),
+        value,
+        unit: unit.into(),
+        baseline: baseline.into(),
+        baseline_value,
+        ratio: if baseline_value == 0.0 {
+            f64::NAN
+        } else {
+            value / baseline_value
+        },
+        target: target.map(|t| t.0.to_owned()),
+        met: target.map(|t| t.1),
+    }
+}
+
+/// A pushdial process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+struct Bench {
+    args: Args,
+    prefix: String,
+    http: reqwest::Client,
+    push_url: String,
+    hook_port: u16,
+    hook: Arc<Hooks>,
+}
+
+/// What the loopback webhook receiver saw: arrival time per event id.
+#[derive(Default)]
+struct Hooks {
+    arrived: Mutex<HashMap<String, Instant>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Bench {
+    fn start(&self, role: &str, port: u16) -> Proc {
+        let child = Command::new(&self.args.pushdial)
+            .arg(role)
+            .env("DATABASE_URL", &self.args.database_url)
+            .env("REDIS_URL", &self.args.redis_url)
+            .env("PUSHDIAL_REDIS_PREFIX", &self.prefix)
+            .env("PUSHDIAL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PUSHDIAL_LIMIT_IP_PER_SECOND", "1000000")
+            .env("PUSHDIAL_LIMIT_CALLS_PER_NUMBER_PER_HOUR", "1000000000")
+            .env("PUSHDIAL_LIMIT_PAIRING_PER_IP_PER_MINUTE", "1000000")
+            .env("PUSHDIAL_LIMIT_PUSH_PER_DEVICE_PER_MINUTE", "1000000")
+            .env("PUSHDIAL_LOOPBACK_PUSH_URL", &self.push_url)
+            .env("PUSHDIAL_WEBHOOK_ALLOW_SUBNETS", "127.0.0.0/8")
+            .env("PUSHDIAL_CALL_EXPIRES_IN", "10m")
+            .env("PUSHDIAL_OFFER_TIMEOUT", "10m")
+            .env("PUSHDIAL_SHUTDOWN_DRAIN", "0s")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("pushdial starts");
+        Proc(child)
+    }
+
+    async fn ready(&self, port: u16) -> Result<()> {
+        for _ in 0..200 {
+            if let Ok(r) = self
+                .http
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("pushdial on port {port} did not become ready")
+    }
+
+    fn admin(&self, args: &[&str]) -> Result<Value> {
+        let out = Command::new(&self.args.pushdial)
+            .arg("admin")
+            .args(args)
+            .env("DATABASE_URL", &self.args.database_url)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "pushdial admin {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// An organization without plan limits in the way, with `agents` agents, each with a
+    /// paired device that push can reach (so calls are accepted with no socket).
+    async fn org(&self, base: &str, agents: usize) -> Result<(String, Vec<Device>)> {
+        let org = self.admin(&["create-org", "--name", "bench"])?;
+        let org_id = org["org_id"].as_str().context("org id")?.to_owned();
+        let sk = org["secret_key"].as_str().context("secret key")?.to_owned();
+        self.admin(&[
+            "set-limits",
+            "--org",
+            &org_id,
+            "--api-per-second",
+            "1000000000",
+            "--calls-per-minute",
+            "1000000000",
+        ])?;
+        let mut devices = Vec::new();
+        for i in 0..agents {
+            devices.push(self.device(base, &sk, format!("agent {i}")).await?);
+        }
+        Ok((sk, devices))
+    }
+
+    async fn device(&self, base: &str, sk: &str, name: String) -> Result<Device> {
+        let agent = self
+            .post(base, sk, "/v1/agents", json!({ "name": name }))
+            .await?;
+        let agent_id = agent["id"].as_str().context("agent id")?.to_owned();
+        let code = self
+            .post(
+                base,
+                sk,
+                "/v1/pairing_codes",
+                json!({ "agent_id": agent_id }),
+            )
+            .await?;
+        let paired: Value = self
+            .http
+            .post(format!("{base}/agent/v1/pair"))
+            .json(&json!({"code": code["code"], "name": "phone", "platform": "cli"}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = paired["token"].as_str().context("device token")?.to_owned();
+        let r = self
+            .http
+            .put(format!("{base}/agent/v1/device"))
+            .bearer_auth(&token)
+            .json(&json!({"push": {"provider": "loopback", "token": "bench"}}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("push registration: {}", r.status());
+        }
+        Ok(Device { agent_id, token })
+    }
+
+    async fn post(&self, base: &str, sk: &str, path: &str, body: Value) -> Result<Value> {
+        let r = self
+            .http
+            .post(format!("{base}{path}"))
+            .bearer_auth(sk)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("POST {path}: {status} {v}");
+        }
+        Ok(v)
+    }
+}
+
+#[derive(Clone)]
+struct Device {
+    agent_id: String,
+    token: String,
+}
+
+fn random_number() -> String {
+    format!("+1212555{:04}", rand::random::<u16>() % 9000 + 1000)
+}
+
+/// One create-call request; its latency or an error.
+async fn create_call(http: &reqwest::Client, base: &str, sk: &str, agent: &str) -> Result<Value> {
+    let r = http
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth(sk)
+        .json(&json!({"to": random_number(), "agent_id": agent}))
+        .send()
+        .await?;
+    if r.status() != 201 {
+        let status = r.status();
+        bail!(
+            "create call: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(r.json().await?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Baselines
+// ---------------------------------------------------------------------------------------
+
+/// The transaction one create-call commits (the call, its event, the event's log entry,
+/// the offer and expiry jobs), as a pgbench script.
+fn pgbench_script(org_id: &str, agent_id: &str) -> String {
+    format!(
+        r#"\set n random(1, 2000000000)
+BEGIN;
+INSERT INTO calls (id, org_id, agent_id, to_number, confirm, status, metadata, expires_at)
+  VALUES ('call_pg' || CAST(:n AS text) || '_' || md5(random()::text), '{org_id}', '{agent_id}', '+12125550100', 'prompt', 'queued', '{{}}', now() + interval '10 minutes')
+  RETURNING id \gset c_
+INSERT INTO call_events (id, org_id, call_id, status, observed) VALUES ('evt_pg' || md5(random()::text), '{org_id}', CAST(:c_id AS text), 'queued', true);
+INSERT INTO events (id, org_id, type, ordering_key, data) VALUES ('evt_pq' || md5(random()::text), '{org_id}', 'call.queued', CAST(:c_id AS text), '{{"id": "x", "status": "queued"}}');
+INSERT INTO jobs (kind, payload, run_at) VALUES ('bench.offer', json_build_object('call_id', CAST(:c_id AS text), 'org_id', '{org_id}')::jsonb, now() + interval '1 day');
+INSERT INTO jobs (kind, payload, run_at) VALUES ('bench.expire', json_build_object('call_id', CAST(:c_id AS text), 'org_id', '{org_id}')::jsonb, now() + interval '1 day');
+COMMIT;
+"#
+    )
+}
+
+/// Runs pgbench; returns its stdout (and the transaction log lines with `-l`).
+fn pgbench(
+    database_url: &str,
+    script: &str,
+    extra: &[String],
+    dir: &std::path::Path,
+) -> Result<String> {
+    let path = dir.join("create_call.sql");
+    std::fs::write(&path, script)?;
+    let out = Command::new("pgbench")
+        .current_dir(dir)
+        .args(["-n", "-M", "prepared", "-f"])
+        .arg(&path)
+        .args(extra)
+        .arg(database_url)
+        .output()
+        .context("pgbench (from PostgreSQL's client tools) must be installed")?;
+    if !out.status.success() {
+        bail!("pgbench: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn pgbench_tps(out: &str) -> Result<f64> {
+    out.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("no tps in pgbench output:\n{out}"))
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+// ---------------------------------------------------------------------------------------
+// 1 and 2: create-call throughput and open-loop latency
+// ---------------------------------------------------------------------------------------
+
+async fn throughput(b: &Bench, figures: &mut Vec<Figure>) -> Result<f64> {
+    let port = free_port();
+    let _api = b.start("api", port); // no worker: calls stay queued
+    b.ready(port).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    let (sk, devices) = b.org(&base, 20).await?;
+    let org_id = b.admin(&["create-org", "--name", "pgbench"])?["org_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pg_agent = {
+        let v: Value = sqlx_free_agent(&b.args.database_url, &org_id)?;
+        v.as_str().unwrap().to_owned()
+    };
+    let dir = std::env::temp_dir().join(format!("pushdial-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let script = pgbench_script(&org_id, &pg_agent);
+    // Warm up both paths.
+    run_closed(&b.http, &base, &sk, &devices, 8, Duration::from_secs(2)).await;
+    let mut best = 0.0f64;
+    for &c in &b.args.concurrency {
+        let (done, errors) = run_closed(
+            &b.http,
+            &base,
+            &sk,
+            &devices,
+            c,
+            Duration::from_secs(b.args.seconds),
+        )
+        .await;
+        let rps = done as f64 / b.args.seconds as f64;
+        best = best.max(rps);
+        let threads = c.min(2).to_string();
+        let out = pgbench(
+            &b.args.database_url,
+            &script,
+            &[
+                "-c".into(),
+                c.to_string(),
+                "-j".into(),
+                threads,
+                "-T".into(),
+                b.args.seconds.to_string(),
+            ],
+            &dir,
+        )?;
+        let tps = pgbench_tps(&out)?;
+        let ratio = rps / tps;
+        println!("  throughput c={c}: {rps:.0} calls/s, pgbench {tps:.0} tx/s ({errors} errors)");
+        figures.push(figure(
+            "1 create-call throughput",
+            &format!("calls/s at concurrency {c}"),
+            rps,
+            "1/s",
+            "pgbench, same transaction, same concurrency",
+            tps,
+            Some(("≥ 0.7× baseline", ratio >= 0.7)),
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(best)
+}
+
+/// An agent row for pgbench's inserts (the calls table references agents).
+fn sqlx_free_agent(database_url: &str, org_id: &str) -> Result<Value> {
+    let id = format!("agt_pgbench{:x}", rand::random::<u64>());
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", database_url, "-c"])
+        .arg(format!(
+            "insert into agents (id, org_id, name) values ('{id}', '{org_id}', 'pgbench') returning id"
+        ))
+        .output()?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(Value::from(id))
+}
+
+/// `c` clients creating calls back to back for `time`; (successes, errors).
+async fn run_closed(
+    http: &reqwest::Client,
+    base: &str,
+    sk: &str,
+    devices: &[Device],
+    c: usize,
+    time: Duration,
+) -> (u64, u64) {
+    let deadline = Instant::now() + time;
+    let mut tasks = Vec::new();
+    for i in 0..c {
+        let (http, base, sk) = (http.clone(), base.to_owned(), sk.to_owned());
+        let agents: Vec<String> = devices.iter().map(|d| d.agent_id.clone()).collect();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut err) = (0u64, 0u64);
+            let mut k = i;
+            while Instant::now() < deadline {
+                k += 1;
+                match create_call(&http, &base, &sk, &agents[k % agents.len()]).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => {
+                        err += 1;
+                        if err == 1 {
+                            eprintln!("  create call failed: {e}");
+                        }
+                    }
+                }
+            }
+            (ok, err)
+        }));
+    }
+    let mut total = (0, 0);
+    for t in tasks {
+        let (ok, err) = t.await.unwrap_or((0, 0));
+        total.0 += ok;
+        total.1 += err;
+    }
+    total
+}
+
+/// Requests sent at a constant rate regardless of answers; each latency counted from the
+/// request's intended start (so a stall shows in every request it delayed).
+async fn open_loop<F, Fut>(rate: f64, time: Duration, one: F) -> (Histogram<u64>, u64)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let one = Arc::new(one);
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let total = (rate * time.as_secs_f64()) as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let intended = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(intended.into()).await;
+        let (one, hist, errors) = (one.clone(), hist.clone(), errors.clone());
+        tasks.spawn(async move {
+            let ok = one(i).await;
+            let micros = intended.elapsed().as_micros() as u64;
+            if ok {
+                let _ = hist.lock().unwrap().record(micros.max(1));
+            } else {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let h = hist.lock().unwrap().clone();
+    (h, errors.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+async fn latency(b: &Bench, max_rps: f64, figures: &mut Vec<Figure>) -> Result<()> {
+    let port = free_port();
+    let _api = b.start("api", port);
+    b.ready(port).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    let (sk, devices) = b.org(&base, 20).await?;
+    let rate = (max_rps * 0.7).max(1.0);
+    let time = Duration::from_secs(b.args.seconds);
+    let agents: Arc<Vec<String>> = Arc::new(devices.iter().map(|d| d.agent_id.clone()).collect());
+    let (http, base2, sk2) = (b.http.clone(), base.clone(), sk.clone());
+    let (hist, errors) = open_loop(rate, time, move |i| {
+        let (http, base, sk, agents) = (http.clone(), base2.clone(), sk2.clone(), agents.clone());
+        async move {
+            create_call(&http, &base, &sk, &agents[i as usize % agents.len()])
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+
+    // pgbench at the same rate, latency from scheduled start (time + schedule lag).
+    let org_id = b.admin(&["create-org", "--name", "pgbench"])?["org_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = sqlx_free_agent(&b.args.database_url, &org_id)?;
+    let dir = std::env::temp_dir().join(format!("pushdial-bench-lat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    pgbench(
+        &b.args.database_url,
+        &pgbench_script(&org_id, agent.as_str().unwrap()),
+        &[
+            "-c".into(),
+            "16".into(),
+            "-j".into(),
+            "2".into(),
+            "-R".into(),
+            format!("{rate:.0}"),
+            "-T".into(),
+            b.args.seconds.to_string(),
+            "-l".into(),
+            "--log-prefix=pgb".into(),
+        ],
+        &dir,
+    )?;
+    let mut pg = Histogram::<u64>::new(3).unwrap();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("pgb")
+        {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path)?.lines() {
+            // client_id transaction_no time script_no time_epoch time_us schedule_lag
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 7 {
+                let t: u64 = f[2].parse().unwrap_or(0);
+                let lag: u64 = f[6].parse().unwrap_or(0);
+                let _ = pg.record((t + lag).max(1));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "  latency at {rate:.0}/s: p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms ({errors} errors); pgbench p99 {:.2} ms",
+        ms(&hist, 0.5),
+        ms(&hist, 0.99),
+        ms(&hist, 0.999),
+        ms(&pg, 0.99)
+    );
+    for (q, name) in [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9")] {
+        let target = (q == 0.99).then(|| ("p99 < 15 ms", ms(&hist, q) < 15.0));
+        figures.push(figure(
+            "2 create-call latency (open loop, 70 % of max)",
+            &format!("{name} at {rate:.0}/s"),
+            ms(&hist, q),
+            "ms",
+            "pgbench, same transaction, same rate, from scheduled start",
+            ms(&pg, q),
+            target,
+        ));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 3: click to offer
+// ---------------------------------------------------------------------------------------
+
+async fn connect(base: &str, token: &str) -> Result<Ws> {
+    let url = format!("{}/agent/v1/stream", base.replace("http://", "ws://"));
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    Ok(ws)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Keeps a socket alive with heartbeats; reports offers (call id, arrival) on `offers`.
+async fn hold_socket(
+    mut ws: Ws,
+    offers: Option<tokio::sync::mpsc::UnboundedSender<(String, Instant)>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut every = Duration::from_secs(20);
+    let mut tick = tokio::time::interval(every);
+    let mut stop = stop;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {
+                if ws.send(Message::Text(r#"{"type":"heartbeat"}"#.into())).await.is_err() {
+                    break;
+                }
+            }
+            msg = ws.next() => match msg {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap_or_default();
+                    match v["type"].as_str() {
+                        Some("call.offer") => {
+                            if let (Some(tx), Some(id)) = (&offers, v["call_id"].as_str()) {
+                                let _ = tx.send((id.to_owned(), Instant::now()));
+                            }
+                        }
+                        Some("hello") => {
+                            if let Some(s) = v["heartbeat_interval_s"].as_u64() {
+                                every = Duration::from_secs(s.max(1));
+                                tick = tokio::time::interval(every);
+                                tick.tick().await;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+}
+
+async fn click_to_offer(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
+    let (api_port, worker_port) = (free_port(), free_port());
+    let _api = b.start("api", api_port);
+    let _worker = b.start("worker", worker_port);
+    b.ready(api_port).await?;
+    b.ready(worker_port).await?;
+    let base = format!("http://127.0.0.1:{api_port}");
+    let (sk, devices) = b.org(&base, 100).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for d in &devices {
+        let ws = connect(&base, &d.token).await?;
+        tokio::spawn(hold_socket(ws, Some(tx.clone()), stop_rx.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let rate = 500.0;
+    let agents: Arc<Vec<String>> = Arc::new(devices.iter().map(|d| d.agent_id.clone()).collect());
+    let (http, base2, sk2, created2) = (b.http.clone(), base.clone(), sk.clone(), created.clone());
+    let (_, errors) = open_loop(rate, Duration::from_secs(b.args.seconds), move |i| {
+        let (http, base, sk, agents, created) = (
+            http.clone(),
+            base2.clone(),
+            sk2.clone(),
+            agents.clone(),
+            created2.clone(),
+        );
+        async move {
+            match create_call(&http, &base, &sk, &agents[i as usize % agents.len()]).await {
+                Ok(call) => {
+                    let at = Instant::now();
+                    created
+                        .lock()
+                        .unwrap()
+                        .insert(call["id"].as_str().unwrap_or("").to_owned(), at);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop_tx.send(true);
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    let created = created.lock().unwrap().clone();
+    let mut offered = 0;
+    while let Ok((id, at)) = rx.try_recv() {
+        if let Some(c) = created.get(&id) {
+            offered += 1;
+            // An offer can beat the 201 to the client; that counts as zero.
+            let _ = hist.record(at.saturating_duration_since(*c).as_micros().max(1) as u64);
+        }
+    }
+    // Baseline: one Redis pub/sub hop at the same rate.
+    let base_hist = redis_hop(&b.args.redis_url, rate, Duration::from_secs(b.args.seconds)).await?;
+    println!(
+        "  click to offer at {rate}/s: {offered}/{} offered, p50 {:.2} ms p99 {:.2} ms ({errors} errors); redis hop p99 {:.3} ms",
+        created.len(),
+        ms(&hist, 0.5),
+        ms(&hist, 0.99),
+        ms(&base_hist, 0.99)
+    );
+    for (q, name, limit) in [(0.5, "p50", 5.0), (0.99, "p99", 25.0)] {
+        figures.push(figure(
+            "3 click to offer (201 → call.offer on the socket)",
+            &format!("{name} at {rate}/s, {} sockets", devices.len()),
+            ms(&hist, q),
+            "ms",
+            "Redis PUBLISH → subscriber, same rate",
+            ms(&base_hist, q),
+            Some((
+                if q == 0.5 {
+                    "p50 < 5 ms"
+                } else {
+                    "p99 < 25 ms"
+                },
+                ms(&hist, q) < limit,
+            )),
+        ));
+    }
+    Ok(())
+}
+
+/// Latency of PUBLISH → message on a subscribed connection, at `rate`.
+async fn redis_hop(url: &str, rate: f64, time: Duration) -> Result<Histogram<u64>> {
+    let client = redis::Client::open(url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    let channel = format!("pushdial-bench-{}", rand::random::<u32>());
+    pubsub.subscribe(&channel).await?;
+    let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let (s2, h2) = (sent.clone(), hist.clone());
+    let reader = tokio::spawn(async move {
+        let mut stream = pubsub.on_message();
+        while let Some(msg) = stream.next().await {
+            let n: u64 = msg
+                .get_payload::<String>()
+                .unwrap_or_default()
+                .parse()
+                .unwrap_or(0);
+            if let Some(at) = s2.lock().unwrap().get(&n) {
+                let _ = h2
+                    .lock()
+                    .unwrap()
+                    .record(at.elapsed().as_micros().max(1) as u64);
+            }
+        }
+    });
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let start = Instant::now();
+    let total = (rate * time.as_secs_f64()) as u64;
+    for i in 0..total {
+        tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
+        sent.lock().unwrap().insert(i, Instant::now());
+        let _: () = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(i.to_string())
+            .query_async(&mut conn)
+            .await?;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    reader.abort();
+    let h = hist.lock().unwrap().clone();
+    Ok(h)
+}
+
+// ---------------------------------------------------------------------------------------
+// 4: webhook delivery
+// ---------------------------------------------------------------------------------------
+
+async fn start_receiver(hooks: Arc<Hooks>, port: u16) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let app = poem::Route::new().at(
+        "/hook",
+        poem::post(poem::endpoint::make(move |req: poem::Request| {
+            let hooks = hooks.clone();
+            async move {
+                if let Some(id) = req.header("webhook-id") {
+                    hooks
+                        .arrived
+                        .lock()
+                        .unwrap()
+                        .insert(id.to_owned(), Instant::now());
+                }
+                poem::http::StatusCode::NO_CONTENT
+            }
+        })),
+    );
+    tokio::spawn(async move {
+        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+        let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+    });
+    Ok(())
+}
+
+async fn webhooks(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
+    let (api_port, worker_port) = (free_port(), free_port());
+    let _api = b.start("api", api_port);
+    let _worker = b.start("worker", worker_port);
+    b.ready(api_port).await?;
+    b.ready(worker_port).await?;
+    let base = format!("http://127.0.0.1:{api_port}");
+    let (sk, _) = b.org(&base, 0).await?;
+    let endpoint = b
+        .post(
+            &base,
+            &sk,
+            "/v1/webhook_endpoints",
+            json!({"url": format!("http://127.0.0.1:{}/hook", b.hook_port)}),
+        )
+        .await?;
+    let endpoint_id = endpoint["id"].as_str().context("endpoint id")?.to_owned();
+    let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let rate = 1000.0;
+    let time = Duration::from_secs(b.args.seconds);
+    let (http, base2, sk2, committed2, ep) = (
+        b.http.clone(),
+        base.clone(),
+        sk.clone(),
+        committed.clone(),
+        endpoint_id.clone(),
+    );
+    let (_, errors) = open_loop(rate, time, move |_| {
+        let (http, base, sk, committed, ep) = (
+            http.clone(),
+            base2.clone(),
+            sk2.clone(),
+            committed2.clone(),
+            ep.clone(),
+        );
+        async move {
+            let r = http
+                .post(format!("{base}/v1/webhook_endpoints/{ep}/test"))
+                .bearer_auth(&sk)
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 202 => {
+                    let at = Instant::now();
+                    let v: Value = r.json().await.unwrap_or_default();
+                    committed
+                        .lock()
+                        .unwrap()
+                        .insert(v["event_id"].as_str().unwrap_or("").to_owned(), at);
+                    true
+                }
+                _ => false,
+            }
+        }
+    })
+    .await;
+    // Let the queue drain, timing the sustained delivery rate at the same time.
+    let sent = committed.lock().unwrap().len();
+    let drain_start = Instant::now();
+    let first_arrival = loop {
+        let arrived = b.hook.arrived.lock().unwrap().len();
+        if arrived >= sent || drain_start.elapsed() > Duration::from_secs(120) {
+            break arrived;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let arrived = b.hook.arrived.lock().unwrap().clone();
+    let committed = committed.lock().unwrap().clone();
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    let (mut earliest, mut latest) = (None::<Instant>, None::<Instant>);
+    for (id, at) in &arrived {
+        if let Some(c) = committed.get(id) {
+            let _ = hist.record(at.saturating_duration_since(*c).as_micros().max(1) as u64);
+        }
+        earliest = Some(earliest.map_or(*at, |e: Instant| e.min(*at)));
+        latest = Some(latest.map_or(*at, |l: Instant| l.max(*at)));
+    }
+    let span = match (earliest, latest) {
+        (Some(e), Some(l)) => l.duration_since(e).as_secs_f64().max(0.001),
+        _ => 1.0,
+    };
+    let delivered_rate = arrived.len() as f64 / span;
+    // Baseline: the same request straight from here to the receiver.
+    let direct = {
+        let url = format!("http://127.0.0.1:{}/hook", b.hook_port);
+        let http = b.http.clone();
+        let (h, _) = open_loop(
+            rate,
+            Duration::from_secs(b.args.seconds.min(5)),
+            move |_| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    http.post(&url)
+                        .header("content-type", "application/json")
+                        .body(r#"{"type":"webhook.test"}"#)
+                        .send()
+                        .await
+                        .is_ok()
+                }
+            },
+        )
+        .await;
+        h
+    };
+    println!(
+        "  webhooks at {rate}/s: {first_arrival}/{sent} delivered, p50 {:.2} ms p99 {:.2} ms, {delivered_rate:.0}/s sustained ({errors} errors); direct POST p99 {:.2} ms",
+        ms(&hist, 0.5),
+        ms(&hist, 0.99),
+        ms(&direct, 0.99)
+    );
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        figures.push(figure(
+            "4 webhook delivery (event committed → request received)",
+            &format!("{name} at {rate}/s"),
+            ms(&hist, q),
+            "ms",
+            "a direct loopback POST to the same receiver, same rate",
+            ms(&direct, q),
+            (q == 0.99).then(|| ("p99 < 100 ms", ms(&hist, q) < 100.0)),
+        ));
+    }
+    figures.push(figure(
+        "4 webhook delivery",
+        "deliveries/s while events arrive at 1,000/s",
+        delivered_rate,
+        "1/s",
+        "event arrival rate",
+        rate,
+        None,
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// 5: agent sockets
+// ---------------------------------------------------------------------------------------
+
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// CPU seconds (user + system) the process used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn sockets(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
+    let port = free_port();
+    let api = b.start("api", port);
+    b.ready(port).await?;
+    let base = format!("http://127.0.0.1:{port}");
+    let n = b.args.sockets;
+    let org = b.admin(&["create-org", "--name", "sockets"])?;
+    let sk = org["secret_key"].as_str().unwrap().to_owned();
+    let org_id = org["org_id"].as_str().unwrap().to_owned();
+    b.admin(&[
+        "set-limits",
+        "--org",
+        &org_id,
+        "--api-per-second",
+        "1000000000",
+    ])?;
+    // Devices in parallel batches (pairing is three requests each).
+    let mut devices = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+        let made =
+            futures::future::join_all(chunk.iter().map(|i| b.device(&base, &sk, format!("s{i}"))))
+                .await;
+        for d in made {
+            devices.push(d?);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_bytes(api.pid());
+    let idle_cpu0 = cpu_seconds(api.pid());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let idle_cpu = (cpu_seconds(api.pid()) - idle_cpu0) / 5.0;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connected = 0;
+    for chunk in devices.chunks(200) {
+        let socks = futures::future::join_all(chunk.iter().map(|d| connect(&base, &d.token))).await;
+        for ws in socks {
+            match ws {
+                Ok(ws) => {
+                    connected += 1;
+                    tokio::spawn(hold_socket(ws, None, stop_rx.clone()));
+                }
+                Err(e) => eprintln!("  socket not connected: {e}"),
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu0 = cpu_seconds(api.pid());
+    let window = Duration::from_secs(b.args.seconds.max(25)); // covers a heartbeat round
+    tokio::time::sleep(window).await;
+    let cpu = (cpu_seconds(api.pid()) - cpu0) / window.as_secs_f64();
+    let rss = rss_bytes(api.pid());
+    let _ = stop_tx.send(true);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let per_socket = (rss.saturating_sub(idle_rss)) as f64 / connected.max(1) as f64;
+    println!(
+        "  sockets: {connected} held, RSS {:.0} MiB (idle {:.0} MiB, {:.1} KiB/socket), CPU {:.1} % of a core (idle {:.1} %)",
+        mib(rss),
+        mib(idle_rss),
+        per_socket / 1024.0,
+        cpu * 100.0,
+        idle_cpu * 100.0
+    );
+    let projected = idle_rss as f64 + per_socket * 20_000.0;
+    figures.push(figure(
+        "5 agent sockets",
+        &format!("RSS with {connected} sockets"),
+        mib(rss),
+        "MiB",
+        "the same process idle",
+        mib(idle_rss),
+        None,
+    ));
+    figures.push(figure(
+        "5 agent sockets",
+        "RSS projected to 20,000 sockets",
+        projected / (1024.0 * 1024.0),
+        "MiB",
+        "the same process idle",
+        mib(idle_rss),
+        Some(("< 1 GiB", projected < 1024.0 * 1024.0 * 1024.0)),
+    ));
+    figures.push(figure(
+        "5 agent sockets",
+        &format!("CPU with {connected} sockets and heartbeats"),
+        cpu * 100.0,
+        "% of a core",
+        "the same process idle",
+        idle_cpu * 100.0,
+        None,
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+
+fn machine() -> Value {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let mem = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal"))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_owned())
+        .unwrap_or_default();
+    let cmd = |c: &str, a: &[&str]| {
+        Command::new(c)
+            .args(a)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": cpu,
+        "memory_kib": mem.parse::<u64>().unwrap_or(0),
+        "kernel": cmd("uname", &["-r"]),
+        "postgres": cmd("psql", &["--version"]),
+        "redis": cmd("redis-server", &["--version"]),
+        "rustc": cmd("rustc", &["--version"]),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let hook_port = free_port();
+    let hooks = Arc::new(Hooks::default());
+    start_receiver(hooks.clone(), hook_port).await?;
+    // The loopback push service: accepts every wake-up.
+    let push_port = free_port();
+    {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", push_port)).await?;
+        let app = poem::Route::new().at(
+            "/push",
+            poem::post(poem::endpoint::make(|_req: poem::Request| async {
+                poem::http::StatusCode::OK
+            })),
+        );
+        tokio::spawn(async move {
+            let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+            let _ = poem::Server::new_with_acceptor(acceptor).run(app).await;
+        });
+    }
+    let b = Bench {
+        prefix: format!("bench{:x}:", rand::random::<u32>()),
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        push_url: format!("http://127.0.0.1:{push_port}/push"),
+        hook_port,
+        hook: hooks,
+        args,
+    };
+    let wants = |name: &str| b.args.only.is_empty() || b.args.only.iter().any(|o| o == name);
+    let mut figures = Vec::new();
+    let started = chrono::Utc::now();
+    println!("pushdial-bench: {} s per measurement", b.args.seconds);
+    let mut max_rps = 0.0;
+    if wants("throughput") || wants("latency") {
+        println!("1. create-call throughput");
+        max_rps = throughput(&b, &mut figures).await?;
+    }
+    if wants("latency") {
+        println!("2. create-call latency, open loop");
+        latency(&b, max_rps, &mut figures).await?;
+    }
+    if wants("offer") {
+        println!("3. click to offer");
+        click_to_offer(&b, &mut figures).await?;
+    }
+    if wants("webhook") {
+        println!("4. webhook delivery");
+        webhooks(&b, &mut figures).await?;
+    }
+    if wants("sockets") {
+        println!("5. agent sockets");
+        sockets(&b, &mut figures).await?;
+    }
+
+    println!();
+    println!(
+        "{:<52} {:<34} {:>12} {:>12} {:>8}  target",
+        "benchmark", "metric", "value", "baseline", "ratio"
+    );
+    for f in &figures {
+        println!(
+            "{:<52} {:<34} {:>9.2} {:<2} {:>12.2} {:>8.2}  {}",
+            f.bench.chars().take(52).collect::<String>(),
+            f.metric.chars().take(34).collect::<String>(),
+            f.value,
+            f.unit.chars().take(2).collect::<String>(),
+            f.baseline_value,
+            f.ratio,
+            match (&f.target, f.met) {
+                (Some(t), Some(true)) => format!("{t}: met"),
+                (Some(t), _) => format!("{t}: NOT met"),
+                _ => String::new(),
+            }
+        );
+    }
+    std::fs::create_dir_all(&b.args.out)?;
+    let path = format!("{}/{}.json", b.args.out, started.format("%Y%m%dT%H%M%SZ"));
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&json!({
+            "started_at": started,
+            "seconds_per_measurement": b.args.seconds,
+            "machine": machine(),
+            "figures": figures,
+        }))?,
+    )?;
+    println!("\nresults: {path}");
+    Ok(())
+}
