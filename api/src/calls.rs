@@ -95,8 +95,7 @@ impl CallsApi {
             ctx.config.call_expires_in,
         )?;
         let mut conn = ctx.db.acquire().await?;
-        pushdial_core::dialing::check(&mut conn, org_id, &request.to).await?;
-        let per_minute = pushdial_core::store::orgs::calls_per_minute(&mut conn, org_id)
+        let per_minute = pushdial_core::dialing::check(&mut conn, org_id, &request.to)
             .await?
             .and_then(|r| u32::try_from(r).ok())
             .unwrap_or(ctx.config.limit_calls_per_minute);

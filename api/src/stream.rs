@@ -67,6 +67,17 @@ impl Sockets {
     }
 }
 
+/// Buffers sized for many quiet sockets: agents exchange a few small messages a minute,
+/// and the library's defaults (128 KiB to read and 128 KiB to write, per socket) would make
+/// 20,000 agents cost several GiB. Messages above 64 KiB are refused.
+fn socket_config() -> poem::web::websocket::WebSocketConfig {
+    poem::web::websocket::WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(64 * 1024))
+        .max_frame_size(Some(64 * 1024))
+}
+
 /// The WebSocket handshake: authenticates the device token before upgrading.
 #[handler]
 pub async fn stream(
@@ -108,10 +119,11 @@ pub async fn stream(
     let ctx = (*ctx).clone();
     let sockets = (*sockets).clone();
     let stop = (*stop).clone();
-    ws.on_upgrade(move |socket| async move {
-        serve_socket(ctx, sockets, stop, device.org_id, device.id, socket).await;
-    })
-    .into_response()
+    ws.config(socket_config())
+        .on_upgrade(move |socket| async move {
+            serve_socket(ctx, sockets, stop, device.org_id, device.id, socket).await;
+        })
+        .into_response()
 }
 
 async fn serve_socket(

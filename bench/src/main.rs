@@ -49,6 +49,9 @@ struct Args {
     /// Sockets held in the socket benchmark (each end needs a file descriptor).
     #[arg(long, default_value_t = 5000)]
     sockets: usize,
+    /// Calls per second of the click-to-offer benchmark.
+    #[arg(long, default_value_t = 500.0)]
+    offer_rate: f64,
     /// Only these benchmarks (throughput, latency, offer, webhook, sockets).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -297,8 +300,9 @@ async fn create_call(http: &reqwest::Client, base: &str, sk: &str, agent: &str) 
 // Baselines
 // ---------------------------------------------------------------------------------------
 
-/// The transaction one create-call commits (the call, its event, the event's log entry,
-/// the offer and expiry jobs), as a pgbench script.
+/// The transaction one create-call commits, statement for statement (the call, its
+/// timeline entry, the event, its webhook messages, the offer and expiry jobs), as a
+/// pgbench script. The reads before it (key, policy, devices) are not in the baseline.
 fn pgbench_script(org_id: &str, agent_id: &str) -> String {
     format!(
         r#"\set n random(1, 2000000000)
@@ -307,9 +311,9 @@ INSERT INTO calls (id, org_id, agent_id, to_number, confirm, status, metadata, e
   VALUES ('call_pg' || CAST(:n AS text) || '_' || md5(random()::text), '{org_id}', '{agent_id}', '+12125550100', 'prompt', 'queued', '{{}}', now() + interval '10 minutes')
   RETURNING id \gset c_
 INSERT INTO call_events (id, org_id, call_id, status, observed) VALUES ('evt_pg' || md5(random()::text), '{org_id}', CAST(:c_id AS text), 'queued', true);
-INSERT INTO events (id, org_id, type, ordering_key, data) VALUES ('evt_pq' || md5(random()::text), '{org_id}', 'call.queued', CAST(:c_id AS text), '{{"id": "x", "status": "queued"}}');
-INSERT INTO jobs (kind, payload, run_at) VALUES ('bench.offer', json_build_object('call_id', CAST(:c_id AS text), 'org_id', '{org_id}')::jsonb, now() + interval '1 day');
-INSERT INTO jobs (kind, payload, run_at) VALUES ('bench.expire', json_build_object('call_id', CAST(:c_id AS text), 'org_id', '{org_id}')::jsonb, now() + interval '1 day');
+INSERT INTO events (id, org_id, type, ordering_key, data) VALUES ('evt_pq' || md5(random()::text), '{org_id}', 'call.queued', CAST(:c_id AS text), '{{"id": "x", "status": "queued"}}') RETURNING id \gset e_
+INSERT INTO webhook_messages (org_id, endpoint_id, event_id, ordering_key) SELECT '{org_id}', id, CAST(:e_id AS text), CAST(:c_id AS text) FROM webhook_endpoints WHERE org_id = '{org_id}' AND enabled AND (cardinality(event_types) = 0 OR 'call.queued' = any(event_types));
+INSERT INTO jobs (kind, payload, run_at) VALUES ('bench.offer', json_build_object('call_id', CAST(:c_id AS text), 'org_id', '{org_id}')::jsonb, now() + interval '1 day'), ('bench.expire', json_build_object('call_id', CAST(:c_id AS text), 'org_id', '{org_id}')::jsonb, now() + interval '1 day');
 COMMIT;
 "#
     )
@@ -375,6 +379,8 @@ async fn throughput(b: &Bench, figures: &mut Vec<Figure>) -> Result<f64> {
     run_closed(&b.http, &base, &sk, &devices, 8, Duration::from_secs(2)).await;
     let mut best = 0.0f64;
     for &c in &b.args.concurrency {
+        let cpu0 = cpu_by_command();
+        let t0 = Instant::now();
         let (done, errors) = run_closed(
             &b.http,
             &base,
@@ -384,6 +390,7 @@ async fn throughput(b: &Bench, figures: &mut Vec<Figure>) -> Result<f64> {
             Duration::from_secs(b.args.seconds),
         )
         .await;
+        cpu_share(&cpu0, &cpu_by_command(), t0.elapsed());
         let rps = done as f64 / b.args.seconds as f64;
         best = best.max(rps);
         let threads = c.min(2).to_string();
@@ -415,6 +422,19 @@ async fn throughput(b: &Bench, figures: &mut Vec<Figure>) -> Result<f64> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(best)
+}
+
+/// Drops the jobs earlier phases left queued (calls created with the worker paused), so
+/// that a phase with a worker measures its own work, not a backlog.
+fn clear_jobs(database_url: &str) -> Result<()> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", database_url, "-c"])
+        .arg("delete from jobs")
+        .output()?;
+    if !out.status.success() {
+        bail!("psql: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// An agent row for pgbench's inserts (the calls table references agents).
@@ -657,6 +677,7 @@ async fn hold_socket(
 }
 
 async fn click_to_offer(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
+    clear_jobs(&b.args.database_url)?;
     let (api_port, worker_port) = (free_port(), free_port());
     let _api = b.start("api", api_port);
     let _worker = b.start("worker", worker_port);
@@ -672,9 +693,11 @@ async fn click_to_offer(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let rate = 500.0;
+    let rate = b.args.offer_rate;
     let agents: Arc<Vec<String>> = Arc::new(devices.iter().map(|d| d.agent_id.clone()).collect());
     let (http, base2, sk2, created2) = (b.http.clone(), base.clone(), sk.clone(), created.clone());
+    let cpu0 = cpu_by_command();
+    let t0 = Instant::now();
     let (_, errors) = open_loop(rate, Duration::from_secs(b.args.seconds), move |i| {
         let (http, base, sk, agents, created) = (
             http.clone(),
@@ -698,8 +721,36 @@ async fn click_to_offer(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
         }
     })
     .await;
+    cpu_share(&cpu0, &cpu_by_command(), t0.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _ = stop_tx.send(true);
+    // Where the time goes, from the worker's own metrics: queueing vs running.
+    let metrics = b
+        .http
+        .get(format!("http://127.0.0.1:{worker_port}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for name in ["pushdial_job_wait_seconds", "pushdial_job_duration_seconds"] {
+        let value = |suffix: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}_{suffix}{{kind=\"call.offer\"}}")))
+                .and_then(|l| l.split_whitespace().last())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let (sum, count) = (value("sum"), value("count"));
+        println!(
+            "  worker {name} (call.offer): mean {:.2} ms over {count} jobs",
+            if count > 0.0 {
+                sum / count * 1000.0
+            } else {
+                0.0
+            }
+        );
+    }
     let mut hist = Histogram::<u64>::new(3).unwrap();
     let created = created.lock().unwrap().clone();
     let mut offered = 0;
@@ -813,6 +864,7 @@ async fn start_receiver(hooks: Arc<Hooks>, port: u16) -> Result<()> {
 }
 
 async fn webhooks(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
+    clear_jobs(&b.args.database_url)?;
     let (api_port, worker_port) = (free_port(), free_port());
     let _api = b.start("api", api_port);
     let _worker = b.start("worker", worker_port);
@@ -958,6 +1010,56 @@ fn rss_bytes(pid: u32) -> u64 {
         .and_then(|kb| kb.parse::<u64>().ok())
         .unwrap_or(0)
         * 1024
+}
+
+/// CPU seconds used so far by every process, summed by command name (pushdial, postgres,
+/// redis-server, pushdial-bench …): what saturates first shows in the difference of two
+/// readings.
+fn cpu_by_command() -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let comm = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map(|(c, _)| c.to_owned())
+            .unwrap_or_default();
+        if let Ok(pid) = name.to_string_lossy().parse::<u32>() {
+            *out.entry(comm).or_insert(0.0) += cpu_seconds(pid);
+        }
+    }
+    out
+}
+
+/// The CPU each command used between two readings, as a share of the machine.
+fn cpu_share(before: &HashMap<String, f64>, after: &HashMap<String, f64>, wall: Duration) -> Value {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let mut used: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v > 0.01)
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = used.iter().map(|(_, v)| v).sum();
+    println!(
+        "  CPU: {:.0} % of {cores} cores busy — {}",
+        total / wall.as_secs_f64() / cores * 100.0,
+        used.iter()
+            .take(5)
+            .map(|(k, v)| format!("{k} {:.0} %", v / wall.as_secs_f64() * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    json!(used
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v / wall.as_secs_f64())))
+        .collect::<serde_json::Map<String, Value>>())
 }
 
 /// CPU seconds (user + system) the process used so far.

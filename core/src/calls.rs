@@ -228,13 +228,15 @@ pub async fn check_target(
     let mut conn = ctx.db.acquire().await?;
     let (agent_id, devices, device_id) = match target {
         Target::Agent(agent_id) => {
-            if agent_store::get(&mut conn, org_id, agent_id)
-                .await?
-                .is_none()
+            let devices = device_store::routable(&mut conn, org_id, agent_id).await?;
+            // Devices imply the agent; only without any is it looked up (404 or 409).
+            if devices.is_empty()
+                && agent_store::get(&mut conn, org_id, agent_id)
+                    .await?
+                    .is_none()
             {
                 return Err(Error::NotFound("agent"));
             }
-            let devices = device_store::routable(&mut conn, org_id, agent_id).await?;
             (agent_id.clone(), devices, None)
         }
         Target::Device(device_id) => {
@@ -291,8 +293,14 @@ pub async fn insert(
     .await?;
     record_event(conn, &call, CallStatus::Queued, true, None, None).await?;
     let payload = serde_json::json!({ "call_id": id, "org_id": org_id });
-    queue::enqueue(conn, kinds::CALL_OFFER, &payload, None).await?;
-    queue::enqueue(conn, kinds::CALL_EXPIRE, &payload, Some(expires_at)).await?;
+    queue::enqueue_all(
+        conn,
+        &[
+            (kinds::CALL_OFFER, &payload, None),
+            (kinds::CALL_EXPIRE, &payload, Some(expires_at)),
+        ],
+    )
+    .await?;
     Ok(call)
 }
 

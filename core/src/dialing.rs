@@ -17,9 +17,14 @@ fn refused(code: &'static str, message: String) -> Error {
     Error::Unprocessable { code, message }
 }
 
-/// Checks a destination against the organization's policy. Reads only.
-pub async fn check(conn: &mut PgConnection, org_id: &str, number: &PhoneNumber) -> Result<()> {
-    let org = orgs::get(conn, org_id)
+/// Checks a destination against the organization's policy, and returns the plan's calls
+/// per minute (read in the same round trip). Reads only.
+pub async fn check(
+    conn: &mut PgConnection,
+    org_id: &str,
+    number: &PhoneNumber,
+) -> Result<Option<i32>> {
+    let org = orgs::dialing_view(conn, org_id, number.as_str())
         .await?
         .ok_or(Error::NotFound("organization"))?;
     let kind = number.number_type().as_str();
@@ -45,11 +50,11 @@ pub async fn check(conn: &mut PgConnection, org_id: &str, number: &PhoneNumber) 
             ),
         ));
     }
-    if orgs::is_blocked(conn, org_id, number.as_str()).await? {
+    if org.blocked {
         return Err(refused(
             "number_blocked",
             "this number is on the organization's blocklist".into(),
         ));
     }
-    Ok(())
+    Ok(org.limit_calls_per_minute)
 }

@@ -117,15 +117,32 @@ pub async fn unblock(
 }
 
 /// Whether a number is on the organization's blocklist (exactly or by prefix).
-pub async fn is_blocked(conn: &mut PgConnection, org_id: &str, e164: &str) -> sqlx::Result<bool> {
-    let hit = sqlx::query_scalar!(
-        "select exists(select 1 from blocked_numbers where org_id = $1 and starts_with($2, prefix))",
+/// What deciding a call's destination needs, in one round trip: the policy, whether the
+/// number is on the blocklist, and the plan's calls per minute.
+#[derive(Debug, Clone)]
+pub struct DialingView {
+    pub allowed_countries: Vec<String>,
+    pub blocked_number_types: Vec<String>,
+    pub blocked: bool,
+    pub limit_calls_per_minute: Option<i32>,
+}
+
+pub async fn dialing_view(
+    conn: &mut PgConnection,
+    org_id: &str,
+    e164: &str,
+) -> sqlx::Result<Option<DialingView>> {
+    sqlx::query_as!(
+        DialingView,
+        r#"select o.allowed_countries, o.blocked_number_types, o.limit_calls_per_minute,
+                  exists(select 1 from blocked_numbers b
+                         where b.org_id = o.id and starts_with($2, b.prefix)) as "blocked!"
+           from organizations o where o.id = $1"#,
         org_id,
         e164
     )
-    .fetch_one(conn)
-    .await?;
-    Ok(hit.unwrap_or(false))
+    .fetch_optional(conn)
+    .await
 }
 
 /// Sets an organization's plan limits (`None` leaves one as it is; `Some(None)` returns it
@@ -150,15 +167,4 @@ pub async fn set_limits(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// The organization's calls-per-minute limit, if its plan sets one.
-pub async fn calls_per_minute(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<i32>> {
-    sqlx::query_scalar!(
-        "select limit_calls_per_minute from organizations where id = $1",
-        id
-    )
-    .fetch_optional(conn)
-    .await
-    .map(Option::flatten)
 }
