@@ -100,7 +100,7 @@ impl CallsApi {
             .and_then(|r| u32::try_from(r).ok())
             .unwrap_or(ctx.config.limit_calls_per_minute);
         drop(conn);
-        let (agent_id, device_id) = calls::check_target(&ctx, org_id, &request.target).await?;
+        let routed = calls::check_target(&ctx, org_id, &request.target).await?;
         // Quotas are taken only by calls that would be placed (not by the refusals above).
         limits::take(&ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
         let number_key = format!("{org_id}:{}", request.to.as_str());
@@ -111,12 +111,26 @@ impl CallsApi {
         if let Some(call) = idem.lock(&mut tx, org_id).await? {
             return Ok(CallCreated::Created(Json(call)));
         }
-        let row = calls::insert(&mut tx, org_id, &request, &agent_id, device_id.as_deref()).await?;
-        let call = Call::from(row);
+        let live = routed.live.as_ref().map(|(d, i)| (d.as_str(), i.clone()));
+        let (row, first_offer) = calls::insert(
+            &mut tx,
+            &ctx,
+            org_id,
+            &request,
+            &routed.agent_id,
+            routed.device_id.as_deref(),
+            live,
+        )
+        .await?;
+        let call = Call::from(row.clone());
         tracing::Span::current().record("call_id", call.id.as_str());
         idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
-        ctx.wake_workers().await;
+        match &first_offer {
+            // Offered in the transaction: hand it to the socket now, no worker involved.
+            Some(offer) => calls::send_first_offer(&ctx, &row, offer).await,
+            None => ctx.wake_workers().await,
+        }
         tracing::info!(org_id = %org_id, "call queued");
         Ok(CallCreated::Created(Json(call)))
     }

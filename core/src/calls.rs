@@ -218,13 +218,18 @@ fn check_id(
     }
 }
 
+/// Who a new call goes to: the agent, the device it names (if any), and the device with a
+/// live socket that routing would offer it to first (if that device is live).
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub agent_id: String,
+    pub device_id: Option<String>,
+    pub live: Option<(String, Option<String>)>,
+}
+
 /// Resolves the target to an agent and checks that one of its devices is reachable
 /// (claim step S13); `no_device_reachable` otherwise (S19). Reads only.
-pub async fn check_target(
-    ctx: &Ctx,
-    org_id: &str,
-    target: &Target,
-) -> Result<(String, Option<String>)> {
+pub async fn check_target(ctx: &Ctx, org_id: &str, target: &Target) -> Result<Routed> {
     let mut conn = ctx.db.acquire().await?;
     let (agent_id, devices, device_id) = match target {
         Target::Agent(agent_id) => {
@@ -255,28 +260,54 @@ pub async fn check_target(
     };
     drop(conn);
     let reach = reachability(ctx, &devices).await;
-    if !reach.iter().any(Reach::is_reachable) {
+    // The device routing would offer first (the first reachable, most recently active).
+    let Some((first, how)) = devices.iter().zip(reach).find(|(_, r)| r.is_reachable()) else {
         return Err(Error::conflict(
             "no_device_reachable",
             "no phone is connected for this agent: pair one, or open the pushdial app on the phone",
         ));
-    }
-    Ok((agent_id, device_id))
+    };
+    let live = match how {
+        Reach::Live(instance) => Some((first.id.clone(), instance)),
+        _ => None,
+    };
+    Ok(Routed {
+        agent_id,
+        device_id,
+        live,
+    })
 }
 
-/// Inserts a queued call, its first event, the job that offers it and the job that expires
-/// it, all in the caller's transaction (the transactional outbox).
+/// An offer recorded with the call, to send once the transaction is committed.
+#[derive(Debug, Clone)]
+pub struct FirstOffer {
+    pub device_id: String,
+    /// The api instance holding the device's socket, when known.
+    pub instance: Option<String>,
+    /// The outbox job that delivers the offer if the inline send does not happen.
+    pub outbox: i64,
+}
+
+/// Inserts a call with its first event and jobs, all in the caller's transaction (the
+/// transactional outbox). With `live`, a device with a live socket that routing would pick
+/// first, the call is offered to it in the same transaction (`queued` then `offered`, the
+/// ack timeout and an outbox job) and the caller sends the offer after commit — no trip
+/// through the worker. Otherwise a `call.offer` job routes it.
 pub async fn insert(
     conn: &mut PgConnection,
+    ctx: &Ctx,
     org_id: &str,
     request: &CallRequest,
     agent_id: &str,
     device_id: Option<&str>,
-) -> Result<CallRow> {
+    live: Option<(&str, Option<String>)>,
+) -> Result<(CallRow, Option<FirstOffer>)> {
     let id = ids::new_id(Kind::Call);
-    let expires_at = Utc::now()
+    let now = Utc::now();
+    let expires_at = now
         + chrono::Duration::from_std(request.expires_in)
             .map_err(|e| Error::Internal(e.to_string()))?;
+    let offered_to = live.as_ref().map(|(d, _)| *d);
     let call = call_store::insert(
         conn,
         NewCall {
@@ -288,20 +319,90 @@ pub async fn insert(
             confirm: request.confirm,
             metadata: &request.metadata,
             expires_at,
+            offered_to,
         },
     )
     .await?;
     record_event(conn, &call, CallStatus::Queued, true, None, None).await?;
     let payload = serde_json::json!({ "call_id": id, "org_id": org_id });
-    queue::enqueue_all(
+    let Some((device, instance)) = live else {
+        queue::enqueue_all(
+            conn,
+            &[
+                (kinds::CALL_OFFER, &payload, None),
+                (kinds::CALL_EXPIRE, &payload, Some(expires_at)),
+            ],
+        )
+        .await?;
+        return Ok((call, None));
+    };
+    record_event(conn, &call, CallStatus::Offered, true, None, Some(device)).await?;
+    crate::metrics::METRICS
+        .call_transitions
+        .with_label_values(&[CallStatus::Offered.as_str(), ""])
+        .inc();
+    let offer = serde_json::json!({ "call_id": id, "org_id": org_id, "device_id": device });
+    let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
+    let lease = chrono::Duration::from_std(ctx.config.job_lease).unwrap_or_default();
+    let jobs = queue::enqueue_all(
         conn,
         &[
-            (kinds::CALL_OFFER, &payload, None),
             (kinds::CALL_EXPIRE, &payload, Some(expires_at)),
+            (kinds::OFFER_TIMEOUT, &offer, Some(now + timeout)),
+            (kinds::OFFER_DELIVER, &offer, Some(now + lease)),
         ],
     )
     .await?;
-    Ok(call)
+    let outbox = jobs
+        .iter()
+        .find(|(kind, _)| kind == kinds::OFFER_DELIVER)
+        .map(|(_, id)| *id)
+        .ok_or_else(|| Error::Internal("the offer's outbox job was not created".into()))?;
+    Ok((
+        call,
+        Some(FirstOffer {
+            device_id: device.to_owned(),
+            instance,
+            outbox,
+        }),
+    ))
+}
+
+/// Sends an offer recorded by `insert` to the device's socket. If it cannot be handed over
+/// now, its outbox job is made due at once, so that the worker delivers it (by push, or
+/// fails over) without waiting for the lease.
+pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) {
+    let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
+    let sent = ctx
+        .presence
+        .send_to_device(&offer.device_id, offer.instance.as_deref(), &message)
+        .await;
+    let mut conn = match ctx.db.acquire().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "offer outbox not settled; it runs after the lease");
+            return;
+        }
+    };
+    let settled = match sent {
+        Ok(true) => {
+            let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
+            crate::metrics::METRICS
+                .click_to_offer
+                .with_label_values(&["socket"])
+                .observe(elapsed.as_secs_f64());
+            queue::delete(&mut conn, offer.outbox).await
+        }
+        _ => {
+            let hurried = queue::hurry_offer_outbox(&mut conn, &call.id).await;
+            drop(conn);
+            ctx.wake_workers().await;
+            hurried.map(|_| ())
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(error = %e, "offer outbox not settled; it runs after the lease");
+    }
 }
 
 /// The call as the API and webhooks show it (the `data` of `call.*` events).

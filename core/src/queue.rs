@@ -57,25 +57,27 @@ pub async fn enqueue(
     .await
 }
 
-/// Enqueues several jobs in one statement (one round trip on a hot path).
+/// Enqueues several jobs in one statement (one round trip on a hot path); returns each
+/// new job's (kind, id).
 pub async fn enqueue_all(
     conn: &mut PgConnection,
     jobs: &[(&str, &serde_json::Value, Option<DateTime<Utc>>)],
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Vec<(String, i64)>> {
     let kinds: Vec<String> = jobs.iter().map(|j| j.0.to_owned()).collect();
     let payloads: Vec<serde_json::Value> = jobs.iter().map(|j| traced(j.1).into_owned()).collect();
     let run_at: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.2).collect();
-    sqlx::query!(
+    let rows = sqlx::query!(
         "insert into jobs (kind, payload, run_at)
          select k, p, coalesce(r, now())
-         from unnest($1::text[], $2::jsonb[], $3::timestamptz[]) as t(k, p, r)",
+         from unnest($1::text[], $2::jsonb[], $3::timestamptz[]) as t(k, p, r)
+         returning kind, id",
         &kinds,
         &payloads,
         &run_at as &[Option<DateTime<Utc>>]
     )
-    .execute(conn)
+    .fetch_all(conn)
     .await?;
-    Ok(())
+    Ok(rows.into_iter().map(|r| (r.kind, r.id)).collect())
 }
 
 /// The payload with the current trace context, so that the job continues the trace of

@@ -21,29 +21,36 @@ async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let kept = received.clone();
-    let app = poem::Route::new().at(
-        "/v1/traces",
-        poem::post(poem::endpoint::make(move |req: poem::Request| {
-            let kept = kept.clone();
-            async move {
-                let json = req
-                    .header("content-type")
-                    .is_some_and(|t| t.starts_with("application/json"));
-                let body = req.into_body().into_bytes().await.unwrap_or_default();
-                match serde_json::from_slice::<Value>(&body) {
-                    Ok(v) if json => {
-                        kept.lock().unwrap().push(v);
-                        poem::Response::builder()
-                            .content_type("application/json")
-                            .body("{}")
+    let app = poem::Route::new()
+        .at(
+            "/push",
+            poem::post(poem::endpoint::make(|_req: poem::Request| async {
+                poem::http::StatusCode::OK
+            })),
+        )
+        .at(
+            "/v1/traces",
+            poem::post(poem::endpoint::make(move |req: poem::Request| {
+                let kept = kept.clone();
+                async move {
+                    let json = req
+                        .header("content-type")
+                        .is_some_and(|t| t.starts_with("application/json"));
+                    let body = req.into_body().into_bytes().await.unwrap_or_default();
+                    match serde_json::from_slice::<Value>(&body) {
+                        Ok(v) if json => {
+                            kept.lock().unwrap().push(v);
+                            poem::Response::builder()
+                                .content_type("application/json")
+                                .body("{}")
+                        }
+                        _ => poem::Response::builder()
+                            .status(poem::http::StatusCode::BAD_REQUEST)
+                            .finish(),
                     }
-                    _ => poem::Response::builder()
-                        .status(poem::http::StatusCode::BAD_REQUEST)
-                        .finish(),
                 }
-            }
-        })),
-    );
+            })),
+        );
     tokio::spawn(async move {
         let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
         poem::Server::new_with_acceptor(acceptor).run(app).await
@@ -111,6 +118,7 @@ async fn json_logs_and_traces_follow_a_call_from_request_to_job() {
             .env("PUSHDIAL_LISTEN", &addr)
             .env("PUSHDIAL_LOG_FORMAT", "json")
             .env("PUSHDIAL_OTLP_ENDPOINT", &otlp_url)
+            .env("PUSHDIAL_LOOPBACK_PUSH_URL", format!("{otlp_url}/push"))
             .env("PUSHDIAL_SHUTDOWN_DRAIN", "0s")
             .env("PUSHDIAL_SHUTDOWN_GRACE", "2s")
             .env("RUST_LOG", "info")
@@ -159,6 +167,36 @@ async fn json_logs_and_traces_follow_a_call_from_request_to_job() {
     assert_eq!(next_offer(&mut stream).await, call_id);
     phone.ack(&call_id).await.unwrap();
 
+    // A phone without a socket is woken by push: the worker's `call.offer` job routes it.
+    let code = client.create_pairing_code(&agent.id).await.unwrap();
+    let (sleeper, paired) = AgentClient::pair(&url, &code.code, "sleeper", "android")
+        .await
+        .unwrap();
+    use_loopback_push(&sleeper, "tok").await;
+    let woken = reqwest::Client::new()
+        .post(format!("{url}/v1/calls"))
+        .bearer_auth(&org.secret_key)
+        .json(&serde_json::json!({"to": "+12125551235", "device_id": paired.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(woken.status(), 201);
+    let woken_request = woken.headers()["request-id"].to_str().unwrap().to_owned();
+    let woken: Value = woken.json().await.unwrap();
+    let woken_id = woken["id"].as_str().unwrap().to_owned();
+    eventually(
+        Duration::from_secs(10),
+        "the push-woken call offered",
+        || async {
+            client
+                .get_call(&woken_id)
+                .await
+                .ok()
+                .filter(|c| c.status == "offered")
+        },
+    )
+    .await;
+
     // SIGTERM: the process drains, flushes its traces and exits 0.
     server.sigterm();
     let status = server.exit_status(Duration::from_secs(15)).await;
@@ -200,31 +238,34 @@ async fn json_logs_and_traces_follow_a_call_from_request_to_job() {
         "every line has a level and a timestamp"
     );
 
-    // Traces: the request that created the call and the worker's offer job share a trace.
+    // Traces: the request that created a call and the worker's offer job share a trace.
     let spans = spans(&exports.lock().unwrap());
-    let of_call = |name: &str| {
+    let of_call = |name: &str, call: &str| {
         spans
             .iter()
-            .filter(|(n, _, a)| {
-                n == name && a.get("call_id") == Some(&Value::from(call_id.as_str()))
-            })
+            .filter(|(n, _, a)| n == name && a.get("call_id") == Some(&Value::from(call)))
             .map(|(_, trace, a)| (trace.clone(), a.clone()))
             .collect::<Vec<_>>()
     };
-    let requests = of_call("request");
-    let create = requests
-        .iter()
-        .find(|(_, a)| a.get("request_id") == Some(&Value::from(request_id.as_str())))
-        .unwrap_or_else(|| panic!("no request span for the call among {spans:?}"));
-    let jobs = of_call("job");
+    let find_create = |requests: &[(String, serde_json::Map<String, Value>)], id: &str| {
+        requests
+            .iter()
+            .find(|(_, a)| a.get("request_id") == Some(&Value::from(id)))
+            .cloned()
+            .unwrap_or_else(|| panic!("no request span {id} among {spans:?}"))
+    };
+    let create = find_create(&of_call("request", &woken_id), &woken_request);
+    let jobs = of_call("job", &woken_id);
     assert!(
         jobs.iter()
             .any(|(trace, a)| trace == &create.0
                 && a.get("kind") == Some(&Value::from("call.offer"))),
         "the offer job continues the request's trace: request {create:?}, jobs {jobs:?}"
     );
+    let requests = of_call("request", &call_id);
+    let first = find_create(&requests, &request_id);
     assert!(
-        requests.iter().any(|(trace, _)| trace != &create.0),
+        requests.iter().any(|(trace, _)| trace != &first.0),
         "the ack is a request of its own, also tagged with the call"
     );
 }

@@ -94,7 +94,7 @@ async fn metrics_report_requests_calls_and_refusals() {
         "pushdial_dialing_refusals_total{code=\"number_type_blocked\"}",
         "pushdial_agent_sockets",
         "pushdial_db_pool_connections{state=\"max\"} 10",
-        "pushdial_jobs_total{kind=\"call.offer\",outcome=\"done\"}",
+        "pushdial_call_transitions_total{reason=\"\",status=\"offered\"}",
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}");
     }

@@ -109,7 +109,7 @@ async fn presence_falls_back_to_postgres_while_redis_is_down() {
         .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
         .await
         .unwrap();
-    assert_eq!(call.status, "queued");
+    assert_eq!(call.status, "offered");
     // Without Redis the offer cannot reach the socket: the worker keeps retrying the send
     // until the ack timeout, then the call fails honestly as not delivered (no 5xx, no hang).
     let failed = wait_for_status(&client, &call.id, "failed", Duration::from_secs(10)).await;

@@ -232,7 +232,7 @@ async fn two_apis_and_two_workers_cooperate() {
         "a reconnect hint before the socket closes"
     );
     let phone_on_a = AgentClient::new(&a_url, phone.token()).unwrap();
-    let _stream_a = phone_on_a.connect_stream().await.unwrap();
+    let mut stream_a = phone_on_a.connect_stream().await.unwrap();
     eventually(
         Duration::from_secs(5),
         "the phone reachable through A again",
@@ -251,5 +251,6 @@ async fn two_apis_and_two_workers_cooperate() {
         .create_call(&CreateCall::for_agent("+12125551236", &agent.id), None)
         .await
         .unwrap();
-    assert_eq!(next.status, "queued");
+    assert_eq!(next.status, "offered");
+    assert_eq!(next_offer(&mut stream_a).await, next.id);
 }

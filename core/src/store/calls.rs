@@ -48,13 +48,18 @@ pub struct NewCall<'a> {
     pub confirm: &'a str,
     pub metadata: &'a serde_json::Value,
     pub expires_at: DateTime<Utc>,
+    /// Offered at once to this device (the api's inline first offer): the row starts as
+    /// `offered` to it instead of `queued`.
+    pub offered_to: Option<&'a str>,
 }
 
 pub async fn insert(conn: &mut PgConnection, c: NewCall<'_>) -> sqlx::Result<CallRow> {
     sqlx::query_as!(
         CallRow,
-        "insert into calls (id, org_id, agent_id, target_device_id, to_number, confirm, status, metadata, expires_at)
-         values ($1, $2, $3, $4, $5, $6, 'queued', $7, $8)
+        "insert into calls (id, org_id, agent_id, target_device_id, to_number, confirm, status, metadata,
+                            expires_at, device_id, attempted_device_ids)
+         values ($1, $2, $3, $4, $5, $6, case when $9::text is null then 'queued' else 'offered' end,
+                 $7, $8, $9, case when $9::text is null then '{}'::text[] else array[$9::text] end)
          returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
                    status, reason, metadata, duration_s, expires_at, created_at, updated_at",
         c.id,
@@ -64,7 +69,8 @@ pub async fn insert(conn: &mut PgConnection, c: NewCall<'_>) -> sqlx::Result<Cal
         c.to_number,
         c.confirm,
         c.metadata,
-        c.expires_at
+        c.expires_at,
+        c.offered_to
     )
     .fetch_one(conn)
     .await
