@@ -1070,6 +1070,9 @@ fn psql_value(database_url: &str, sql: &str) -> String {
 
 async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     clear_jobs(&b.args.database_url)?;
+    if psql_value(&b.args.database_url, "show autovacuum") != "on" {
+        println!("  note: autovacuum is off on this PostgreSQL: dead tuples of jobs can only grow");
+    }
     let (api_port, worker_port) = (free_port(), free_port());
     let api = b.start("api", api_port);
     let worker = b.start("worker", worker_port);
@@ -1371,7 +1374,7 @@ async fn sockets(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
 
 // ---------------------------------------------------------------------------------------
 
-fn machine() -> Value {
+fn machine(database_url: &str) -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpu = read("/proc/cpuinfo")
         .lines()
@@ -1399,6 +1402,8 @@ fn machine() -> Value {
         "postgres": cmd("psql", &["--version"]),
         "redis": cmd("redis-server", &["--version"]),
         "rustc": cmd("rustc", &["--version"]),
+        // Dead tuples in the soak depend on it (the jobs table is tuned for autovacuum).
+        "postgres_autovacuum": psql_value(database_url, "show autovacuum"),
     })
 }
 
@@ -1495,7 +1500,7 @@ async fn main() -> Result<()> {
         serde_json::to_string_pretty(&json!({
             "started_at": started,
             "seconds_per_measurement": b.args.seconds,
-            "machine": machine(),
+            "machine": machine(&b.args.database_url),
             "figures": figures,
         }))?,
     )?;

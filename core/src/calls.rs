@@ -323,7 +323,14 @@ pub async fn insert(
         },
     )
     .await?;
-    record_event(conn, &call, CallStatus::Queued, true, None, None).await?;
+    // The `call.queued` event shows the call as it was queued, before the inline offer.
+    let queued = CallRow {
+        status: CallStatus::Queued.as_str().to_owned(),
+        device_id: None,
+        attempted_device_ids: Vec::new(),
+        ..call.clone()
+    };
+    record_event(conn, &queued, CallStatus::Queued, true, None, None).await?;
     let payload = serde_json::json!({ "call_id": id, "org_id": org_id });
     let Some((device, instance)) = live else {
         queue::enqueue_all(

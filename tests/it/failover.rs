@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pushdial_sdk::{CreateCall, UpdateDevice};
+use pushdial_sdk::{CreateCall, ServerMessage, UpdateDevice};
 
 use crate::call_loop::next_offer;
 use crate::harness::*;
@@ -22,6 +22,12 @@ async fn unacknowledged_offer_fails_over_to_the_next_device() {
     let desk = RunningAgent::start(desk_phone, Duration::ZERO).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let mut silent = mobile.connect_stream().await.unwrap();
+    // The server says hello once it has recorded the socket (its activity time included).
+    let hello = next_message(&mut silent, Duration::from_secs(5), |m| {
+        matches!(m, ServerMessage::Hello { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(hello, Next::Got(()));
 
     let call = client
         .create_call(&CreateCall::for_agent("+14155550123", &agent.id), None)
