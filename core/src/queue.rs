@@ -227,6 +227,40 @@ pub async fn rescue(conn: &mut PgConnection) -> sqlx::Result<u64> {
     Ok(done.rows_affected())
 }
 
+/// Dead rows in `jobs` above which a worker vacuums it itself.
+pub const VACUUM_DEAD_ROWS: i64 = 50_000;
+
+/// Vacuums the jobs table when its dead rows pass `min_dead` — a queue table bloats fast,
+/// and where autovacuum is off or lagging, claims slow down until the pool times out (seen
+/// in the soak benchmark). One worker at a time (an advisory lock); `true` if it vacuumed.
+pub async fn vacuum_if_bloated(conn: &mut PgConnection, min_dead: i64) -> sqlx::Result<bool> {
+    const LOCK: i64 = 0x7075_7368_6469_616c; // "pushdial"
+    let dead = sqlx::query_scalar!(
+        "select n_dead_tup from pg_stat_user_tables
+         where relname = 'jobs' and schemaname = current_schema()"
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .flatten();
+    if dead.unwrap_or(0) < min_dead {
+        return Ok(false);
+    }
+    let locked = sqlx::query_scalar!("select pg_try_advisory_lock($1)", LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if locked != Some(true) {
+        return Ok(false);
+    }
+    // VACUUM may not run inside a transaction block; a lone statement is not in one.
+    let vacuumed = sqlx::query!("vacuum (analyze) jobs")
+        .execute(&mut *conn)
+        .await;
+    sqlx::query_scalar!("select pg_advisory_unlock($1)", LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    vacuumed.map(|_| true)
+}
+
 /// Deletes what is kept only for a while: idempotency answers after 24 h, buried jobs
 /// after 7 days. Returns the number of rows removed.
 pub async fn purge(conn: &mut PgConnection) -> sqlx::Result<u64> {

@@ -188,6 +188,51 @@ async fn a_stopping_worker_hands_back_unfinished_jobs_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bloated_jobs_table_is_vacuumed_by_a_worker() {
+    use pushdial_core::queue;
+    let db = sqlx::PgPool::connect(&fresh_database().await)
+        .await
+        .unwrap();
+    let dead = || async {
+        let n: Option<i64> =
+            sqlx::query_scalar("select n_dead_tup from pg_stat_user_tables where relname = 'jobs'")
+                .fetch_optional(&db)
+                .await
+                .unwrap();
+        n.unwrap_or(0)
+    };
+    // As on a server with autovacuum off (this test's own database).
+    sqlx::query("alter table jobs set (autovacuum_enabled = false)")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into jobs (kind, payload) select 'test.noop', '{}' from generate_series(1, 3000)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query("delete from jobs").execute(&db).await.unwrap();
+    // Statistics reach pg_stat a moment after the transaction.
+    eventually(Duration::from_secs(15), "dead rows counted", || async {
+        (dead().await >= 3000).then_some(())
+    })
+    .await;
+    let mut conn = db.acquire().await.unwrap();
+    assert!(
+        !queue::vacuum_if_bloated(&mut conn, 1_000_000)
+            .await
+            .unwrap(),
+        "below the threshold nothing is done"
+    );
+    assert!(queue::vacuum_if_bloated(&mut conn, 1000).await.unwrap());
+    eventually(Duration::from_secs(15), "dead rows removed", || async {
+        (dead().await < 3000).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
     use pushdial_core::queue;
     let db = sqlx::PgPool::connect(&fresh_database().await)
