@@ -213,7 +213,15 @@ async fn two_apis_and_two_workers_cooperate() {
 
     // Api B stops: readiness fails first while it still serves (the drain), then its
     // agents are told to reconnect, and are reachable through A.
-    stream.send_heartbeat().await.unwrap(); // the socket has been quiet for a while
+    // The first socket went quiet during the worker part (and may have been closed for
+    // that): the phone connects to B afresh, and B has recorded it once it says hello.
+    drop(stream);
+    let mut stream = phone_on_b.connect_stream().await.unwrap();
+    let hello = next_message(&mut stream, Duration::from_secs(5), |m| {
+        matches!(m, ServerMessage::Hello { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(hello, Next::Got(()));
     api_b.sigterm();
     eventually(Duration::from_secs(3), "B's readiness to fail", || async {
         let r = http.get(format!("{b_url}/readyz")).send().await.ok()?;
