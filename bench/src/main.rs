@@ -642,10 +642,10 @@ async fn connect(base: &str, token: &str) -> Result<Ws> {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Keeps a socket alive with heartbeats; reports offers (call id, arrival) on `offers`.
+/// Keeps a socket alive with heartbeats, calling `on_offer` with each offered call id.
 async fn hold_socket(
     mut ws: Ws,
-    offers: Option<tokio::sync::mpsc::UnboundedSender<(String, Instant)>>,
+    on_offer: impl Fn(String) + Send,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut every = Duration::from_secs(20);
@@ -664,8 +664,8 @@ async fn hold_socket(
                     let v: Value = serde_json::from_str(&t).unwrap_or_default();
                     match v["type"].as_str() {
                         Some("call.offer") => {
-                            if let (Some(tx), Some(id)) = (&offers, v["call_id"].as_str()) {
-                                let _ = tx.send((id.to_owned(), Instant::now()));
+                            if let Some(id) = v["call_id"].as_str() {
+                                on_offer(id.to_owned());
                             }
                         }
                         Some("hello") => {
@@ -699,7 +699,11 @@ async fn click_to_offer(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for d in &devices {
         let ws = connect(&base, &d.token).await?;
-        tokio::spawn(hold_socket(ws, Some(tx.clone()), stop_rx.clone()));
+        let tx = tx.clone();
+        let arrived = move |id| {
+            let _ = tx.send((id, Instant::now()));
+        };
+        tokio::spawn(hold_socket(ws, arrived, stop_rx.clone()));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -1012,51 +1016,25 @@ async fn webhooks(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
 // 6: soak
 // ---------------------------------------------------------------------------------------
 
-/// An agent that takes every call offered: ack, then report `completed`.
-async fn answering_agent(
-    mut ws: Ws,
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut stop = stop;
-    let mut tick = tokio::time::interval(Duration::from_secs(20));
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            _ = tick.tick() => {
-                if ws.send(Message::Text(r#"{"type":"heartbeat"}"#.into())).await.is_err() {
-                    break;
-                }
+/// What an answering agent does with an offer: ack, then report `completed`.
+fn answer_offer(http: reqwest::Client, base: String, token: String) -> impl Fn(String) + Send {
+    move |id| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        tokio::spawn(async move {
+            let ack = http
+                .post(format!("{base}/agent/v1/calls/{id}/ack"))
+                .bearer_auth(&token)
+                .send()
+                .await;
+            if matches!(ack, Ok(ref r) if r.status().is_success()) {
+                let _ = http
+                    .post(format!("{base}/agent/v1/calls/{id}/events"))
+                    .bearer_auth(&token)
+                    .json(&json!({"status": "completed", "duration_s": 1}))
+                    .send()
+                    .await;
             }
-            msg = ws.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(&t).unwrap_or_default();
-                    if v["type"] == "call.offer" {
-                        let id = v["call_id"].as_str().unwrap_or("").to_owned();
-                        let (http, base, token) = (http.clone(), base.clone(), token.clone());
-                        tokio::spawn(async move {
-                            let ack = http
-                                .post(format!("{base}/agent/v1/calls/{id}/ack"))
-                                .bearer_auth(&token)
-                                .send()
-                                .await;
-                            if matches!(ack, Ok(ref r) if r.status().is_success()) {
-                                let _ = http
-                                    .post(format!("{base}/agent/v1/calls/{id}/events"))
-                                    .bearer_auth(&token)
-                                    .json(&json!({"status": "completed", "duration_s": 1}))
-                                    .send()
-                                    .await;
-                            }
-                        });
-                    }
-                }
-                Some(Ok(_)) => {}
-                _ => break,
-            }
-        }
+        });
     }
 }
 
@@ -1083,13 +1061,8 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for d in &devices {
         let ws = connect(&base, &d.token).await?;
-        tokio::spawn(answering_agent(
-            ws,
-            b.http.clone(),
-            base.clone(),
-            d.token.clone(),
-            stop_rx.clone(),
-        ));
+        let answer = answer_offer(b.http.clone(), base.clone(), d.token.clone());
+        tokio::spawn(hold_socket(ws, answer, stop_rx.clone()));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let created: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -1318,7 +1291,7 @@ async fn sockets(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
             match ws {
                 Ok(ws) => {
                     connected += 1;
-                    tokio::spawn(hold_socket(ws, None, stop_rx.clone()));
+                    tokio::spawn(hold_socket(ws, |_| {}, stop_rx.clone()));
                 }
                 Err(e) => eprintln!("  socket not connected: {e}"),
             }

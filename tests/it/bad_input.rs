@@ -76,14 +76,7 @@ async fn check(app: &TestApp, case: Case) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
-    let app = TestApp::spawn_with(
-        |c| c.presence_window = Duration::from_secs(60),
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
     let client = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
     let _stream = device.connect_stream().await.unwrap();

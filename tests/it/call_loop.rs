@@ -200,16 +200,10 @@ async fn phone_that_declines_ends_the_call_and_cancel_reaches_the_phone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_call_is_never_dialed_and_its_number_never_sent() {
     // Offers wait longer than the call lives, so expiry (not fail-over) ends the calls.
-    let app = TestApp::spawn_with(
-        |c| {
-            c.offer_timeout = Duration::from_secs(60);
-            c.presence_window = Duration::from_secs(60);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.offer_timeout = Duration::from_secs(60);
+        c.presence_window = Duration::from_secs(60);
+    })
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;

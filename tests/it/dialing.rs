@@ -10,16 +10,10 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn numbers_are_judged_by_type_country_and_blocklist() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.presence_window = Duration::from_secs(60);
-            c.offer_timeout = Duration::from_secs(60);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.presence_window = Duration::from_secs(60);
+        c.offer_timeout = Duration::from_secs(60);
+    })
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;

@@ -103,14 +103,7 @@ async fn push_service(status: u16) -> (String, Arc<Mutex<Vec<serde_json::Value>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleeping_phone_is_woken_by_push_without_the_number() {
     let (push_url, pushed) = push_service(200).await;
-    let app = TestApp::spawn_with(
-        |c| c.loopback_push_url = Some(push_url),
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_tuned(|c| c.loopback_push_url = Some(push_url)).await;
     let client = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
     let updated = use_loopback_push(&device, "tok-123").await;
@@ -155,14 +148,7 @@ async fn sleeping_phone_is_woken_by_push_without_the_number() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_push_token_fails_the_call_and_stops_counting_the_device() {
     let (push_url, _pushed) = push_service(410).await;
-    let app = TestApp::spawn_with(
-        |c| c.loopback_push_url = Some(push_url),
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_tuned(|c| c.loopback_push_url = Some(push_url)).await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
     use_loopback_push(&device, "dead-token").await;
@@ -183,16 +169,10 @@ async fn rejected_push_token_fails_the_call_and_stops_counting_the_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_wake_ups_per_device_are_limited() {
     let (push_url, pushed) = push_service(200).await;
-    let app = TestApp::spawn_with(
-        |c| {
-            c.loopback_push_url = Some(push_url);
-            c.limit_push_per_device_per_minute = 1;
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.loopback_push_url = Some(push_url);
+        c.limit_push_per_device_per_minute = 1;
+    })
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;

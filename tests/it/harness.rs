@@ -150,8 +150,13 @@ pub struct TestApp {
 impl TestApp {
     /// api + worker in one process, as `pushdial serve` runs them.
     pub async fn spawn() -> TestApp {
+        Self::spawn_tuned(|_| {}).await
+    }
+
+    /// api + worker in one process, with `tune` applied to the configuration.
+    pub async fn spawn_tuned(tune: impl FnOnce(&mut Config)) -> TestApp {
         Self::spawn_with(
-            |_| {},
+            tune,
             pushdial::Roles {
                 api: true,
                 worker: true,

@@ -8,14 +8,7 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_replays_refuses_other_bodies_and_concurrent_use() {
-    let app = TestApp::spawn_with(
-        |c| c.presence_window = Duration::from_secs(60),
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
     let _stream = device.connect_stream().await.unwrap();

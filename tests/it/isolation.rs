@@ -10,14 +10,7 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_organization_sees_nothing_of_ours() {
-    let app = TestApp::spawn_with(
-        |c| c.presence_window = Duration::from_secs(60),
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
     let ours = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&ours, "Ann").await;
     let _stream = device.connect_stream().await.unwrap();

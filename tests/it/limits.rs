@@ -10,14 +10,7 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_api_processes_enforce_one_organization_limit_once() {
-    let app = TestApp::spawn_with(
-        |c| c.limit_api_per_second = 5,
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_tuned(|c| c.limit_api_per_second = 5).await;
     let (replica, _replica_stop) = app.spawn_api_replica().await;
     let http = reqwest::Client::new();
 
@@ -88,17 +81,11 @@ async fn two_api_processes_enforce_one_organization_limit_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_to_one_number_are_limited_per_hour() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.limit_calls_per_number_per_hour = 2;
-            c.presence_window = Duration::from_secs(60);
-            c.offer_timeout = Duration::from_secs(60);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.limit_calls_per_number_per_hour = 2;
+        c.presence_window = Duration::from_secs(60);
+        c.offer_timeout = Duration::from_secs(60);
+    })
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
@@ -127,16 +114,10 @@ async fn calls_to_one_number_are_limited_per_hour() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flood_limit_refuses_with_retry_after_and_refused_calls_take_no_quota() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.limit_ip_per_second = 3;
-            c.limit_calls_per_number_per_hour = 1;
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.limit_ip_per_second = 3;
+        c.limit_calls_per_number_per_hour = 1;
+    })
     .await;
     let http = reqwest::Client::new();
     let mut refused = None;
@@ -189,16 +170,10 @@ async fn flood_limit_refuses_with_retry_after_and_refused_calls_take_no_quota() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairing_attempts_are_limited_per_client_behind_a_trusted_proxy() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.trusted_proxies = "127.0.0.0/8".into();
-            c.limit_pairing_per_ip_per_minute = 2;
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.trusted_proxies = "127.0.0.0/8".into();
+        c.limit_pairing_per_ip_per_minute = 2;
+    })
     .await;
     let http = reqwest::Client::new();
     let attempt = |client: &'static str| {
@@ -220,16 +195,10 @@ async fn pairing_attempts_are_limited_per_client_behind_a_trusted_proxy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_limit_below_the_organization_limit_applies_per_key() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.limit_api_per_second = 50;
-            c.limit_key_per_second = Some(2);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.limit_api_per_second = 50;
+        c.limit_key_per_second = Some(2);
+    })
     .await;
     let http = reqwest::Client::new();
     let statuses: Vec<u16> = futures::future::join_all((0..4).map(|_| {

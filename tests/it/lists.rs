@@ -8,14 +8,7 @@ use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_page_with_cursors_and_filter_by_status_and_agent() {
-    let app = TestApp::spawn_with(
-        |c| c.presence_window = Duration::from_secs(60),
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
-    .await;
+    let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
     let client = app.client();
     let (ann, ann_phone, _) = app.agent_with_device(&client, "Ann").await;
     let (bob, bob_phone, _) = app.agent_with_device(&client, "Bob").await;

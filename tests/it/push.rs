@@ -322,17 +322,11 @@ async fn fcm_wakes_phones_with_one_token_and_acts_on_each_answer() {
     )
     .unwrap();
     let (path, base) = (sa_path.clone(), google.url.clone());
-    let app = TestApp::spawn_with(
-        move |c| {
-            c.fcm_credentials = Some(path);
-            c.fcm_base_url = base;
-            c.offer_timeout = Duration::from_secs(30);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(move |c| {
+        c.fcm_credentials = Some(path);
+        c.fcm_base_url = base;
+        c.offer_timeout = Duration::from_secs(30);
+    })
     .await;
     let client = app.client();
 
@@ -459,17 +453,11 @@ async fn an_organizations_own_fcm_credential_sends_and_is_marked_failing_when_re
     let google = Google::start().await;
     let base = google.url.clone();
     let token_uri = format!("{}/token", google.url);
-    let app = TestApp::spawn_with(
-        move |c| {
-            c.fcm_base_url = base;
-            c.fcm_token_uri = token_uri;
-            c.offer_timeout = Duration::from_secs(30);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(move |c| {
+        c.fcm_base_url = base;
+        c.fcm_token_uri = token_uri;
+        c.offer_timeout = Duration::from_secs(30);
+    })
     .await;
     let client = app.client();
     let (ann, phone, phone_id) = app.agent_with_device(&client, "Ann").await;
@@ -732,17 +720,11 @@ impl PushService {
 async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
     let service = PushService::start().await;
     let (private, public) = pushdial_core::push::webpush::VapidKey::generate();
-    let app = TestApp::spawn_with(
-        move |c| {
-            c.vapid_private_key = Some(private);
-            c.vapid_subject = Some("mailto:ops@example.com".into());
-            c.webhook_allow_subnets = "127.0.0.0/8".into();
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(move |c| {
+        c.vapid_private_key = Some(private);
+        c.vapid_subject = Some("mailto:ops@example.com".into());
+        c.webhook_allow_subnets = "127.0.0.0/8".into();
+    })
     .await;
     let client = app.client();
     let (ann, browser, browser_id) = app.agent_with_device(&client, "Ann").await;
@@ -830,16 +812,10 @@ async fn web_push_is_encrypted_for_the_browser_and_signed_with_vapid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_agent_without_a_socket_is_woken_by_web_push_and_places_the_call() {
     let (private, _) = pushdial_core::push::webpush::VapidKey::generate();
-    let app = TestApp::spawn_with(
-        move |c| {
-            c.vapid_private_key = Some(private);
-            c.webhook_allow_subnets = "127.0.0.0/8".into();
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(move |c| {
+        c.vapid_private_key = Some(private);
+        c.webhook_allow_subnets = "127.0.0.0/8".into();
+    })
     .await;
     let client = app.client();
     let (ann, phone, phone_id) = app.agent_with_device(&client, "Ann").await;

@@ -66,16 +66,10 @@ impl Drop for PrivateRedis {
 async fn presence_falls_back_to_postgres_while_redis_is_down() {
     let redis = PrivateRedis::start().await;
     let url = redis.url.clone();
-    let app = TestApp::spawn_with(
-        move |c| {
-            c.redis_url = url;
-            c.presence_window = Duration::from_secs(60);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(move |c| {
+        c.redis_url = url;
+        c.presence_window = Duration::from_secs(60);
+    })
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;

@@ -109,16 +109,10 @@ impl Receiver {
 }
 
 async fn webhook_app() -> TestApp {
-    TestApp::spawn_with(
-        |c| {
-            c.webhook_allow_subnets = "127.0.0.0/8".into();
-            c.webhook_retry_schedule = "0s,300ms,300ms,300ms".into();
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    TestApp::spawn_tuned(|c| {
+        c.webhook_allow_subnets = "127.0.0.0/8".into();
+        c.webhook_retry_schedule = "0s,300ms,300ms,300ms".into();
+    })
     .await
 }
 
@@ -479,17 +473,11 @@ async fn internal_webhook_urls_are_refused_and_bad_input_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_failing_too_long_is_disabled_and_failures_can_be_recovered() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.webhook_allow_subnets = "127.0.0.0/8".into();
-            c.webhook_retry_schedule = "0s,300ms,300ms,300ms,300ms,300ms".into();
-            c.webhook_disable_after = Duration::from_millis(800);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.webhook_allow_subnets = "127.0.0.0/8".into();
+        c.webhook_retry_schedule = "0s,300ms,300ms,300ms,300ms,300ms".into();
+        c.webhook_disable_after = Duration::from_millis(800);
+    })
     .await;
     let (broken, broken_url) = Receiver::start(vec![(500, None); 20]).await;
     let (watcher, watcher_url) = Receiver::start(vec![]).await;
@@ -712,19 +700,13 @@ async fn endpoint_rate_limit_spaces_deliveries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_calls_retries_never_hold_up_another_call_and_resend_or_recover_never_duplicate() {
-    let app = TestApp::spawn_with(
-        |c| {
-            c.webhook_allow_subnets = "127.0.0.0/8".into();
-            // Slow retries: the first call's chain stays blocked for the whole test.
-            c.webhook_retry_schedule = "0s,30s,30s".into();
-            c.presence_window = Duration::from_secs(60);
-            c.offer_timeout = Duration::from_secs(60);
-        },
-        pushdial::Roles {
-            api: true,
-            worker: true,
-        },
-    )
+    let app = TestApp::spawn_tuned(|c| {
+        c.webhook_allow_subnets = "127.0.0.0/8".into();
+        // Slow retries: the first call's chain stays blocked for the whole test.
+        c.webhook_retry_schedule = "0s,30s,30s".into();
+        c.presence_window = Duration::from_secs(60);
+        c.offer_timeout = Duration::from_secs(60);
+    })
     .await;
     let (receiver, url) = Receiver::start(vec![]).await;
     let call_events: Vec<&str> = pushdial_core::webhooks::EVENT_TYPES
