@@ -10,7 +10,7 @@ use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::{agents as agent_store, devices as device_store, pairing};
 use pushdial_core::{secrets, text, Ctx, Error};
 
-use crate::auth::SecretKey;
+use crate::auth::OrgAuth;
 use crate::idempotency::Idempotency;
 use crate::models::{page, Agent, List};
 use crate::problems;
@@ -31,7 +31,9 @@ pub struct CreateAgent {
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct CreatePairingCode {
-    pub agent_id: String,
+    /// The agent the phone will belong to. Optional with a console session: the signed-in
+    /// member's own agent.
+    pub agent_id: Option<String>,
 }
 
 /// A short-lived, single-use code that pairs one device to an agent.
@@ -106,14 +108,15 @@ impl AgentsApi {
     #[oai(path = "/v1/agents", method = "post", operation_id = "create_agent")]
     async fn create(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// Makes retries safe for 24 hours: the same key and body return the first answer.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: Json<CreateAgent>,
     ) -> Result<AgentCreated, CreateAgentError> {
-        let org_id = &auth.0.org_id;
+        auth.require_admin()?;
+        let org_id = &auth.org_id;
         let idem = Idempotency::new(idempotency_key.0, "POST /v1/agents", &body.0)?;
         if let Some(agent) = idem.replay(&mut *ctx.db.acquire().await?, org_id).await? {
             return Ok(AgentCreated::Created(Json(agent)));
@@ -144,7 +147,7 @@ impl AgentsApi {
     #[oai(path = "/v1/agents", method = "get", operation_id = "list_agents")]
     async fn list(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// 1 to 100, default 20.
         limit: Query<Option<i64>>,
@@ -153,9 +156,23 @@ impl AgentsApi {
     ) -> Result<Json<List<Agent>>, ReadAgentError> {
         let page = page(Kind::Agent, limit.0, starting_after.0, ending_before.0)?;
         let mut conn = ctx.db.acquire().await?;
-        let rows = agent_store::list(&mut conn, &auth.0.org_id, &page).await?;
+        let rows = match auth.own_agent() {
+            // An agent sees only themself.
+            Some(own) => pushdial_core::store::Paged {
+                data: agent_store::get(&mut conn, &auth.org_id, own)
+                    .await?
+                    .into_iter()
+                    .filter(|a| {
+                        page.starting_after.as_deref().is_none_or(|s| a.id.as_str() < s)
+                            && page.ending_before.as_deref().is_none_or(|e| a.id.as_str() > e)
+                    })
+                    .collect(),
+                has_more: false,
+            },
+            None => agent_store::list(&mut conn, &auth.org_id, &page).await?,
+        };
         drop(conn);
-        let agents = with_presence(&ctx, &auth.0.org_id, rows.data).await?;
+        let agents = with_presence(&ctx, &auth.org_id, rows.data).await?;
         Ok(Json(List::new(agents, rows.has_more)))
     }
 
@@ -167,17 +184,20 @@ impl AgentsApi {
     )]
     async fn get(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         agent_id: Path<String>,
     ) -> Result<Json<Agent>, ReadAgentError> {
         let id = ids::parse(Kind::Agent, "agent_id", &agent_id.0)?;
+        if auth.own_agent().is_some_and(|own| own != id) {
+            return Err(Error::NotFound("agent").into());
+        }
         let mut conn = ctx.db.acquire().await?;
-        let row = agent_store::get(&mut conn, &auth.0.org_id, &id)
+        let row = agent_store::get(&mut conn, &auth.org_id, &id)
             .await?
             .ok_or(Error::NotFound("agent"))?;
         drop(conn);
-        let mut agents = with_presence(&ctx, &auth.0.org_id, vec![row]).await?;
+        let mut agents = with_presence(&ctx, &auth.org_id, vec![row]).await?;
         agents
             .pop()
             .map(Json)
@@ -193,13 +213,22 @@ impl AgentsApi {
     )]
     async fn create_pairing_code(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         body: Json<CreatePairingCode>,
     ) -> Result<PairingCodeCreated, PairingCodeError> {
-        let agent_id = ids::parse(Kind::Agent, "agent_id", &body.0.agent_id)?;
+        // A signed-in member pairs their own phone unless they name another agent: the
+        // phone and the console then share the same user (the patent's S11/S12).
+        let agent_id = match (&body.0.agent_id, auth.member_agent()) {
+            (Some(a), _) => ids::parse(Kind::Agent, "agent_id", a)?,
+            (None, Some(own)) => own.to_owned(),
+            (None, None) => return Err(Error::invalid("agent_id", "required with an API key").into()),
+        };
+        if auth.own_agent().is_some_and(|own| own != agent_id) {
+            return Err(Error::NotFound("agent").into());
+        }
         let mut conn = ctx.db.acquire().await?;
-        agent_store::get(&mut conn, &auth.0.org_id, &agent_id)
+        agent_store::get(&mut conn, &auth.org_id, &agent_id)
             .await?
             .ok_or(Error::NotFound("agent"))?;
         let code = secrets::new_pairing_code();
@@ -209,11 +238,14 @@ impl AgentsApi {
         pairing::insert(
             &mut conn,
             &secrets::hash(&code),
-            &auth.0.org_id,
+            &auth.org_id,
             &agent_id,
             expires_at,
         )
         .await?;
+        let mut entry = auth.audit("device.pairing_code_created", "agent", &agent_id);
+        entry.data = serde_json::json!({ "expires_at": expires_at });
+        pushdial_core::accounts::audit(&mut conn, &entry).await?;
         let pair_uri = format!(
             "pushdial://pair?server={}&code={}",
             percent(&ctx.config.public_url()),

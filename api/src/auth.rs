@@ -1,23 +1,137 @@
-//! Authentication. The security schemes resolve a bearer credential to a principal that
-//! carries the tenant scope (`org_id`): a handler cannot reach data without one.
-//! Secret keys (`pd_sk_…`) open the public API; publishable keys (`pd_pk_…`) are refused
-//! there; device tokens (`pd_dev_…`) open the agent API.
+//! Authentication. The security schemes resolve a credential to a principal that carries
+//! the tenant scope (`org_id`): a handler cannot reach data without one.
+//!
+//! - Secret keys (`Authorization: Bearer pd_sk_…`) open the public API with an admin's
+//!   rights; publishable keys (`pd_pk_…`) are refused there.
+//! - A console session (cookie `pd_session`) opens the same API for a signed-in member, in
+//!   the organization named by the `Pushdial-Organization` header, with the member's role.
+//!   State-changing requests with a session must come from an allowed `Origin`.
+//! - Device tokens (`pd_dev_…`) open the agent API.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use poem::Request;
-use poem_openapi::auth::Bearer;
-use poem_openapi::SecurityScheme;
+use poem_openapi::auth::{ApiKey, Bearer};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions, SecurityScheme};
+use pushdial_core::accounts::Role;
 use pushdial_core::ratelimit::Limit;
+use pushdial_core::sessions::{self, Session};
+use pushdial_core::store::accounts::{self as account_store, AuditEntry};
 use pushdial_core::store::devices::{self, DeviceRow};
 use pushdial_core::store::keys;
 use pushdial_core::{limits, secrets, Ctx, Error};
 
 use crate::problem::ApiError;
 
-/// The organization a secret key belongs to.
+/// The header naming the organization a session request acts in.
+pub const ORG_HEADER: &str = "pushdial-organization";
+
+/// Who is acting.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// A secret API key (acts with an admin's rights).
+    Key { key_id: String },
+    /// A signed-in member.
+    Member {
+        user_id: String,
+        role: Role,
+        /// The member's own agent: their calls and devices.
+        agent_id: String,
+    },
+}
+
+/// The organization a request acts in, who acts, and from where.
 #[derive(Debug, Clone)]
 pub struct OrgScope {
     pub org_id: String,
-    pub key_id: String,
+    pub actor: Actor,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl OrgScope {
+    /// The actor's role; a secret key counts as an admin.
+    pub fn role(&self) -> Role {
+        match &self.actor {
+            Actor::Key { .. } => Role::Admin,
+            Actor::Member { role, .. } => *role,
+        }
+    }
+
+    /// Refuses members below admin (403 `role_forbidden`).
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.role() >= Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "role_forbidden",
+                "this needs the admin or owner role in the organization",
+            ))
+        }
+    }
+
+    /// For a member with the `agent` role: the only agent whose calls and devices they may
+    /// see and use. `None` for admins, owners and keys.
+    pub fn own_agent(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member {
+                role: Role::Agent,
+                agent_id,
+                ..
+            } => Some(agent_id),
+            _ => None,
+        }
+    }
+
+    /// The signed-in member's agent (whatever their role).
+    pub fn member_agent(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { agent_id, .. } => Some(agent_id),
+            Actor::Key { .. } => None,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { user_id, .. } => Some(user_id),
+            Actor::Key { .. } => None,
+        }
+    }
+
+    /// An audit entry for an act of this actor on a target.
+    pub fn audit(&self, action: &str, target_type: &str, target_id: &str) -> AuditEntry {
+        let (actor_type, actor_id) = match &self.actor {
+            Actor::Key { key_id } => ("api_key", key_id.clone()),
+            Actor::Member { user_id, .. } => ("user", user_id.clone()),
+        };
+        AuditEntry {
+            org_id: Some(self.org_id.clone()),
+            action: action.to_owned(),
+            actor_type: actor_type.to_owned(),
+            actor_id: Some(actor_id),
+            target_type: Some(target_type.to_owned()),
+            target_id: Some(target_id.to_owned()),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            data: serde_json::json!({}),
+        }
+    }
+}
+
+/// The client's address and user agent, for the audit log.
+pub fn client_of(req: &Request) -> (Option<String>, Option<String>) {
+    let ip = req
+        .extensions()
+        .get::<crate::problem::ClientIp>()
+        .map(|c| c.0.to_string());
+    let ua = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(512).collect());
+    (ip, ua)
 }
 
 /// A secret API key: `Authorization: Bearer pd_sk_…`.
@@ -25,15 +139,232 @@ pub struct OrgScope {
 #[oai(ty = "bearer", rename = "SecretKey", checker = "check_secret_key")]
 pub struct SecretKey(pub OrgScope);
 
-/// A device token from pairing: `Authorization: Bearer pd_dev_…`.
+/// A signed-in person: their session, and where the request comes from.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub session: Session,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl SignedIn {
+    /// An audit entry for an act of this user.
+    pub fn audit(&self, org_id: Option<&str>, action: &str, target_type: &str, target_id: &str) -> AuditEntry {
+        AuditEntry {
+            org_id: org_id.map(str::to_owned),
+            action: action.to_owned(),
+            actor_type: "user".into(),
+            actor_id: Some(self.session.user_id.clone()),
+            target_type: Some(target_type.to_owned()),
+            target_id: Some(target_id.to_owned()),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            data: serde_json::json!({}),
+        }
+    }
+}
+
+/// A console session: the `pd_session` cookie set by sign-in (`/auth/{provider}/login`).
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", rename = "DeviceToken", checker = "check_device_token")]
-pub struct DeviceToken(pub DeviceRow);
+#[oai(
+    ty = "api_key",
+    key_name = "pd_session",
+    key_in = "cookie",
+    rename = "Session",
+    checker = "check_session"
+)]
+pub struct SessionCookie(pub SignedIn);
+
+/// Either credential of the public API: a secret key, or a session with the
+/// `Pushdial-Organization` header.
+pub struct OrgAuth(pub OrgScope);
+
+impl std::ops::Deref for OrgAuth {
+    type Target = OrgScope;
+    fn deref(&self) -> &OrgScope {
+        &self.0
+    }
+}
+
+impl<'a> ApiExtractor<'a> for OrgAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <SecretKey as ApiExtractor>::register(registry);
+        <SessionCookie as ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        let mut schemes = <SecretKey as ApiExtractor>::security_schemes();
+        schemes.extend(<SessionCookie as ApiExtractor>::security_schemes());
+        schemes
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        body: &mut poem::RequestBody,
+        param_opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        // A request that names a key is judged by its key alone.
+        if req.headers().contains_key(poem::http::header::AUTHORIZATION)
+            || !has_cookie(req, sessions::COOKIE)
+        {
+            let key = <SecretKey as ApiExtractor>::from_request(req, body, param_opts).await?;
+            return Ok(OrgAuth(key.0));
+        }
+        let signed_in = <SessionCookie as ApiExtractor>::from_request(req, body, param_opts)
+            .await?
+            .0;
+        Ok(OrgAuth(member_scope(req, signed_in).await.map_err(ApiError)?))
+    }
+}
+
+fn has_cookie(req: &Request, name: &str) -> bool {
+    cookie(req, name).is_some()
+}
+
+/// The value of a request cookie.
+pub fn cookie(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+}
 
 fn ctx(req: &Request) -> Result<&Ctx, ApiError> {
     req.data::<Ctx>()
         .ok_or_else(|| ApiError(Error::Internal("no context".into())))
 }
+
+/// The origins a signed-in browser may change things from.
+fn origin_allowed(ctx: &Ctx, origin: &str) -> bool {
+    origin == ctx.config.public_origin()
+        || ctx
+            .config
+            .console_origins
+            .split(',')
+            .map(str::trim)
+            .any(|o| !o.is_empty() && o.trim_end_matches('/') == origin)
+}
+
+/// Refuses a state-changing request carried by a session cookie unless its `Origin` (or,
+/// without one, its `Referer`) is allowed: the defence against cross-site request forgery
+/// besides `SameSite=Lax`.
+pub fn check_origin(ctx: &Ctx, req: &Request) -> Result<(), Error> {
+    use poem::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let origin = match header("origin") {
+        Some(o) => Some(o.to_owned()),
+        None => header("referer")
+            .and_then(|r| url::Url::parse(r).ok())
+            .map(|u| u.origin().ascii_serialization()),
+    };
+    match origin {
+        Some(o) if origin_allowed(ctx, &o) => Ok(()),
+        _ => Err(Error::forbidden(
+            "origin_not_allowed",
+            "a signed-in browser may change things only from the console's origin",
+        )),
+    }
+}
+
+async fn check_session(req: &Request, key: ApiKey) -> poem::Result<SignedIn> {
+    let ctx = ctx(req)?;
+    let session = sessions::resolve(ctx, &key.key).await.map_err(ApiError)?;
+    check_origin(ctx, req).map_err(ApiError)?;
+    let (ip, user_agent) = client_of(req);
+    Ok(SignedIn {
+        session,
+        ip,
+        user_agent,
+    })
+}
+
+/// The scope of a session request: the member's role in the organization the header
+/// names. Not a member, or no such organization: 404, so that ids of other tenants'
+/// organizations are not confirmed.
+async fn member_scope(req: &Request, signed_in: SignedIn) -> Result<OrgScope, Error> {
+    let ctx = ctx(req).map_err(|e| e.0)?;
+    let org_id = req
+        .headers()
+        .get(ORG_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::Invalid {
+            code: "organization_required",
+            message: "a session request names its organization in the `Pushdial-Organization` header".into(),
+            errors: vec![],
+        })?;
+    let mut conn = ctx.db.acquire().await?;
+    let member = account_store::membership(&mut conn, org_id, &signed_in.session.user_id)
+        .await?
+        .ok_or(Error::NotFound("organization"))?;
+    let limit_rate = pushdial_core::store::orgs::api_limit(&mut conn, org_id).await?;
+    drop(conn);
+    let rate = limit_rate
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(ctx.config.limit_api_per_second);
+    if let Some(d) = limits::take(ctx, "org", org_id, Limit::per_second(rate)).await? {
+        crate::problem::report_rate("org", rate, 1, &d);
+    }
+    Ok(OrgScope {
+        org_id: member.org_id,
+        actor: Actor::Member {
+            user_id: member.user_id,
+            role: Role::parse(&member.role).unwrap_or(Role::Agent),
+            agent_id: member.agent_id,
+        },
+        ip: signed_in.ip,
+        user_agent: signed_in.user_agent,
+    })
+}
+
+/// When each key's last use was last written: `last_used_at` is kept to the minute without
+/// a write per request.
+static KEY_USE: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+const KEY_USE_EVERY: Duration = Duration::from_secs(60);
+
+fn record_key_use(ctx: &Ctx, key_id: &str) {
+    {
+        let mut seen = KEY_USE.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = seen.get_or_insert_with(HashMap::new);
+        if seen
+            .get(key_id)
+            .is_some_and(|at| at.elapsed() < KEY_USE_EVERY)
+        {
+            return;
+        }
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| at.elapsed() < KEY_USE_EVERY);
+        }
+        seen.insert(key_id.to_owned(), Instant::now());
+    }
+    let db = ctx.db.clone();
+    let key_id = key_id.to_owned();
+    tokio::spawn(async move {
+        if let Ok(mut conn) = db.acquire().await {
+            if let Err(e) = keys::touch(&mut conn, &key_id).await {
+                tracing::debug!(error = %e, "key use not recorded");
+            }
+        }
+    });
+}
+
+/// A device token from pairing: `Authorization: Bearer pd_dev_…`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", rename = "DeviceToken", checker = "check_device_token")]
+pub struct DeviceToken(pub DeviceRow);
+
 
 async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScope> {
     let ctx = ctx(req)?;
@@ -57,6 +388,13 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
         return Err(ApiError(Error::unauthenticated(
             "api_key_revoked",
             "the API key was revoked",
+        ))
+        .into());
+    }
+    if key.expires_at.is_some_and(|at| at <= chrono::Utc::now()) {
+        return Err(ApiError(Error::unauthenticated(
+            "api_key_expired",
+            "the API key was rolled and its overlap has ended; use its replacement",
         ))
         .into());
     }
@@ -87,9 +425,13 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
             .await
             .map_err(ApiError)?;
     }
+    record_key_use(ctx, &key.id);
+    let (ip, user_agent) = client_of(req);
     Ok(OrgScope {
         org_id: key.org_id,
-        key_id: key.id,
+        actor: Actor::Key { key_id: key.id },
+        ip,
+        user_agent,
     })
 }
 

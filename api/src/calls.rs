@@ -12,7 +12,7 @@ use pushdial_core::lifecycle::CallStatus;
 use pushdial_core::store::calls::{self as call_store, CallFilter};
 use pushdial_core::{limits, Ctx, Error};
 
-use crate::auth::SecretKey;
+use crate::auth::OrgAuth;
 use crate::idempotency::Idempotency;
 use crate::models::{page, Call, CallEvent, List};
 use crate::problems;
@@ -61,6 +61,14 @@ problems!(
     CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
 
+/// A call the actor may see: an agent sees only their own (others are 404, as if absent).
+fn visible(auth: &OrgAuth, row: Option<call_store::CallRow>) -> Result<call_store::CallRow, Error> {
+    match row {
+        Some(r) if auth.own_agent().is_none_or(|own| own == r.agent_id) => Ok(r),
+        _ => Err(Error::NotFound("call")),
+    }
+}
+
 #[OpenApi(tag = "Tags::Calls")]
 impl CallsApi {
     /// Create a call
@@ -70,23 +78,33 @@ impl CallsApi {
     #[oai(path = "/v1/calls", method = "post", operation_id = "create_call")]
     async fn create(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// Makes retries safe for 24 hours: the same key and body return the first answer.
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
         body: Json<CreateCall>,
     ) -> Result<CallCreated, CreateCallError> {
-        let org_id = &auth.0.org_id;
+        let org_id = &auth.org_id;
         let idem = Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?;
         if let Some(call) = idem.replay(&mut *ctx.db.acquire().await?, org_id).await? {
             return Ok(CallCreated::Created(Json(call)));
         }
         let b = body.0;
+        // A signed-in member calls through their own phones unless they name others.
+        let agent_id = match (&b.agent_id, &b.device_id) {
+            (None, None) => auth.member_agent().map(str::to_owned),
+            _ => b.agent_id,
+        };
+        if let (Some(own), Some(asked)) = (auth.own_agent(), &agent_id) {
+            if own != asked {
+                return Err(Error::NotFound("agent").into());
+            }
+        }
         let request = CallRequest::parse(
             RawCallRequest {
                 to: b.to,
-                agent_id: b.agent_id,
+                agent_id,
                 device_id: b.device_id,
                 confirm: b.confirm,
                 expires_in: b.expires_in,
@@ -101,6 +119,9 @@ impl CallsApi {
             .unwrap_or(ctx.config.limit_calls_per_minute);
         drop(conn);
         let routed = calls::check_target(&ctx, org_id, &request.target).await?;
+        if auth.own_agent().is_some_and(|own| own != routed.agent_id) {
+            return Err(Error::NotFound("device").into());
+        }
         // Quotas are taken only by calls that would be placed (not by the refusals above).
         limits::take(&ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
         let number_key = format!("{org_id}:{}", request.to.as_str());
@@ -140,7 +161,7 @@ impl CallsApi {
     #[allow(clippy::too_many_arguments)] // one argument per query parameter
     async fn list(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// Only calls in this status.
         status: Query<Option<String>>,
@@ -157,15 +178,22 @@ impl CallsApi {
                 return Err(Error::invalid("status", "not a call status").into());
             }
         }
-        let filter = CallFilter {
+        let mut filter = CallFilter {
             status: status.0,
             agent_id: agent_id
                 .0
                 .map(|a| ids::parse(Kind::Agent, "agent_id", &a))
                 .transpose()?,
         };
+        // An agent sees only their own calls.
+        if let Some(own) = auth.own_agent() {
+            if filter.agent_id.as_deref().is_some_and(|a| a != own) {
+                return Err(Error::NotFound("agent").into());
+            }
+            filter.agent_id = Some(own.to_owned());
+        }
         let mut conn = ctx.db.acquire().await?;
-        let rows = call_store::list(&mut conn, &auth.0.org_id, &filter, &page).await?;
+        let rows = call_store::list(&mut conn, &auth.org_id, &filter, &page).await?;
         Ok(Json(List::new(
             rows.data.into_iter().map(Call::from).collect(),
             rows.has_more,
@@ -176,15 +204,13 @@ impl CallsApi {
     #[oai(path = "/v1/calls/:call_id", method = "get", operation_id = "get_call")]
     async fn get(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         call_id: Path<String>,
     ) -> Result<Json<Call>, ReadCallError> {
         let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
         let mut conn = ctx.db.acquire().await?;
-        let row = call_store::get(&mut conn, &auth.0.org_id, &id)
-            .await?
-            .ok_or(Error::NotFound("call"))?;
+        let row = visible(&auth, call_store::get(&mut conn, &auth.org_id, &id).await?)?;
         Ok(Json(row.into()))
     }
 
@@ -199,16 +225,14 @@ impl CallsApi {
     )]
     async fn events(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         call_id: Path<String>,
     ) -> Result<Json<List<CallEvent>>, ReadCallError> {
         let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
         let mut conn = ctx.db.acquire().await?;
-        call_store::get(&mut conn, &auth.0.org_id, &id)
-            .await?
-            .ok_or(Error::NotFound("call"))?;
-        let rows = call_store::events(&mut conn, &auth.0.org_id, &id).await?;
+        visible(&auth, call_store::get(&mut conn, &auth.org_id, &id).await?)?;
+        let rows = call_store::events(&mut conn, &auth.org_id, &id).await?;
         Ok(Json(List::new(
             rows.into_iter().map(CallEvent::from).collect(),
             false,
@@ -225,13 +249,14 @@ impl CallsApi {
     )]
     async fn cancel(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         call_id: Path<String>,
     ) -> Result<Json<Call>, CancelCallError> {
         let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
         let mut tx = ctx.db.begin().await?;
-        let row = calls::cancel(&mut tx, &auth.0.org_id, &id).await?;
+        visible(&auth, call_store::get(&mut tx, &auth.org_id, &id).await?)?;
+        let row = calls::cancel(&mut tx, &auth.org_id, &id).await?;
         tx.commit().await?;
         if let Some(device) = &row.device_id {
             let message = serde_json::json!({ "type": "call.canceled", "call_id": row.id });

@@ -8,7 +8,7 @@ use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::devices as device_store;
 use pushdial_core::{devices, Ctx, Error};
 
-use crate::auth::SecretKey;
+use crate::auth::OrgAuth;
 use crate::models::{page, Device, List};
 use crate::problems;
 use crate::Tags;
@@ -20,15 +20,52 @@ problems!(
     DeviceError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound }
 );
 
-async fn one(ctx: &Ctx, org_id: &str, id: &str) -> Result<Device, Error> {
+/// A device the actor may see: an agent sees only their own (others are 404).
+async fn one(ctx: &Ctx, auth: &OrgAuth, id: &str) -> Result<Device, Error> {
     let id = ids::parse(Kind::Device, "device_id", id)?;
     let mut conn = ctx.db.acquire().await?;
-    let row = device_store::get(&mut conn, org_id, &id)
+    let row = device_store::get(&mut conn, &auth.org_id, &id)
         .await?
+        .filter(|d| auth.own_agent().is_none_or(|own| own == d.agent_id))
         .ok_or(Error::NotFound("device"))?;
     drop(conn);
     let reach = reachability(ctx, std::slice::from_ref(&row)).await;
     Ok(Device::new(row, &reach[0]))
+}
+
+/// After devices were revoked: announces those that were reachable as unreachable, and
+/// closes their live sockets.
+pub(crate) async fn after_revoke(ctx: &Ctx, org_id: &str, revoked: &[(String, bool)]) {
+    for (id, was_reachable) in revoked {
+        if let Err(e) = devices::announce_if_changed(ctx, org_id, id, *was_reachable).await {
+            tracing::warn!(device_id = %id, error = %e, "reachability event not recorded");
+        }
+        let close = serde_json::json!({ "type": "device.revoked" });
+        if let Err(e) = ctx.presence.send_to_device(id, None, &close).await {
+            tracing::warn!(device_id = %id, error = %e, "could not close the revoked device's socket");
+        }
+    }
+}
+
+/// Which of an agent's live devices are reachable now (before revoking them).
+pub(crate) async fn agent_devices(
+    ctx: &Ctx,
+    org_id: &str,
+    agent_id: &str,
+) -> Result<Vec<(String, bool)>, Error> {
+    let mut conn = ctx.db.acquire().await?;
+    let rows: Vec<_> = device_store::list(&mut conn, org_id, Some(&[agent_id.to_owned()]))
+        .await?
+        .into_iter()
+        .filter(|d| d.revoked_at.is_none())
+        .collect();
+    drop(conn);
+    let reach = reachability(ctx, &rows).await;
+    Ok(rows
+        .into_iter()
+        .zip(reach.iter())
+        .map(|(d, r)| (d.id, r.is_reachable()))
+        .collect())
 }
 
 #[OpenApi(tag = "Tags::Devices")]
@@ -37,7 +74,7 @@ impl DevicesApi {
     #[oai(path = "/v1/devices", method = "get", operation_id = "list_devices")]
     async fn list(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// Only this agent's devices.
         agent_id: Query<Option<String>>,
@@ -47,12 +84,18 @@ impl DevicesApi {
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<Device>>, DeviceError> {
         let page = page(Kind::Device, limit.0, starting_after.0, ending_before.0)?;
-        let agent = agent_id
+        let mut agent = agent_id
             .0
             .map(|a| ids::parse(Kind::Agent, "agent_id", &a))
             .transpose()?;
+        if let Some(own) = auth.own_agent() {
+            if agent.as_deref().is_some_and(|a| a != own) {
+                return Err(Error::NotFound("agent").into());
+            }
+            agent = Some(own.to_owned());
+        }
         let mut conn = ctx.db.acquire().await?;
-        let rows = device_store::page(&mut conn, &auth.0.org_id, agent.as_deref(), &page).await?;
+        let rows = device_store::page(&mut conn, &auth.org_id, agent.as_deref(), &page).await?;
         drop(conn);
         let reach = reachability(&ctx, &rows.data).await;
         let data = rows
@@ -72,11 +115,11 @@ impl DevicesApi {
     )]
     async fn get(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         device_id: Path<String>,
     ) -> Result<Json<Device>, DeviceError> {
-        Ok(Json(one(&ctx, &auth.0.org_id, &device_id.0).await?))
+        Ok(Json(one(&ctx, &auth, &device_id.0).await?))
     }
 
     /// Revoke a device
@@ -89,29 +132,19 @@ impl DevicesApi {
     )]
     async fn revoke(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         device_id: Path<String>,
     ) -> Result<Json<Device>, DeviceError> {
-        let id = ids::parse(Kind::Device, "device_id", &device_id.0)?;
-        let mut conn = ctx.db.acquire().await?;
-        let before = device_store::get(&mut conn, &auth.0.org_id, &id)
-            .await?
-            .ok_or(Error::NotFound("device"))?;
-        drop(conn);
-        let was_reachable =
-            reachability(&ctx, std::slice::from_ref(&before)).await[0].is_reachable();
-        let mut conn = ctx.db.acquire().await?;
-        device_store::revoke(&mut conn, &auth.0.org_id, &id).await?;
-        drop(conn);
-        if let Err(e) = devices::announce_if_changed(&ctx, &auth.0.org_id, &id, was_reachable).await
-        {
-            tracing::warn!(device_id = %id, error = %e, "reachability event not recorded");
-        }
-        let close = serde_json::json!({ "type": "device.revoked" });
-        if let Err(e) = ctx.presence.send_to_device(&id, None, &close).await {
-            tracing::warn!(device_id = %id, error = %e, "could not close the revoked device's socket");
-        }
-        Ok(Json(one(&ctx, &auth.0.org_id, &id).await?))
+        let before = one(&ctx, &auth, &device_id.0).await?;
+        let id = before.id.clone();
+        let was_reachable = before.reachable;
+        let mut tx = ctx.db.begin().await?;
+        device_store::revoke(&mut tx, &auth.org_id, &id).await?;
+        pushdial_core::accounts::audit(&mut tx, &auth.audit("device.revoked", "device", &id))
+            .await?;
+        tx.commit().await?;
+        after_revoke(&ctx, &auth.org_id, &[(id.clone(), was_reachable)]).await;
+        Ok(Json(one(&ctx, &auth, &id).await?))
     }
 }

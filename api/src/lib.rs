@@ -7,16 +7,19 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent_api;
+pub mod api_keys;
 pub mod agents;
 pub mod auth;
 pub mod calls;
 pub mod devices;
 pub mod idempotency;
 pub mod limits;
+pub mod members;
 pub mod models;
 pub mod organization;
 pub mod problem;
 pub mod push_credentials;
+pub mod signin;
 pub mod stream;
 pub mod webhooks;
 
@@ -47,6 +50,10 @@ pub enum Tags {
     Webhooks,
     /// The organization and its dialing policy.
     Organization,
+    /// Signed-in users, members and their roles, invitations, and the audit log.
+    Members,
+    /// Secret and publishable API keys.
+    ApiKeys,
 }
 
 /// Every resource of the API, one `#[OpenApi]` impl each.
@@ -58,6 +65,8 @@ pub type Apis = (
     webhooks::WebhooksApi,
     organization::OrganizationApi,
     push_credentials::PushCredentialsApi,
+    members::MembersApi,
+    api_keys::ApiKeysApi,
 );
 
 /// The whole API, as one service: the server mounts it and the spec test renders it.
@@ -71,6 +80,8 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
             webhooks::WebhooksApi,
             organization::OrganizationApi,
             push_credentials::PushCredentialsApi,
+            members::MembersApi,
+            api_keys::ApiKeysApi,
         ),
         "pushdial",
         env!("CARGO_PKG_VERSION"),
@@ -78,8 +89,11 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
     .webhooks::<webhooks::Events>()
     .description(
         "Click-to-call through the caller's own phone. Secret keys (`pd_sk_…`) open the public \
-         API; device tokens (`pd_dev_…`) open the agent API. Errors are RFC 9457 problem \
-         documents with a stable `code`; every response carries `Request-Id`.",
+         API with an admin's rights; a console session (cookie `pd_session`, from sign-in at \
+         `/auth/{provider}/login`) opens it with the member's role, in the organization named \
+         by the `Pushdial-Organization` header, and state-changing requests must then come \
+         from an allowed `Origin`. Device tokens (`pd_dev_…`) open the agent API. Errors are \
+         RFC 9457 problem documents with a stable `code`; every response carries `Request-Id`.",
     )
 }
 
@@ -207,6 +221,10 @@ pub fn app(
     Route::new()
         .nest("/", service)
         .at("/agent/v1/stream", get(stream::stream))
+        .at("/auth/providers", get(signin::providers))
+        .at("/auth/:provider/login", get(signin::login))
+        .at("/auth/:provider/callback", get(signin::callback))
+        .at("/auth/logout", poem::post(signin::logout))
         .at("/openapi.json", spec)
         .at(
             "/docs",

@@ -10,7 +10,7 @@ use pushdial_core::phone::{self, NumberType};
 use pushdial_core::store::orgs::{self, BlockedRow, OrgRow};
 use pushdial_core::{Ctx, Error};
 
-use crate::auth::SecretKey;
+use crate::auth::OrgAuth;
 use crate::models::List;
 use crate::problems;
 use crate::Tags;
@@ -160,11 +160,11 @@ impl OrganizationApi {
     )]
     async fn get(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
     ) -> Result<Json<Organization>, OrganizationError> {
         let mut conn = ctx.db.acquire().await?;
-        let org = orgs::get(&mut conn, &auth.0.org_id)
+        let org = orgs::get(&mut conn, &auth.org_id)
             .await?
             .ok_or(Error::NotFound("organization"))?;
         Ok(Json(org.into()))
@@ -178,25 +178,33 @@ impl OrganizationApi {
     )]
     async fn update(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         body: Json<UpdateOrganization>,
     ) -> Result<Json<Organization>, OrganizationError> {
+        auth.require_admin()?;
         let dialing = body.0.dialing.unwrap_or(UpdateDialing {
             allowed_countries: None,
             blocked_number_types: None,
         });
         let countries = dialing.allowed_countries.map(check_countries).transpose()?;
         let types = dialing.blocked_number_types.map(check_types).transpose()?;
-        let mut conn = ctx.db.acquire().await?;
+        let mut conn = ctx.db.begin().await?;
         let org = orgs::update_dialing(
             &mut conn,
-            &auth.0.org_id,
+            &auth.org_id,
             countries.as_deref(),
             types.as_deref(),
         )
         .await?
         .ok_or(Error::NotFound("organization"))?;
+        let mut entry = auth.audit("organization.dialing_updated", "organization", &org.id);
+        entry.data = serde_json::json!({
+            "allowed_countries": org.allowed_countries,
+            "blocked_number_types": org.blocked_number_types,
+        });
+        pushdial_core::accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         Ok(Json(org.into()))
     }
 
@@ -208,10 +216,11 @@ impl OrganizationApi {
     )]
     async fn block(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         body: Json<CreateBlockedNumber>,
     ) -> Result<Blocked, OrganizationError> {
+        auth.require_admin()?;
         let prefix: String = body
             .0
             .prefix
@@ -228,21 +237,25 @@ impl OrganizationApi {
             )
             .into());
         }
-        let mut conn = ctx.db.acquire().await?;
-        if orgs::blocked(&mut conn, &auth.0.org_id).await?.len() >= MAX_BLOCKED {
+        let mut conn = ctx.db.begin().await?;
+        if orgs::blocked(&mut conn, &auth.org_id).await?.len() >= MAX_BLOCKED {
             let why = format!("a blocklist holds at most {MAX_BLOCKED} numbers and prefixes; use shorter prefixes");
             return Err(Error::conflict("blocklist_full", why).into());
         }
         let row = orgs::block(
             &mut conn,
             &ids::new_id(Kind::BlockedNumber),
-            &auth.0.org_id,
+            &auth.org_id,
             &prefix,
         )
         .await?
         .ok_or_else(|| {
             Error::conflict("already_blocked", format!("{prefix} is blocked already"))
         })?;
+        let mut entry = auth.audit("blocked_number.created", "blocked_number", &row.id);
+        entry.data = serde_json::json!({ "prefix": prefix });
+        pushdial_core::accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         Ok(Blocked::Created(Json(row.into())))
     }
 
@@ -254,11 +267,12 @@ impl OrganizationApi {
     )]
     async fn blocked(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
     ) -> Result<Json<List<BlockedNumber>>, OrganizationError> {
+        auth.require_admin()?;
         let mut conn = ctx.db.acquire().await?;
-        let rows = orgs::blocked(&mut conn, &auth.0.org_id).await?;
+        let rows = orgs::blocked(&mut conn, &auth.org_id).await?;
         Ok(Json(List::new(
             rows.into_iter().map(Into::into).collect(),
             false,
@@ -273,19 +287,23 @@ impl OrganizationApi {
     )]
     async fn unblock(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         blocked_number_id: Path<String>,
     ) -> Result<Json<BlockedNumber>, OrganizationError> {
+        auth.require_admin()?;
         let id = ids::parse(
             Kind::BlockedNumber,
             "blocked_number_id",
             &blocked_number_id.0,
         )?;
-        let mut conn = ctx.db.acquire().await?;
-        let row = orgs::unblock(&mut conn, &auth.0.org_id, &id)
+        let mut conn = ctx.db.begin().await?;
+        let row = orgs::unblock(&mut conn, &auth.org_id, &id)
             .await?
             .ok_or(Error::NotFound("blocked number"))?;
+        let entry = auth.audit("blocked_number.deleted", "blocked_number", &row.id);
+        pushdial_core::accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         Ok(Json(row.into()))
     }
 }

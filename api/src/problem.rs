@@ -447,8 +447,14 @@ pub fn known_routes(spec_paths: impl Iterator<Item = String>) -> Routes {
         "/metrics",
         "/openapi.json",
         "/docs",
+        "/auth/providers",
+        "/auth/logout",
     ] {
         routes.insert(extra.to_owned());
+    }
+    for provider in ["oidc", "google", "github"] {
+        routes.insert(format!("/auth/{provider}/login"));
+        routes.insert(format!("/auth/{provider}/callback"));
     }
     routes
 }

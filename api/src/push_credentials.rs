@@ -14,7 +14,7 @@ use pushdial_core::push::{fcm, webpush};
 use pushdial_core::store::push_credentials::{self as store, CredentialRow};
 use pushdial_core::{Ctx, Error};
 
-use crate::auth::SecretKey;
+use crate::auth::OrgAuth;
 use crate::models::List;
 use crate::problems;
 use crate::Tags;
@@ -171,12 +171,13 @@ impl PushCredentialsApi {
     )]
     async fn set(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// `fcm`, `apns` or `webpush`.
         provider: Path<String>,
         body: Json<SetPushCredential>,
     ) -> Result<Json<PushCredential>, PushCredentialError> {
+        auth.require_admin()?;
         let provider = self::provider(&provider.0)?;
         let (metadata, secret) = parse(provider, body.0)?;
         // Built exactly as the router will from what is stored, so that an unusable key
@@ -188,9 +189,13 @@ impl PushCredentialsApi {
             .seal(secret.as_bytes())
             .map_err(Error::Internal)?;
         let id = ids::new_id(Kind::PushCredential);
-        let mut conn = ctx.db.acquire().await?;
+        let mut conn = ctx.db.begin().await?;
         let row =
-            store::upsert(&mut conn, &id, &auth.0.org_id, provider, &metadata, &sealed).await?;
+            store::upsert(&mut conn, &id, &auth.org_id, provider, &metadata, &sealed).await?;
+        let mut entry = auth.audit("push_credential.uploaded", "push_credential", &row.id);
+        entry.data = serde_json::json!({ "provider": provider, "metadata": metadata });
+        pushdial_core::accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         tracing::info!(credential = %row.id, provider, "push credential set");
         Ok(Json(row.into()))
     }
@@ -203,11 +208,12 @@ impl PushCredentialsApi {
     )]
     async fn list(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
     ) -> Result<Json<List<PushCredential>>, PushCredentialError> {
+        auth.require_admin()?;
         let mut conn = ctx.db.acquire().await?;
-        let rows = store::list(&mut conn, &auth.0.org_id).await?;
+        let rows = store::list(&mut conn, &auth.org_id).await?;
         Ok(Json(List::new(
             rows.into_iter().map(PushCredential::from).collect(),
             false,
@@ -222,13 +228,14 @@ impl PushCredentialsApi {
     )]
     async fn get(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         provider: Path<String>,
     ) -> Result<Json<PushCredential>, PushCredentialError> {
+        auth.require_admin()?;
         let provider = self::provider(&provider.0)?;
         let mut conn = ctx.db.acquire().await?;
-        let row = store::get(&mut conn, &auth.0.org_id, provider)
+        let row = store::get(&mut conn, &auth.org_id, provider)
             .await?
             .ok_or(Error::NotFound("push credential"))?;
         Ok(Json(row.into()))
@@ -244,16 +251,21 @@ impl PushCredentialsApi {
     )]
     async fn delete(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         provider: Path<String>,
     ) -> Result<Json<PushCredential>, PushCredentialError> {
+        auth.require_admin()?;
         let provider = self::provider(&provider.0)?;
-        let mut conn = ctx.db.acquire().await?;
-        let row = store::get(&mut conn, &auth.0.org_id, provider)
+        let mut conn = ctx.db.begin().await?;
+        let row = store::get(&mut conn, &auth.org_id, provider)
             .await?
             .ok_or(Error::NotFound("push credential"))?;
-        store::delete(&mut conn, &auth.0.org_id, provider).await?;
+        store::delete(&mut conn, &auth.org_id, provider).await?;
+        let mut entry = auth.audit("push_credential.deleted", "push_credential", &row.id);
+        entry.data = serde_json::json!({ "provider": provider });
+        pushdial_core::accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         Ok(Json(row.into()))
     }
 }

@@ -13,7 +13,8 @@ use pushdial_core::store::webhooks::{self as store, EndpointRow, EndpointUpdate,
 use pushdial_core::webhooks::{self, signing, EVENT_TYPES};
 use pushdial_core::{text, Ctx, Error};
 
-use crate::auth::SecretKey;
+use crate::auth::OrgAuth;
+use pushdial_core::accounts;
 use crate::models::{page, List};
 use crate::problems;
 use crate::Tags;
@@ -291,21 +292,22 @@ impl WebhooksApi {
     )]
     async fn create(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         body: Json<CreateWebhookEndpoint>,
     ) -> Result<EndpointCreated, EndpointWriteError> {
+        auth.require_admin()?;
         let b = body.0;
         let url = check_url(&ctx, &b.url)?;
         let description = text::optional("description", b.description.as_deref(), 500)?;
         let event_types = check_event_types(b.event_types.unwrap_or_default())?;
         let secret = signing::new_secret();
-        let mut conn = ctx.db.acquire().await?;
+        let mut conn = ctx.db.begin().await?;
         let row = store::insert_endpoint(
             &mut conn,
             NewEndpoint {
                 id: &ids::new_id(Kind::WebhookEndpoint),
-                org_id: &auth.0.org_id,
+                org_id: &auth.org_id,
                 url: &url,
                 description,
                 event_types: &event_types,
@@ -315,6 +317,10 @@ impl WebhooksApi {
             },
         )
         .await?;
+        let mut entry = auth.audit("webhook_endpoint.created", "webhook_endpoint", &row.id);
+        entry.data = serde_json::json!({ "url": row.url });
+        accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         let mut out = WebhookEndpoint::from(row);
         out.secret = Some(secret);
         Ok(EndpointCreated::Created(Json(out)))
@@ -328,13 +334,14 @@ impl WebhooksApi {
     )]
     async fn list(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// 1 to 100, default 20.
         limit: Query<Option<i64>>,
         starting_after: Query<Option<String>>,
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<WebhookEndpoint>>, WebhookReadError> {
+        auth.require_admin()?;
         let page = page(
             Kind::WebhookEndpoint,
             limit.0,
@@ -342,7 +349,7 @@ impl WebhooksApi {
             ending_before.0,
         )?;
         let mut conn = ctx.db.acquire().await?;
-        let rows = store::list_endpoints(&mut conn, &auth.0.org_id, &page).await?;
+        let rows = store::list_endpoints(&mut conn, &auth.org_id, &page).await?;
         Ok(Json(List::new(
             rows.data.into_iter().map(Into::into).collect(),
             rows.has_more,
@@ -357,12 +364,13 @@ impl WebhooksApi {
     )]
     async fn get(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
     ) -> Result<Json<WebhookEndpoint>, WebhookReadError> {
+        auth.require_admin()?;
         Ok(Json(
-            endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?.into(),
+            endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?.into(),
         ))
     }
 
@@ -374,12 +382,13 @@ impl WebhooksApi {
     )]
     async fn update(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
         body: Json<UpdateWebhookEndpoint>,
     ) -> Result<Json<WebhookEndpoint>, EndpointWriteError> {
-        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        auth.require_admin()?;
+        let current = endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let b = body.0;
         let update = EndpointUpdate {
             url: b.url.map(|u| check_url(&ctx, &u)).transpose()?,
@@ -398,14 +407,18 @@ impl WebhooksApi {
                 MaybeUndefined::Value(r) => Some(Some(check_rate(r)?)),
             },
         };
-        let mut conn = ctx.db.acquire().await?;
-        let row = store::update_endpoint(&mut conn, &auth.0.org_id, &current.id, &update)
+        let mut conn = ctx.db.begin().await?;
+        let row = store::update_endpoint(&mut conn, &auth.org_id, &current.id, &update)
             .await?
             .ok_or(Error::NotFound("webhook endpoint"))?;
         if update.enabled == Some(false) {
             // Nothing more is sent to a disabled endpoint; `recover` can send it later.
-            store::fail_pending(&mut conn, &auth.0.org_id, &current.id).await?;
+            store::fail_pending(&mut conn, &auth.org_id, &current.id).await?;
         }
+        let mut entry = auth.audit("webhook_endpoint.updated", "webhook_endpoint", &row.id);
+        entry.data = serde_json::json!({ "url": row.url, "enabled": row.enabled });
+        accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         Ok(Json(row.into()))
     }
 
@@ -419,13 +432,17 @@ impl WebhooksApi {
     )]
     async fn delete(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
     ) -> Result<Json<WebhookEndpoint>, WebhookReadError> {
-        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
-        let mut conn = ctx.db.acquire().await?;
-        store::delete_endpoint(&mut conn, &auth.0.org_id, &current.id).await?;
+        auth.require_admin()?;
+        let current = endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
+        let mut conn = ctx.db.begin().await?;
+        store::delete_endpoint(&mut conn, &auth.org_id, &current.id).await?;
+        let entry = auth.audit("webhook_endpoint.deleted", "webhook_endpoint", &current.id);
+        accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         Ok(Json(current.into()))
     }
 
@@ -440,30 +457,35 @@ impl WebhooksApi {
     )]
     async fn rotate(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
         body: Json<RotateSecret>,
     ) -> Result<Json<WebhookEndpoint>, EndpointWriteError> {
+        auth.require_admin()?;
         let grace = body.0.grace_period_s.unwrap_or(86_400);
         if !(0..=7 * 86_400).contains(&grace) {
             return Err(Error::invalid("grace_period_s", "0 to 604800 seconds (7 days)").into());
         }
-        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        let current = endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let secret = signing::new_secret();
         let until = Utc::now() + chrono::Duration::seconds(grace);
-        let mut conn = ctx.db.acquire().await?;
+        let mut conn = ctx.db.begin().await?;
         store::rotate_secret(
             &mut conn,
-            &auth.0.org_id,
+            &auth.org_id,
             &current.id,
             &seal(&ctx, &secret)?,
             until,
         )
         .await?;
-        let row = store::get_endpoint(&mut conn, &auth.0.org_id, &current.id)
+        let row = store::get_endpoint(&mut conn, &auth.org_id, &current.id)
             .await?
             .ok_or(Error::NotFound("webhook endpoint"))?;
+        let mut entry = auth.audit("webhook_endpoint.secret_rotated", "webhook_endpoint", &row.id);
+        entry.data = serde_json::json!({ "old_secret_valid_until": until });
+        accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         let mut out = WebhookEndpoint::from(row);
         out.secret = Some(secret);
         Ok(Json(out))
@@ -479,18 +501,19 @@ impl WebhooksApi {
     )]
     async fn test(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
     ) -> Result<DeliveryQueued, EndpointWriteError> {
-        let current = enabled_endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        auth.require_admin()?;
+        let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let event_id = ids::new_id(Kind::Event);
         let data = serde_json::json!({ "endpoint_id": current.id, "message": "This is a test event from pushdial." });
         let mut tx = ctx.db.begin().await?;
         store::insert_event(
             &mut tx,
             &event_id,
-            &auth.0.org_id,
+            &auth.org_id,
             "webhook.test",
             None,
             &data,
@@ -498,7 +521,7 @@ impl WebhooksApi {
         .await?;
         queue_message(
             &mut tx,
-            &auth.0.org_id,
+            &auth.org_id,
             &event_id,
             "webhook.test",
             None,
@@ -521,24 +544,25 @@ impl WebhooksApi {
     )]
     async fn resend(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
         event_id: Path<String>,
     ) -> Result<DeliveryQueued, EndpointWriteError> {
-        let current = enabled_endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        auth.require_admin()?;
+        let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let event_id = ids::parse(Kind::Event, "event_id", &event_id.0)?;
         let mut tx = ctx.db.begin().await?;
-        let event = store::get_event(&mut tx, &auth.0.org_id, &event_id)
+        let event = store::get_event(&mut tx, &auth.org_id, &event_id)
             .await?
             .ok_or(Error::NotFound("event"))?;
         // A delivery still pending (waiting for its turn or its next attempt) is hurried
         // rather than duplicated; otherwise a new one joins the end of the call's chain.
-        if !store::hurry_pending(&mut tx, &auth.0.org_id, &current.id, &event.id).await? {
+        if !store::hurry_pending(&mut tx, &auth.org_id, &current.id, &event.id).await? {
             let key = event.ordering_key.as_deref();
             queue_message(
                 &mut tx,
-                &auth.0.org_id,
+                &auth.org_id,
                 &event.id,
                 &event.kind,
                 key,
@@ -562,14 +586,15 @@ impl WebhooksApi {
     )]
     async fn recover(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
         body: Json<Recover>,
     ) -> Result<RecoveryQueued, EndpointWriteError> {
-        let current = enabled_endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        auth.require_admin()?;
+        let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let mut tx = ctx.db.begin().await?;
-        let messages = store::recover(&mut tx, &auth.0.org_id, &current.id, body.0.since).await?;
+        let messages = store::recover(&mut tx, &auth.org_id, &current.id, body.0.since).await?;
         webhooks::enqueue_deliveries(&mut tx, &messages).await?;
         tx.commit().await?;
         ctx.wake_workers().await;
@@ -590,7 +615,7 @@ impl WebhooksApi {
     )]
     async fn attempts(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
         event_id: Query<Option<String>>,
@@ -599,7 +624,8 @@ impl WebhooksApi {
         /// An attempt id: return older attempts.
         starting_after: Query<Option<i64>>,
     ) -> Result<Json<List<WebhookAttempt>>, WebhookReadError> {
-        let current = endpoint(&ctx, &auth.0.org_id, &endpoint_id.0).await?;
+        auth.require_admin()?;
+        let current = endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let limit = limit.0.unwrap_or(20);
         if !(1..=100).contains(&limit) {
             return Err(Error::invalid("limit", "must be between 1 and 100").into());
@@ -611,7 +637,7 @@ impl WebhooksApi {
         let mut conn = ctx.db.acquire().await?;
         let mut rows = store::list_attempts(
             &mut conn,
-            &auth.0.org_id,
+            &auth.org_id,
             &current.id,
             event.as_deref(),
             limit + 1,
@@ -645,7 +671,7 @@ impl WebhooksApi {
     #[oai(path = "/v1/events", method = "get", operation_id = "list_events")]
     async fn events(
         &self,
-        auth: SecretKey,
+        auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         /// Only events of this type.
         #[oai(name = "type")]
@@ -655,6 +681,7 @@ impl WebhooksApi {
         starting_after: Query<Option<String>>,
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<Event>>, WebhookReadError> {
+        auth.require_admin()?;
         if let Some(k) = &kind.0 {
             if !EVENT_TYPES.contains(&k.as_str()) {
                 return Err(Error::invalid("type", format!("unknown event type `{k}`")).into());
@@ -662,7 +689,7 @@ impl WebhooksApi {
         }
         let page = page(Kind::Event, limit.0, starting_after.0, ending_before.0)?;
         let mut conn = ctx.db.acquire().await?;
-        let rows = store::list_events(&mut conn, &auth.0.org_id, kind.0.as_deref(), &page).await?;
+        let rows = store::list_events(&mut conn, &auth.org_id, kind.0.as_deref(), &page).await?;
         let data = rows
             .data
             .into_iter()

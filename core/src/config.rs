@@ -225,6 +225,88 @@ pub struct Config {
     /// `/v1/traces` is appended). Unset: no export.
     #[arg(long, env = "PUSHDIAL_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+
+    /// Issuer URL of a generic OpenID Connect provider (a tenant's Okta, Azure AD,
+    /// Keycloak …), offered as sign-in provider `oidc`; discovered from
+    /// `<issuer>/.well-known/openid-configuration`.
+    #[arg(long, env = "PUSHDIAL_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+
+    /// Client id registered at the `oidc` provider.
+    #[arg(long, env = "PUSHDIAL_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+
+    /// Client secret registered at the `oidc` provider.
+    #[arg(long, env = "PUSHDIAL_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+
+    /// The `oidc` provider's name on the sign-in page.
+    #[arg(long, env = "PUSHDIAL_OIDC_NAME", default_value = "Single sign-on")]
+    pub oidc_name: String,
+
+    /// Google OAuth client id (sign-in provider `google`, OpenID Connect).
+    #[arg(long, env = "PUSHDIAL_GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+
+    /// Google OAuth client secret.
+    #[arg(long, env = "PUSHDIAL_GOOGLE_CLIENT_SECRET", hide_env_values = true)]
+    pub google_client_secret: Option<String>,
+
+    /// Google's issuer (discovery); changed only to test against a stand-in.
+    #[arg(
+        long,
+        env = "PUSHDIAL_GOOGLE_ISSUER",
+        default_value = "https://accounts.google.com"
+    )]
+    pub google_issuer: String,
+
+    /// GitHub OAuth app client id (sign-in provider `github`).
+    #[arg(long, env = "PUSHDIAL_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+
+    /// GitHub OAuth app client secret.
+    #[arg(long, env = "PUSHDIAL_GITHUB_CLIENT_SECRET", hide_env_values = true)]
+    pub github_client_secret: Option<String>,
+
+    /// GitHub's web URL (authorize and token endpoints); a GitHub Enterprise Server's URL
+    /// works too.
+    #[arg(long, env = "PUSHDIAL_GITHUB_URL", default_value = "https://github.com")]
+    pub github_url: String,
+
+    /// GitHub's REST API URL (for Enterprise Server: `https://HOST/api/v3`).
+    #[arg(
+        long,
+        env = "PUSHDIAL_GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api_url: String,
+
+    /// A console session ends after this long without a request.
+    #[arg(long, env = "PUSHDIAL_SESSION_IDLE_TIMEOUT", default_value = "12h", value_parser = parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// A console session ends this long after sign-in, however active.
+    #[arg(long, env = "PUSHDIAL_SESSION_LIFETIME", default_value = "7d", value_parser = parse_duration)]
+    pub session_lifetime: Duration,
+
+    /// Origins besides the public URL's from which a signed-in browser may change things
+    /// (comma-separated, e.g. a console served by a development server).
+    #[arg(long, env = "PUSHDIAL_CONSOLE_ORIGINS", default_value = "")]
+    pub console_origins: String,
+
+    /// SMTP server for invitation e-mails: `smtps://user:pass@host` (TLS),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:25` (plain, for
+    /// a relay on a trusted network). Unset: the invitation link is shown to the inviter.
+    #[arg(long, env = "PUSHDIAL_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of invitation e-mails.
+    #[arg(
+        long,
+        env = "PUSHDIAL_SMTP_FROM",
+        default_value = "pushdial <no-reply@localhost>"
+    )]
+    pub smtp_from: String,
 }
 
 /// How logs are written to stderr.
@@ -269,6 +351,28 @@ impl Config {
             Some(s) => s.clone(),
             None if self.public_url().starts_with("https://") => self.public_url(),
             None => "mailto:push@localhost".to_owned(),
+        }
+    }
+
+    /// The origin (scheme://host[:port]) of the public URL.
+    pub fn public_origin(&self) -> String {
+        let url = self.public_url();
+        match url::Url::parse(&url) {
+            Ok(u) => u.origin().ascii_serialization(),
+            Err(_) => url,
+        }
+    }
+
+    /// Whether cookies may omit `Secure`: only on plain-http loopback (local development).
+    pub fn insecure_cookies(&self) -> bool {
+        match url::Url::parse(&self.public_url()) {
+            Ok(u) if u.scheme() == "http" => match u.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            },
+            _ => false,
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Ctx {
     pub webhook_schedule: Vec<std::time::Duration>,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The configured sign-in providers.
+    pub signin: Arc<crate::signin::Providers>,
 }
 
 impl Ctx {
@@ -38,6 +40,7 @@ impl Ctx {
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
         let trusted_proxies = crate::limits::parse_proxies(&config.trusted_proxies)
             .map_err(|e| format!("PUSHDIAL_TRUSTED_PROXIES: {e}"))?;
+        let signin = Arc::new(crate::signin::Providers::from_config(&config)?);
         if config.webhook_timeout >= config.job_lease {
             // A delivery outliving its lease would be taken over and sent twice at once.
             return Err(format!(
@@ -78,6 +81,7 @@ impl Ctx {
             egress,
             webhook_schedule,
             trusted_proxies,
+            signin,
         })
     }
 

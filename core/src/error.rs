@@ -49,6 +49,9 @@ pub enum Error {
         policy: &'static str,
         retry_after: std::time::Duration,
     },
+    /// A dependency needed to answer is down (503); retrying later may work.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("redis error")]
@@ -77,6 +80,13 @@ impl Error {
         }
     }
 
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> Self {
         Error::Unauthenticated {
             code,
@@ -94,6 +104,7 @@ impl Error {
             Error::Conflict { .. } => 409,
             Error::Unprocessable { .. } => 422,
             Error::RateLimited { .. } => 429,
+            Error::Unavailable { .. } => 503,
             Error::Database(e) if is_unavailable(e) => 503,
             Error::Database(_) | Error::Redis(_) | Error::Internal(_) => 500,
         }
@@ -106,7 +117,8 @@ impl Error {
             | Error::Unauthenticated { code, .. }
             | Error::Forbidden { code, .. }
             | Error::Conflict { code, .. }
-            | Error::Unprocessable { code, .. } => code,
+            | Error::Unprocessable { code, .. }
+            | Error::Unavailable { code, .. } => code,
             Error::NotFound(_) => "resource_missing",
             Error::RateLimited { .. } => "rate_limited",
             Error::Database(e) if is_unavailable(e) => "database_unavailable",
@@ -124,7 +136,7 @@ impl Error {
 
     /// Whether the message may be shown to the client (internal causes are not).
     pub fn is_internal(&self) -> bool {
-        self.status() >= 500
+        self.status() >= 500 && !matches!(self, Error::Unavailable { .. })
     }
 }
 

@@ -19,6 +19,9 @@ pub enum Kind {
     WebhookEndpoint,
     BlockedNumber,
     PushCredential,
+    User,
+    Invitation,
+    AuditEvent,
 }
 
 impl Kind {
@@ -33,6 +36,9 @@ impl Kind {
             Kind::WebhookEndpoint => "we",
             Kind::BlockedNumber => "blk",
             Kind::PushCredential => "pcr",
+            Kind::User => "usr",
+            Kind::Invitation => "inv",
+            Kind::AuditEvent => "aud",
         }
     }
 
@@ -48,6 +54,9 @@ impl Kind {
             Kind::WebhookEndpoint => "webhook endpoint",
             Kind::BlockedNumber => "blocked number",
             Kind::PushCredential => "push credential",
+            Kind::User => "user",
+            Kind::Invitation => "invitation",
+            Kind::AuditEvent => "audit event",
         }
     }
 }

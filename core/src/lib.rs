@@ -3,6 +3,7 @@
 //!
 //! Neither `pushdial-api` nor `pushdial-worker` compiles the other; both depend on this crate.
 
+pub mod accounts;
 pub mod calls;
 pub mod config;
 pub mod crypto;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod ids;
 pub mod lifecycle;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod phone;
 pub mod presence;
@@ -21,7 +23,9 @@ pub mod push;
 pub mod queue;
 pub mod ratelimit;
 pub mod secrets;
+pub mod sessions;
 pub mod shutdown;
+pub mod signin;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;

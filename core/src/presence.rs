@@ -211,6 +211,59 @@ impl Presence {
             .await
     }
 
+    /// Stores a console session (`value`) under its hash for `ttl` (the idle timeout).
+    pub async fn session_put(
+        &self,
+        id_hash: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}session:{id_hash}", self.prefix);
+        self.guarded(
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<()>(&mut conn),
+        )
+        .await
+    }
+
+    /// Reads a console session and extends its idle expiry to `ttl` in the same command.
+    pub async fn session_get(
+        &self,
+        id_hash: &str,
+        ttl: Duration,
+    ) -> redis::RedisResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        let key = format!("{}session:{id_hash}", self.prefix);
+        self.guarded(
+            redis::cmd("GETEX")
+                .arg(&key)
+                .arg("PX")
+                .arg(ttl.as_millis().max(1) as u64)
+                .query_async::<Option<String>>(&mut conn),
+        )
+        .await
+    }
+
+    /// Forgets console sessions.
+    pub async fn session_delete(&self, id_hashes: &[String]) -> redis::RedisResult<()> {
+        if id_hashes.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = id_hashes
+            .iter()
+            .map(|h| format!("{}session:{h}", self.prefix))
+            .collect();
+        self.guarded(redis::cmd("DEL").arg(keys).query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING")

@@ -1,6 +1,7 @@
 //! All SQL of pushdial, in small functions over `&mut PgConnection` so that the caller
 //! chooses the transaction boundary. Every tenant-owned query filters by `org_id`.
 
+pub mod accounts;
 pub mod agents;
 pub mod calls;
 pub mod devices;

@@ -168,3 +168,14 @@ pub async fn set_limits(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// The organization's own public-API rate, if its plan sets one.
+pub async fn api_limit(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<i32>> {
+    Ok(sqlx::query_scalar!(
+        "select limit_api_per_second from organizations where id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .flatten())
+}
