@@ -186,16 +186,17 @@ pub async fn revoke(ctx: &Ctx, id_hash: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Ends every session of a user (sign-out everywhere); returns how many ended.
+/// Ends every session of a user (sign-out everywhere); returns how many were live.
 pub async fn revoke_all(ctx: &Ctx, user_id: &str) -> Result<usize> {
     let mut conn = ctx.db.acquire().await?;
-    let hashes = store::revoke_user_sessions(&mut conn, user_id).await?;
+    let idle = ctx.config.session_idle_timeout.as_secs_f64();
+    let ended = store::revoke_user_sessions(&mut conn, user_id, idle).await?;
     drop(conn);
-    let keys: Vec<String> = hashes.iter().map(hex::encode).collect();
+    let keys: Vec<String> = ended.iter().map(|(h, _)| hex::encode(h)).collect();
     if let Err(e) = ctx.presence.session_delete(&keys).await {
         tracing::warn!(error = %e, "sessions not removed from Redis; Postgres refuses them within a minute");
     }
-    Ok(hashes.len())
+    Ok(ended.iter().filter(|(_, live)| *live).count())
 }
 
 /// The `Set-Cookie` value that installs a session.

@@ -2,6 +2,7 @@
 //! Redis prefix, and offers the helpers the tests share.
 
 use std::future::Future;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use pushdial_core::shutdown::{self, Trigger};
@@ -172,10 +173,11 @@ impl TestApp {
             rand::thread_rng().gen::<u64>() & 0xffff_ffff_ffff
         );
         let mut config = test_config(&database_url, &prefix);
-        tune(&mut config);
+        // Bound first, so that `tune` knows the address (for redirect URIs, say).
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         config.listen = addr;
+        tune(&mut config);
         let url = format!("http://{addr}");
         let (trigger, stop) = shutdown::channel();
         let server = tokio::spawn(pushdial::run(config.clone(), Some(listener), roles, stop));
@@ -520,4 +522,57 @@ pub async fn event_trail(client: &Client, call_id: &str) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// A private Redis server on a free port, killed on drop.
+pub struct PrivateRedis {
+    child: Child,
+    pub url: String,
+}
+
+impl PrivateRedis {
+    pub async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        eventually(
+            Duration::from_secs(10),
+            "private redis to answer",
+            || async {
+                let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .ok()
+            },
+        )
+        .await;
+        PrivateRedis { child, url }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

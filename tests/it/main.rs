@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod accounts;
 mod bad_input;
 mod call_loop;
 mod cli;

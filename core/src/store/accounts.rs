@@ -373,18 +373,27 @@ pub async fn revoke_session(conn: &mut PgConnection, id_hash: &[u8]) -> sqlx::Re
     Ok(())
 }
 
-/// Revokes every live session of a user; returns their hashes (to drop from Redis).
+/// Revokes every session of a user not revoked yet; returns each one's hash (to drop from
+/// Redis) and whether it was still live (within both timeouts).
 pub async fn revoke_user_sessions(
     conn: &mut PgConnection,
     user_id: &str,
-) -> sqlx::Result<Vec<Vec<u8>>> {
-    sqlx::query_scalar!(
+    idle_s: f64,
+) -> sqlx::Result<Vec<(Vec<u8>, bool)>> {
+    let rows = sqlx::query!(
         "update sessions set revoked_at = now()
-         where user_id = $1 and revoked_at is null returning id_hash",
-        user_id
+         where user_id = $1 and revoked_at is null
+         returning id_hash,
+                   (expires_at > now() and last_seen_at > now() - make_interval(secs => $2)) as live",
+        user_id,
+        idle_s
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id_hash, r.live.unwrap_or(false)))
+        .collect())
 }
 
 pub async fn insert_sign_in(
