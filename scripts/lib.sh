@@ -136,6 +136,28 @@ ensure_rust() {
     fi
 }
 
+# --- Node.js ----------------------------------------------------------------------
+
+# Node 20+ with npm: the test suite runs a real OpenID Connect provider
+# (oidc-provider, tests/oidc) and the web build uses npm.
+ensure_node() {
+    ensure_command node nodejs
+    ensure_command npm npm
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]')"
+    ((major >= 20)) || die "Node.js $major is too old: install Node.js 20 or newer (Debian 13 has it; or https://nodejs.org)"
+}
+
+# npm ci in DIR when its node_modules is missing or older than its lockfile.
+ensure_npm_packages() {
+    local dir="$1"
+    if [[ ! -d "$dir/node_modules" || "$dir/package-lock.json" -nt "$dir/node_modules" ]]; then
+        log "installing npm packages in $dir"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2) || die "npm ci failed in $dir"
+        touch "$dir/node_modules"
+    fi
+}
+
 # --- PostgreSQL -----------------------------------------------------------------
 
 # psql that never prompts for a password (-w), ignores ~/.psqlrc (-X), fails

@@ -163,8 +163,13 @@ impl AgentsApi {
                     .await?
                     .into_iter()
                     .filter(|a| {
-                        page.starting_after.as_deref().is_none_or(|s| a.id.as_str() < s)
-                            && page.ending_before.as_deref().is_none_or(|e| a.id.as_str() > e)
+                        page.starting_after
+                            .as_deref()
+                            .is_none_or(|s| a.id.as_str() < s)
+                            && page
+                                .ending_before
+                                .as_deref()
+                                .is_none_or(|e| a.id.as_str() > e)
                     })
                     .collect(),
                 has_more: false,
@@ -222,7 +227,9 @@ impl AgentsApi {
         let agent_id = match (&body.0.agent_id, auth.member_agent()) {
             (Some(a), _) => ids::parse(Kind::Agent, "agent_id", a)?,
             (None, Some(own)) => own.to_owned(),
-            (None, None) => return Err(Error::invalid("agent_id", "required with an API key").into()),
+            (None, None) => {
+                return Err(Error::invalid("agent_id", "required with an API key").into())
+            }
         };
         if auth.own_agent().is_some_and(|own| own != agent_id) {
             return Err(Error::NotFound("agent").into());

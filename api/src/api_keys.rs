@@ -57,7 +57,11 @@ impl From<KeyRow> for ApiKey {
             (None, Some(_)) => "expiring",
             (None, None) => "active",
         };
-        let prefix = if k.kind == "secret" { "pd_sk_" } else { "pd_pk_" };
+        let prefix = if k.kind == "secret" {
+            "pd_sk_"
+        } else {
+            "pd_pk_"
+        };
         ApiKey {
             redacted: format!("{prefix}…{}", k.last4),
             id: k.id,
@@ -156,7 +160,11 @@ impl ApiKeysApi {
     /// Create an API key
     ///
     /// The answer carries the key (`secret`) once; only its hash is kept.
-    #[oai(path = "/v1/api_keys", method = "post", operation_id = "create_api_key")]
+    #[oai(
+        path = "/v1/api_keys",
+        method = "post",
+        operation_id = "create_api_key"
+    )]
     async fn create(
         &self,
         auth: OrgAuth,
@@ -224,7 +232,11 @@ impl ApiKeysApi {
     ) -> Result<Json<ApiKey>, ApiKeyError> {
         auth.require_admin()?;
         let mut conn = ctx.db.acquire().await?;
-        Ok(Json(get_key(&mut conn, &auth.org_id, &api_key_id.0).await?.into()))
+        Ok(Json(
+            get_key(&mut conn, &auth.org_id, &api_key_id.0)
+                .await?
+                .into(),
+        ))
     }
 
     /// Roll an API key
@@ -319,9 +331,8 @@ impl ApiKeysApi {
         let page = page(Kind::AuditEvent, limit.0, starting_after.0, ending_before.0)?;
         auth.require_admin()?;
         let mut conn = ctx.db.acquire().await?;
-        let rows =
-            account_store::audit_events(&mut conn, &auth.org_id, action.0.as_deref(), &page)
-                .await?;
+        let rows = account_store::audit_events(&mut conn, &auth.org_id, action.0.as_deref(), &page)
+            .await?;
         Ok(Json(List::new(
             rows.data.into_iter().map(Into::into).collect(),
             rows.has_more,

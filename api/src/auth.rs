@@ -149,7 +149,13 @@ pub struct SignedIn {
 
 impl SignedIn {
     /// An audit entry for an act of this user.
-    pub fn audit(&self, org_id: Option<&str>, action: &str, target_type: &str, target_id: &str) -> AuditEntry {
+    pub fn audit(
+        &self,
+        org_id: Option<&str>,
+        action: &str,
+        target_type: &str,
+        target_id: &str,
+    ) -> AuditEntry {
         AuditEntry {
             org_id: org_id.map(str::to_owned),
             action: action.to_owned(),
@@ -208,7 +214,9 @@ impl<'a> ApiExtractor<'a> for OrgAuth {
         param_opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
         // A request that names a key is judged by its key alone.
-        if req.headers().contains_key(poem::http::header::AUTHORIZATION)
+        if req
+            .headers()
+            .contains_key(poem::http::header::AUTHORIZATION)
             || !has_cookie(req, sessions::COOKIE)
         {
             let key = <SecretKey as ApiExtractor>::from_request(req, body, param_opts).await?;
@@ -217,7 +225,9 @@ impl<'a> ApiExtractor<'a> for OrgAuth {
         let signed_in = <SessionCookie as ApiExtractor>::from_request(req, body, param_opts)
             .await?
             .0;
-        Ok(OrgAuth(member_scope(req, signed_in).await.map_err(ApiError)?))
+        Ok(OrgAuth(
+            member_scope(req, signed_in).await.map_err(ApiError)?,
+        ))
     }
 }
 
@@ -302,7 +312,9 @@ async fn member_scope(req: &Request, signed_in: SignedIn) -> Result<OrgScope, Er
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::Invalid {
             code: "organization_required",
-            message: "a session request names its organization in the `Pushdial-Organization` header".into(),
+            message:
+                "a session request names its organization in the `Pushdial-Organization` header"
+                    .into(),
             errors: vec![],
         })?;
     let mut conn = ctx.db.acquire().await?;
@@ -364,7 +376,6 @@ fn record_key_use(ctx: &Ctx, key_id: &str) {
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", rename = "DeviceToken", checker = "check_device_token")]
 pub struct DeviceToken(pub DeviceRow);
-
 
 async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScope> {
     let ctx = ctx(req)?;

@@ -7,8 +7,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent_api;
-pub mod api_keys;
 pub mod agents;
+pub mod api_keys;
 pub mod auth;
 pub mod calls;
 pub mod devices;

@@ -311,7 +311,8 @@ impl MembersApi {
         let before = store::membership(&mut tx, &auth.org_id, &user_id)
             .await?
             .ok_or(Error::NotFound("member"))?;
-        let member = accounts::change_role(&mut tx, &auth.org_id, auth.role(), &user_id, role).await?;
+        let member =
+            accounts::change_role(&mut tx, &auth.org_id, auth.role(), &user_id, role).await?;
         if before.role != member.role {
             let mut entry = auth.audit("member.role_changed", "user", &user_id);
             entry.data = serde_json::json!({ "from": before.role, "to": member.role });
@@ -411,7 +412,8 @@ impl MembersApi {
             _ => false,
         };
         let mut entry = auth.audit("member.invited", "invitation", &row.id);
-        entry.data = serde_json::json!({ "email": row.email, "role": row.role, "emailed": emailed });
+        entry.data =
+            serde_json::json!({ "email": row.email, "role": row.role, "emailed": emailed });
         accounts::audit(&mut tx, &entry).await?;
         tx.commit().await?;
         let mut out = Invitation::from(row);
@@ -478,7 +480,11 @@ impl MembersApi {
             .await?
             .ok_or(Error::NotFound("invitation"))?;
         if current.revoked_at.is_none() {
-            accounts::audit(&mut tx, &auth.audit("invitation.revoked", "invitation", &id)).await?;
+            accounts::audit(
+                &mut tx,
+                &auth.audit("invitation.revoked", "invitation", &id),
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(Json(row.into()))
@@ -503,12 +509,9 @@ impl MembersApi {
         let mut tx = ctx.db.begin().await?;
         let (invitation, member) =
             accounts::accept_invitation(&mut tx, body.0.token.trim(), user_id).await?;
-        let mut entry = auth.0.audit(
-            Some(&invitation.org_id),
-            "member.joined",
-            "user",
-            user_id,
-        );
+        let mut entry = auth
+            .0
+            .audit(Some(&invitation.org_id), "member.joined", "user", user_id);
         entry.data = serde_json::json!({ "invitation_id": invitation.id, "role": member.role });
         accounts::audit(&mut tx, &entry).await?;
         tx.commit().await?;

@@ -190,8 +190,7 @@ impl PushCredentialsApi {
             .map_err(Error::Internal)?;
         let id = ids::new_id(Kind::PushCredential);
         let mut conn = ctx.db.begin().await?;
-        let row =
-            store::upsert(&mut conn, &id, &auth.org_id, provider, &metadata, &sealed).await?;
+        let row = store::upsert(&mut conn, &id, &auth.org_id, provider, &metadata, &sealed).await?;
         let mut entry = auth.audit("push_credential.uploaded", "push_credential", &row.id);
         entry.data = serde_json::json!({ "provider": provider, "metadata": metadata });
         pushdial_core::accounts::audit(&mut conn, &entry).await?;

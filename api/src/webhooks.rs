@@ -14,10 +14,10 @@ use pushdial_core::webhooks::{self, signing, EVENT_TYPES};
 use pushdial_core::{text, Ctx, Error};
 
 use crate::auth::OrgAuth;
-use pushdial_core::accounts;
 use crate::models::{page, List};
 use crate::problems;
 use crate::Tags;
+use pushdial_core::accounts;
 
 pub struct WebhooksApi;
 
@@ -482,7 +482,11 @@ impl WebhooksApi {
         let row = store::get_endpoint(&mut conn, &auth.org_id, &current.id)
             .await?
             .ok_or(Error::NotFound("webhook endpoint"))?;
-        let mut entry = auth.audit("webhook_endpoint.secret_rotated", "webhook_endpoint", &row.id);
+        let mut entry = auth.audit(
+            "webhook_endpoint.secret_rotated",
+            "webhook_endpoint",
+            &row.id,
+        );
         entry.data = serde_json::json!({ "old_secret_valid_until": until });
         accounts::audit(&mut conn, &entry).await?;
         conn.commit().await?;

@@ -135,8 +135,15 @@ pub async fn join(
         Some(id) => id,
         None => {
             let id = ids::new_id(Kind::Agent);
-            store::insert_member_agent(conn, &id, org_id, user_id, &user.name, user.email.as_deref())
-                .await?;
+            store::insert_member_agent(
+                conn,
+                &id,
+                org_id,
+                user_id,
+                &user.name,
+                user.email.as_deref(),
+            )
+            .await?;
             id
         }
     };
@@ -165,7 +172,11 @@ pub async fn create_org_for_user(
 
 /// Whether `actor` may change a member whose role is `target_current` (absent for a new
 /// member) to `target_new` (absent for a removal).
-pub fn may_manage(actor: Role, target_current: Option<Role>, target_new: Option<Role>) -> Result<()> {
+pub fn may_manage(
+    actor: Role,
+    target_current: Option<Role>,
+    target_new: Option<Role>,
+) -> Result<()> {
     let touches_owner = target_current == Some(Role::Owner) || target_new == Some(Role::Owner);
     if actor < Role::Admin {
         return Err(Error::forbidden(

@@ -270,7 +270,11 @@ pub struct Config {
 
     /// GitHub's web URL (authorize and token endpoints); a GitHub Enterprise Server's URL
     /// works too.
-    #[arg(long, env = "PUSHDIAL_GITHUB_URL", default_value = "https://github.com")]
+    #[arg(
+        long,
+        env = "PUSHDIAL_GITHUB_URL",
+        default_value = "https://github.com"
+    )]
     pub github_url: String,
 
     /// GitHub's REST API URL (for Enterprise Server: `https://HOST/api/v3`).

@@ -42,10 +42,7 @@ struct Cached {
 }
 
 fn expired() -> Error {
-    Error::unauthenticated(
-        "session_expired",
-        "the session has ended; sign in again",
-    )
+    Error::unauthenticated("session_expired", "the session has ended; sign in again")
 }
 
 fn unavailable() -> Error {
@@ -120,7 +117,8 @@ pub async fn resolve(ctx: &Ctx, token: &str) -> Result<Session> {
         Ok(Some(value)) => {
             let cached: Cached = serde_json::from_str(&value).map_err(|_| expired())?;
             let now = Utc::now().timestamp_millis();
-            let expires_at = DateTime::from_timestamp_millis(cached.expires_at).ok_or_else(expired)?;
+            let expires_at =
+                DateTime::from_timestamp_millis(cached.expires_at).ok_or_else(expired)?;
             if cached.expires_at <= now {
                 let _ = ctx.presence.session_delete(&[key]).await;
                 return Err(expired());

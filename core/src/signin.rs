@@ -105,7 +105,9 @@ impl Providers {
         let mut list = Vec::new();
         let pair = |id: &Option<String>, secret: &Option<String>, name: &str| match (id, secret) {
             (Some(i), s) if !i.is_empty() => Ok(Some((i.clone(), s.clone()))),
-            (None, Some(_)) => Err(format!("{name}: a client secret is set without a client id")),
+            (None, Some(_)) => Err(format!(
+                "{name}: a client secret is set without a client id"
+            )),
             _ => Ok(None),
         };
         if let Some(issuer) = config.oidc_issuer.as_ref().filter(|i| !i.is_empty()) {
@@ -203,7 +205,8 @@ impl Providers {
                 }
             }
         }
-        let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| Error::Internal(e.to_string()))?;
+        let issuer =
+            IssuerUrl::new(issuer.to_owned()).map_err(|e| Error::Internal(e.to_string()))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &self.http)
             .await
             .map_err(provider_down)?;
@@ -477,18 +480,25 @@ fn github_client(
     provider: &Provider,
     web: &str,
     redirect: RedirectUrl,
-) -> Result<oauth2::basic::BasicClient<
-    oauth2::EndpointSet,
-    oauth2::EndpointNotSet,
-    oauth2::EndpointNotSet,
-    oauth2::EndpointNotSet,
-    oauth2::EndpointSet,
->> {
+) -> Result<
+    oauth2::basic::BasicClient<
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+> {
     let bad = |e: oauth2::url::ParseError| Error::Internal(format!("PUSHDIAL_GITHUB_URL: {e}"));
-    let mut client = oauth2::basic::BasicClient::new(oauth2::ClientId::new(provider.client_id.clone()))
-        .set_auth_uri(oauth2::AuthUrl::new(format!("{web}/login/oauth/authorize")).map_err(bad)?)
-        .set_token_uri(oauth2::TokenUrl::new(format!("{web}/login/oauth/access_token")).map_err(bad)?)
-        .set_redirect_uri(redirect);
+    let mut client =
+        oauth2::basic::BasicClient::new(oauth2::ClientId::new(provider.client_id.clone()))
+            .set_auth_uri(
+                oauth2::AuthUrl::new(format!("{web}/login/oauth/authorize")).map_err(bad)?,
+            )
+            .set_token_uri(
+                oauth2::TokenUrl::new(format!("{web}/login/oauth/access_token")).map_err(bad)?,
+            )
+            .set_redirect_uri(redirect);
     if let Some(secret) = &provider.client_secret {
         client = client.set_client_secret(oauth2::ClientSecret::new(secret.clone()));
     }
@@ -505,7 +515,9 @@ fn token_error<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'stat
             failed(format!("the provider refused the code: {r}"))
         }
         oauth2::RequestTokenError::Request(e) => provider_down(e),
-        other => failed(format!("the provider's token answer is not usable: {other}")),
+        other => failed(format!(
+            "the provider's token answer is not usable: {other}"
+        )),
     }
 }
 
@@ -537,7 +549,10 @@ mod tests {
 
     #[test]
     fn return_to_stays_on_this_deployment() {
-        assert_eq!(safe_return_to(Some("/console/calls")), Some("/console/calls".into()));
+        assert_eq!(
+            safe_return_to(Some("/console/calls")),
+            Some("/console/calls".into())
+        );
         assert_eq!(safe_return_to(Some("//evil.example/")), None);
         assert_eq!(safe_return_to(Some("/\\evil.example")), None);
         assert_eq!(safe_return_to(Some("https://evil.example/")), None);

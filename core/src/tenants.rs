@@ -20,8 +20,14 @@ pub async fn create_org(conn: &mut PgConnection, name: &str, country: &str) -> R
     let (name, country) = check_org(name, country)?;
     let org_id = insert_org(conn, &name, &country).await?;
     let (secret_key, _) = new_key(conn, &org_id, "secret", "Default secret key", None).await?;
-    let (publishable_key, _) =
-        new_key(conn, &org_id, "publishable", "Default publishable key", None).await?;
+    let (publishable_key, _) = new_key(
+        conn,
+        &org_id,
+        "publishable",
+        "Default publishable key",
+        None,
+    )
+    .await?;
     Ok(NewOrg {
         org_id,
         secret_key,

@@ -60,7 +60,9 @@ impl Drop for OidcProvider {
 }
 
 /// A pushdial whose sign-in provider `oidc` is the loopback provider.
-pub async fn app_with_oidc(tune: impl FnOnce(&mut pushdial_core::Config)) -> (TestApp, OidcProvider) {
+pub async fn app_with_oidc(
+    tune: impl FnOnce(&mut pushdial_core::Config),
+) -> (TestApp, OidcProvider) {
     let mut provider = None;
     let app = TestApp::spawn_tuned(|c| {
         let p = OidcProvider::start(&format!("http://{}/auth/oidc/callback", c.listen));
@@ -97,7 +99,11 @@ impl Browser {
     /// Starts a sign-in and goes through the provider's login and consent pages as
     /// `login`; returns the provider's redirect to our callback (not yet followed). `tamper`
     /// may change the authorization URL before the browser goes there.
-    pub async fn through_provider(&self, login: &str, tamper: impl FnOnce(String) -> String) -> String {
+    pub async fn through_provider(
+        &self,
+        login: &str,
+        tamper: impl FnOnce(String) -> String,
+    ) -> String {
         let r = self
             .http
             .get(format!("{}/auth/oidc/login?return_to=/v1/me", self.app))
@@ -106,7 +112,10 @@ impl Browser {
             .unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
         let authorize = r.headers()[LOCATION].to_str().unwrap().to_owned();
-        assert!(authorize.contains("code_challenge_method=S256"), "{authorize}");
+        assert!(
+            authorize.contains("code_challenge_method=S256"),
+            "{authorize}"
+        );
         assert!(authorize.contains("nonce="), "{authorize}");
         let mut url = reqwest::Url::parse(&tamper(authorize)).unwrap();
         for _ in 0..12 {
@@ -148,7 +157,13 @@ impl Browser {
     }
 
     /// A JSON request with this browser's cookies, from the console's origin, in `org`.
-    pub async fn api(&self, method: Method, path: &str, org: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        org: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.app))
@@ -184,7 +199,12 @@ pub async fn owner_of_new_org(app: &TestApp, login: &str) -> (Browser, String, S
     let b = Browser::new(app);
     assert_eq!(b.sign_in(login).await.status(), StatusCode::SEE_OTHER);
     let (status, member) = b
-        .api(Method::POST, "/v1/organizations", None, Some(json!({"name": format!("{login}'s org")})))
+        .api(
+            Method::POST,
+            "/v1/organizations",
+            None,
+            Some(json!({"name": format!("{login}'s org")})),
+        )
         .await;
     assert_eq!(status, 201, "{member}");
     (
@@ -202,8 +222,14 @@ async fn sign_in_through_openid_connect_then_use_the_api_with_the_session() {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(r.headers()[LOCATION], "/v1/me");
     let cookies = set_cookies(&r);
-    let session = cookies.iter().find(|c| c.starts_with("pd_session=")).unwrap();
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("pd_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
     // Plain-http loopback is the one place the cookie may lack Secure.
     assert!(!session.contains("Secure"), "{session}");
 
@@ -219,35 +245,68 @@ async fn sign_in_through_openid_connect_then_use_the_api_with_the_session() {
 
     // She creates an organization and owns it.
     let (status, member) = browser
-        .api(Method::POST, "/v1/organizations", None, Some(json!({"name": "Alice Ltd", "country": "GB"})))
+        .api(
+            Method::POST,
+            "/v1/organizations",
+            None,
+            Some(json!({"name": "Alice Ltd", "country": "GB"})),
+        )
         .await;
     assert_eq!(status, 201, "{member}");
     assert_eq!(member["role"], "owner");
     let org = member["organization_id"].as_str().unwrap().to_owned();
 
     // The public API, with the session and the organization header.
-    let (status, calls) = browser.api(Method::GET, "/v1/calls", Some(&org), None).await;
+    let (status, calls) = browser
+        .api(Method::GET, "/v1/calls", Some(&org), None)
+        .await;
     assert_eq!(status, 200, "{calls}");
-    let (status, organization) = browser.api(Method::GET, "/v1/organization", Some(&org), None).await;
+    let (status, organization) = browser
+        .api(Method::GET, "/v1/organization", Some(&org), None)
+        .await;
     assert_eq!(status, 200, "{organization}");
     assert_eq!(organization["dialing"]["allowed_countries"], json!(["GB"]));
 
     // Pairing from the console binds the phone to her: same user on both sides.
-    let (status, code) = browser.api(Method::POST, "/v1/pairing_codes", Some(&org), Some(json!({}))).await;
+    let (status, code) = browser
+        .api(
+            Method::POST,
+            "/v1/pairing_codes",
+            Some(&org),
+            Some(json!({})),
+        )
+        .await;
     assert_eq!(status, 201, "{code}");
     assert_eq!(code["agent_id"], member["agent_id"]);
-    let (device, _) = pushdial_sdk::AgentClient::pair(&app.url, code["code"].as_str().unwrap(), "Alice's phone", "cli")
-        .await
-        .unwrap();
+    let (device, _) = pushdial_sdk::AgentClient::pair(
+        &app.url,
+        code["code"].as_str().unwrap(),
+        "Alice's phone",
+        "cli",
+    )
+    .await
+    .unwrap();
     let agent = RunningAgent::start(device, Duration::from_millis(50)).await;
     let (status, call) = browser
-        .api(Method::POST, "/v1/calls", Some(&org), Some(json!({"to": "+447400123456", "confirm": "auto"})))
+        .api(
+            Method::POST,
+            "/v1/calls",
+            Some(&org),
+            Some(json!({"to": "+447400123456", "confirm": "auto"})),
+        )
         .await;
     assert_eq!(status, 201, "{call}");
     assert_eq!(call["agent_id"], member["agent_id"]);
     let call_id = call["id"].as_str().unwrap().to_owned();
     eventually(Duration::from_secs(10), "the call to complete", || async {
-        let (_, c) = browser.api(Method::GET, &format!("/v1/calls/{call_id}"), Some(&org), None).await;
+        let (_, c) = browser
+            .api(
+                Method::GET,
+                &format!("/v1/calls/{call_id}"),
+                Some(&org),
+                None,
+            )
+            .await;
         (c["status"] == "completed").then_some(())
     })
     .await;
@@ -262,13 +321,32 @@ async fn sign_in_through_openid_connect_then_use_the_api_with_the_session() {
     assert_eq!(app.count("users").await, 1);
 
     // The audit log has the organization's acts, with who and from where.
-    let (status, log) = again.api(Method::GET, "/v1/audit_events?limit=100", Some(&org), None).await;
+    let (status, log) = again
+        .api(Method::GET, "/v1/audit_events?limit=100", Some(&org), None)
+        .await;
     assert_eq!(status, 200, "{log}");
-    let actions: Vec<&str> = log["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for expected in ["organization.created", "device.pairing_code_created", "user.signed_in"] {
-        assert!(actions.contains(&expected), "{expected} missing from {actions:?}");
+    let actions: Vec<&str> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "organization.created",
+        "device.pairing_code_created",
+        "user.signed_in",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
     }
-    let signed_in = log["data"].as_array().unwrap().iter().find(|e| e["action"] == "user.signed_in").unwrap();
+    let signed_in = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "user.signed_in")
+        .unwrap();
     assert_eq!(signed_in["actor_id"], user_id.as_str());
     assert_eq!(signed_in["ip"], "127.0.0.1");
 }
@@ -283,7 +361,9 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused() {
     let forged = callback.replace("state=", "state=x");
     let r = b.http.get(&forged).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(set_cookies(&r).iter().all(|c| !c.starts_with("pd_session=pd_")));
+    assert!(set_cookies(&r)
+        .iter()
+        .all(|c| !c.starts_with("pd_session=pd_")));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "sign_in_failed", "{body}");
 
@@ -315,7 +395,9 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused() {
         .await
         .unwrap();
     assert_eq!(replay.status(), 400);
-    assert!(set_cookies(&replay).iter().all(|c| !c.starts_with("pd_session=pd_")));
+    assert!(set_cookies(&replay)
+        .iter()
+        .all(|c| !c.starts_with("pd_session=pd_")));
 
     // Wrong nonce: the authorization request is altered on its way to the provider, so
     // the ID token carries another nonce than the one this sign-in expects.
@@ -326,7 +408,11 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused() {
             let pairs: Vec<(String, String)> = url
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k == "nonce" { "attacker-nonce".to_owned() } else { v.into_owned() };
+                    let v = if k == "nonce" {
+                        "attacker-nonce".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
                     (k.into_owned(), v)
                 })
                 .collect();
@@ -338,7 +424,10 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused() {
     let r = b.http.get(&callback).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
-    assert!(body["detail"].as_str().unwrap().contains("ID token"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("ID token"),
+        "{body}"
+    );
     assert_eq!(app.count("users").await, 1, "only alice signed in");
 
     // Each refusal is in the platform's audit log, without an organization.
@@ -351,19 +440,28 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused() {
     assert_eq!(failed, 4);
 
     // Unknown provider, and a return address on another host, are not followed.
-    let r = b.http.get(format!("{}/auth/nope/login", app.url)).send().await.unwrap();
+    let r = b
+        .http
+        .get(format!("{}/auth/nope/login", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let r = b
         .http
-        .get(format!("{}/auth/oidc/login?return_to=//evil.example/", app.url))
+        .get(format!(
+            "{}/auth/oidc/login?return_to=//evil.example/",
+            app.url
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    let row: Option<String> = sqlx::query_scalar("select return_to from sign_ins order by created_at desc limit 1")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let row: Option<String> =
+        sqlx::query_scalar("select return_to from sign_ins order by created_at desc limit 1")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     assert_eq!(row, None);
 }
 
@@ -401,7 +499,10 @@ async fn sessions_need_an_allowed_origin_expire_and_end_everywhere() {
     assert_eq!(r.status(), 200);
     // Without the organization header, the API does not guess.
     let (status, body) = b.api(Method::GET, "/v1/calls", None, None).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("organization_required")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("organization_required"))
+    );
 
     // Losing Redis's copy (a restart) does not sign anyone out: Postgres has the session.
     let mut redis = redis::Client::open(redis_url())
@@ -415,13 +516,20 @@ async fn sessions_need_an_allowed_origin_expire_and_end_everywhere() {
         .await
         .unwrap();
     assert_eq!(keys.len(), 1);
-    let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut redis).await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(b.api(Method::GET, "/v1/me", None, None).await.0, 200);
 
     // Idle for longer than the idle timeout: the session has ended.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, body) = b.api(Method::GET, "/v1/me", None, None).await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("session_expired")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("session_expired"))
+    );
 
     // Sign out everywhere: both browsers' sessions end.
     let one = Browser::new(&app);
@@ -429,7 +537,9 @@ async fn sessions_need_an_allowed_origin_expire_and_end_everywhere() {
     one.sign_in("alice").await;
     two.sign_in("alice").await;
     assert_eq!(two.api(Method::GET, "/v1/me", None, None).await.0, 200);
-    let (status, out) = one.api(Method::POST, "/auth/logout?everywhere=true", None, None).await;
+    let (status, out) = one
+        .api(Method::POST, "/auth/logout?everywhere=true", None, None)
+        .await;
     assert_eq!(status, 200, "{out}");
     assert_eq!(out["sessions_ended"], 2);
     assert_eq!(one.api(Method::GET, "/v1/me", None, None).await.0, 401);
@@ -456,9 +566,10 @@ async fn sessions_survive_redis_going_down_and_fail_clearly_when_postgres_is_gon
     assert_eq!(r.status(), 401);
     // Postgres gone too: a clear 503, not a sign-out.
     let db_name = app.database_url.rsplit('/').next().unwrap().to_owned();
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", server_url()))
-        .await
-        .unwrap();
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{}/postgres", server_url()))
+            .await
+            .unwrap();
     sqlx::query(&format!("alter database {db_name} allow_connections false"))
         .execute(&mut admin)
         .await
@@ -469,7 +580,11 @@ async fn sessions_survive_redis_going_down_and_fail_clearly_when_postgres_is_gon
         .await
         .unwrap();
     let (status, body) = b.api(Method::GET, "/v1/me", None, None).await;
-    assert_eq!((status, body["code"].as_str()), (503, Some("sessions_unavailable")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("sessions_unavailable")),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,7 +594,12 @@ async fn members_roles_and_invitations() {
 
     // Alice invites Bob as an agent; without SMTP the link is shown to her.
     let (status, inv) = alice
-        .api(Method::POST, "/v1/invitations", Some(&org), Some(json!({"role": "agent", "email": "bob@example.test"})))
+        .api(
+            Method::POST,
+            "/v1/invitations",
+            Some(&org),
+            Some(json!({"role": "agent", "email": "bob@example.test"})),
+        )
         .await;
     assert_eq!(status, 201, "{inv}");
     assert_eq!(inv["delivery"], "link");
@@ -497,7 +617,12 @@ async fn members_roles_and_invitations() {
     let bob = Browser::new(&app);
     bob.sign_in("bob").await;
     let (status, joined) = bob
-        .api(Method::POST, "/v1/invitations/accept", None, Some(json!({"token": token})))
+        .api(
+            Method::POST,
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": token})),
+        )
         .await;
     assert_eq!(status, 201, "{joined}");
     assert_eq!(joined["role"], "agent");
@@ -506,28 +631,80 @@ async fn members_roles_and_invitations() {
     let carol = Browser::new(&app);
     carol.sign_in("carol").await;
     let (status, body) = carol
-        .api(Method::POST, "/v1/invitations/accept", None, Some(json!({"token": token})))
+        .api(
+            Method::POST,
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": token})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("invitation_used")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("invitation_used"))
+    );
     // Revoked invitations cannot be used.
-    let (_, inv2) = alice.api(Method::POST, "/v1/invitations", Some(&org), Some(json!({"role": "admin"}))).await;
-    let inv2_id = inv2["id"].as_str().unwrap();
-    assert_eq!(alice.api(Method::DELETE, &format!("/v1/invitations/{inv2_id}"), Some(&org), None).await.0, 200);
-    let token2 = inv2["url"].as_str().unwrap().split_once('#').unwrap().1.to_owned();
-    let (status, body) = carol
-        .api(Method::POST, "/v1/invitations/accept", None, Some(json!({"token": token2})))
+    let (_, inv2) = alice
+        .api(
+            Method::POST,
+            "/v1/invitations",
+            Some(&org),
+            Some(json!({"role": "admin"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("invitation_revoked")));
+    let inv2_id = inv2["id"].as_str().unwrap();
+    assert_eq!(
+        alice
+            .api(
+                Method::DELETE,
+                &format!("/v1/invitations/{inv2_id}"),
+                Some(&org),
+                None
+            )
+            .await
+            .0,
+        200
+    );
+    let token2 = inv2["url"]
+        .as_str()
+        .unwrap()
+        .split_once('#')
+        .unwrap()
+        .1
+        .to_owned();
+    let (status, body) = carol
+        .api(
+            Method::POST,
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": token2})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("invitation_revoked"))
+    );
 
     // Bob, an agent, may not do admin things, and writes nothing trying.
     let endpoints_before = app.count("webhook_endpoints").await;
     for (method, path, body) in [
-        (Method::POST, "/v1/webhook_endpoints", Some(json!({"url": "https://example.com/hook"}))),
-        (Method::POST, "/v1/api_keys", Some(json!({"name": "mine", "type": "secret"}))),
+        (
+            Method::POST,
+            "/v1/webhook_endpoints",
+            Some(json!({"url": "https://example.com/hook"})),
+        ),
+        (
+            Method::POST,
+            "/v1/api_keys",
+            Some(json!({"name": "mine", "type": "secret"})),
+        ),
         (Method::GET, "/v1/members", None),
         (Method::GET, "/v1/audit_events", None),
         (Method::POST, "/v1/agents", Some(json!({"name": "Zed"}))),
-        (Method::POST, "/v1/invitations", Some(json!({"role": "agent"}))),
+        (
+            Method::POST,
+            "/v1/invitations",
+            Some(json!({"role": "agent"})),
+        ),
     ] {
         let (status, problem) = bob.api(method.clone(), path, Some(&org), body).await;
         assert_eq!(status, 403, "{method} {path}: {problem}");
@@ -538,54 +715,146 @@ async fn members_roles_and_invitations() {
     let (_, agents) = bob.api(Method::GET, "/v1/agents", Some(&org), None).await;
     assert_eq!(agents["data"].as_array().unwrap().len(), 1);
     assert_eq!(agents["data"][0]["id"], joined["agent_id"]);
-    let alice_agent = alice.api(Method::GET, "/v1/me", None, None).await.1["memberships"][0]["agent_id"].clone();
-    let (status, _) = bob.api(Method::GET, &format!("/v1/agents/{}", alice_agent.as_str().unwrap()), Some(&org), None).await;
+    let alice_agent =
+        alice.api(Method::GET, "/v1/me", None, None).await.1["memberships"][0]["agent_id"].clone();
+    let (status, _) = bob
+        .api(
+            Method::GET,
+            &format!("/v1/agents/{}", alice_agent.as_str().unwrap()),
+            Some(&org),
+            None,
+        )
+        .await;
     assert_eq!(status, 404);
     let (status, body) = bob
-        .api(Method::POST, "/v1/calls", Some(&org), Some(json!({"to": "+14155550123", "agent_id": alice_agent})))
+        .api(
+            Method::POST,
+            "/v1/calls",
+            Some(&org),
+            Some(json!({"to": "+14155550123", "agent_id": alice_agent})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (404, Some("resource_missing")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("resource_missing")),
+        "{body}"
+    );
 
     // A member of this organization with a session, naming another organization: 404.
     let (_, other_org, _) = owner_of_new_org(&app, "dave").await;
-    let (status, body) = bob.api(Method::GET, "/v1/calls", Some(&other_org), None).await;
+    let (status, body) = bob
+        .api(Method::GET, "/v1/calls", Some(&other_org), None)
+        .await;
     assert_eq!(status, 404, "{body}");
-    let (status, _) = alice.api(Method::GET, "/v1/members", Some(&other_org), None).await;
+    let (status, _) = alice
+        .api(Method::GET, "/v1/members", Some(&other_org), None)
+        .await;
     assert_eq!(status, 404);
 
     // The last owner cannot leave, nor be demoted.
-    let (status, body) = alice.api(Method::DELETE, &format!("/v1/members/{alice_id}"), Some(&org), None).await;
-    assert_eq!((status, body["code"].as_str()), (409, Some("last_owner")), "{body}");
     let (status, body) = alice
-        .api(Method::PATCH, &format!("/v1/members/{alice_id}"), Some(&org), Some(json!({"role": "admin"})))
+        .api(
+            Method::DELETE,
+            &format!("/v1/members/{alice_id}"),
+            Some(&org),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("last_owner")),
+        "{body}"
+    );
+    let (status, body) = alice
+        .api(
+            Method::PATCH,
+            &format!("/v1/members/{alice_id}"),
+            Some(&org),
+            Some(json!({"role": "admin"})),
+        )
         .await;
     assert_eq!((status, body["code"].as_str()), (409, Some("last_owner")));
     // Admins manage agents but not owners.
     let (status, _) = alice
-        .api(Method::PATCH, &format!("/v1/members/{bob_id}"), Some(&org), Some(json!({"role": "admin"})))
+        .api(
+            Method::PATCH,
+            &format!("/v1/members/{bob_id}"),
+            Some(&org),
+            Some(json!({"role": "admin"})),
+        )
         .await;
     assert_eq!(status, 200);
     let (status, body) = bob
-        .api(Method::PATCH, &format!("/v1/members/{alice_id}"), Some(&org), Some(json!({"role": "agent"})))
+        .api(
+            Method::PATCH,
+            &format!("/v1/members/{alice_id}"),
+            Some(&org),
+            Some(json!({"role": "agent"})),
+        )
         .await;
-    assert_eq!((status, body["code"].as_str()), (403, Some("role_forbidden")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("role_forbidden"))
+    );
     let (status, _) = bob
-        .api(Method::PATCH, &format!("/v1/members/{bob_id}"), Some(&org), Some(json!({"role": "owner"})))
+        .api(
+            Method::PATCH,
+            &format!("/v1/members/{bob_id}"),
+            Some(&org),
+            Some(json!({"role": "owner"})),
+        )
         .await;
     assert_eq!(status, 403, "an admin cannot make himself owner");
     // With a second owner, Alice may leave.
     assert_eq!(
-        alice.api(Method::PATCH, &format!("/v1/members/{bob_id}"), Some(&org), Some(json!({"role": "owner"}))).await.0,
+        alice
+            .api(
+                Method::PATCH,
+                &format!("/v1/members/{bob_id}"),
+                Some(&org),
+                Some(json!({"role": "owner"}))
+            )
+            .await
+            .0,
         200
     );
-    let (status, left) = alice.api(Method::DELETE, &format!("/v1/members/{alice_id}"), Some(&org), None).await;
+    let (status, left) = alice
+        .api(
+            Method::DELETE,
+            &format!("/v1/members/{alice_id}"),
+            Some(&org),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{left}");
-    assert_eq!(alice.api(Method::GET, "/v1/calls", Some(&org), None).await.0, 404);
+    assert_eq!(
+        alice
+            .api(Method::GET, "/v1/calls", Some(&org), None)
+            .await
+            .0,
+        404
+    );
 
-    let (_, log) = bob.api(Method::GET, "/v1/audit_events?limit=100", Some(&org), None).await;
-    let actions: Vec<&str> = log["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for expected in ["member.invited", "member.joined", "invitation.revoked", "member.role_changed", "member.left"] {
-        assert!(actions.contains(&expected), "{expected} missing from {actions:?}");
+    let (_, log) = bob
+        .api(Method::GET, "/v1/audit_events?limit=100", Some(&org), None)
+        .await;
+    let actions: Vec<&str> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "member.invited",
+        "member.joined",
+        "invitation.revoked",
+        "member.role_changed",
+        "member.left",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "{expected} missing from {actions:?}"
+        );
     }
 }
 
@@ -593,82 +862,173 @@ async fn members_roles_and_invitations() {
 async fn api_keys_are_shown_once_rolled_with_overlap_and_revoked() {
     let app = TestApp::spawn().await;
     let (status, created) = app
-        .api(Method::POST, "/v1/api_keys", Some(json!({"name": "CRM sync", "type": "secret"})))
+        .api(
+            Method::POST,
+            "/v1/api_keys",
+            Some(json!({"name": "CRM sync", "type": "secret"})),
+        )
         .await;
     assert_eq!(status, 201, "{created}");
     let secret = created["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("pd_sk_"));
-    assert_eq!(created["redacted"], format!("pd_sk_…{}", &secret[secret.len() - 4..]));
+    assert_eq!(
+        created["redacted"],
+        format!("pd_sk_…{}", &secret[secret.len() - 4..])
+    );
     let id = created["id"].as_str().unwrap().to_owned();
     let with = |key: &str, path: &str| {
         let (key, path, url) = (key.to_owned(), path.to_owned(), app.url.clone());
         async move {
-            let r = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth(key).send().await.unwrap();
+            let r = reqwest::Client::new()
+                .get(format!("{url}{path}"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
             let status = r.status().as_u16();
             (status, r.json::<Value>().await.unwrap_or_default())
         }
     };
     assert_eq!(with(&secret, "/v1/calls").await.0, 200);
     // Never shown again; its use is recorded.
-    let (_, listed) = app.api(Method::GET, &format!("/v1/api_keys/{id}"), None).await;
+    let (_, listed) = app
+        .api(Method::GET, &format!("/v1/api_keys/{id}"), None)
+        .await;
     assert_eq!(listed["secret"], Value::Null);
-    eventually(Duration::from_secs(5), "last use to be recorded", || async {
-        let (_, k) = app.api(Method::GET, &format!("/v1/api_keys/{id}"), None).await;
-        (!k["last_used_at"].is_null()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(5),
+        "last use to be recorded",
+        || async {
+            let (_, k) = app
+                .api(Method::GET, &format!("/v1/api_keys/{id}"), None)
+                .await;
+            (!k["last_used_at"].is_null()).then_some(())
+        },
+    )
     .await;
 
     // Rolled with an hour of overlap: both work; the old one says when it stops.
     let (status, rolled) = app
-        .api(Method::POST, &format!("/v1/api_keys/{id}/roll"), Some(json!({"expires_in": 3600})))
+        .api(
+            Method::POST,
+            &format!("/v1/api_keys/{id}/roll"),
+            Some(json!({"expires_in": 3600})),
+        )
         .await;
     assert_eq!(status, 201, "{rolled}");
     let new_secret = rolled["secret"].as_str().unwrap().to_owned();
     assert_eq!(rolled["name"], "CRM sync");
     assert_eq!(with(&secret, "/v1/calls").await.0, 200);
     assert_eq!(with(&new_secret, "/v1/calls").await.0, 200);
-    let (_, old) = app.api(Method::GET, &format!("/v1/api_keys/{id}"), None).await;
+    let (_, old) = app
+        .api(Method::GET, &format!("/v1/api_keys/{id}"), None)
+        .await;
     assert_eq!(old["status"], "expiring");
     assert_eq!(old["rolled_to"], rolled["id"]);
     // Overlap beyond 7 days is refused, and nothing is written.
     let keys = app.count("api_keys").await;
     let (status, _) = app
-        .api(Method::POST, &format!("/v1/api_keys/{}/roll", rolled["id"].as_str().unwrap()), Some(json!({"expires_in": 8 * 86400})))
+        .api(
+            Method::POST,
+            &format!("/v1/api_keys/{}/roll", rolled["id"].as_str().unwrap()),
+            Some(json!({"expires_in": 8 * 86400})),
+        )
         .await;
     assert_eq!(status, 400);
     assert_eq!(app.count("api_keys").await, keys);
     // Rolled with no overlap: the old key stops at once.
     let new_id = rolled["id"].as_str().unwrap().to_owned();
-    let (_, third) = app.api(Method::POST, &format!("/v1/api_keys/{new_id}/roll"), Some(json!({}))).await;
+    let (_, third) = app
+        .api(
+            Method::POST,
+            &format!("/v1/api_keys/{new_id}/roll"),
+            Some(json!({})),
+        )
+        .await;
     let (status, body) = with(&new_secret, "/v1/calls").await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("api_key_expired")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("api_key_expired"))
+    );
     // Revoked: stops at once.
     let third_secret = third["secret"].as_str().unwrap().to_owned();
     let third_id = third["id"].as_str().unwrap();
-    assert_eq!(app.api(Method::DELETE, &format!("/v1/api_keys/{third_id}"), None).await.0, 200);
+    assert_eq!(
+        app.api(Method::DELETE, &format!("/v1/api_keys/{third_id}"), None)
+            .await
+            .0,
+        200
+    );
     let (status, body) = with(&third_secret, "/v1/calls").await;
-    assert_eq!((status, body["code"].as_str()), (401, Some("api_key_revoked")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("api_key_revoked"))
+    );
     // The list shows active keys; inactive ones on request.
     let (_, active) = app.api(Method::GET, "/v1/api_keys", None).await;
-    assert!(active["data"].as_array().unwrap().iter().all(|k| k["status"] == "active" || k["status"] == "expiring"));
-    let (_, all) = app.api(Method::GET, "/v1/api_keys?include_inactive=true&limit=100", None).await;
-    assert_eq!(all["data"].as_array().unwrap().len() as i64, app.count("api_keys").await);
+    assert!(active["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["status"] == "active" || k["status"] == "expiring"));
+    let (_, all) = app
+        .api(
+            Method::GET,
+            "/v1/api_keys?include_inactive=true&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(
+        all["data"].as_array().unwrap().len() as i64,
+        app.count("api_keys").await
+    );
     // Publishable keys are for the widget only.
-    let (_, pk) = app.api(Method::POST, "/v1/api_keys", Some(json!({"name": "widget", "type": "publishable"}))).await;
+    let (_, pk) = app
+        .api(
+            Method::POST,
+            "/v1/api_keys",
+            Some(json!({"name": "widget", "type": "publishable"})),
+        )
+        .await;
     assert!(pk["secret"].as_str().unwrap().starts_with("pd_pk_"));
-    assert_eq!(with(pk["secret"].as_str().unwrap(), "/v1/calls").await.0, 403);
+    assert_eq!(
+        with(pk["secret"].as_str().unwrap(), "/v1/calls").await.0,
+        403
+    );
     // Bad input writes nothing.
     let keys = app.count("api_keys").await;
-    for body in [json!({"name": "", "type": "secret"}), json!({"name": "x", "type": "root"}), json!({"name": "x"})] {
-        assert_eq!(app.api(Method::POST, "/v1/api_keys", Some(body)).await.0, 400);
+    for body in [
+        json!({"name": "", "type": "secret"}),
+        json!({"name": "x", "type": "root"}),
+        json!({"name": "x"}),
+    ] {
+        assert_eq!(
+            app.api(Method::POST, "/v1/api_keys", Some(body)).await.0,
+            400
+        );
     }
     assert_eq!(app.count("api_keys").await, keys);
 
-    let (_, log) = app.api(Method::GET, "/v1/audit_events?limit=100", None).await;
-    let actions: Vec<&str> = log["data"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions.iter().filter(|a| **a == "api_key.rolled").count(), 2);
+    let (_, log) = app
+        .api(Method::GET, "/v1/audit_events?limit=100", None)
+        .await;
+    let actions: Vec<&str> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions.iter().filter(|a| **a == "api_key.rolled").count(),
+        2
+    );
     assert!(actions.contains(&"api_key.revoked") && actions.contains(&"api_key.created"));
-    let entry = log["data"].as_array().unwrap().iter().find(|e| e["action"] == "api_key.revoked").unwrap();
+    let entry = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "api_key.revoked")
+        .unwrap();
     assert_eq!(entry["actor_type"], "api_key");
 }
 
@@ -725,20 +1085,38 @@ async fn invitations_are_emailed_when_smtp_is_configured() {
     let (app, _provider) = app_with_oidc(move |c| c.smtp_url = Some(smtp)).await;
     let (alice, org, _) = owner_of_new_org(&app, "alice").await;
     let (status, inv) = alice
-        .api(Method::POST, "/v1/invitations", Some(&org), Some(json!({"role": "admin", "email": "bob@example.test"})))
+        .api(
+            Method::POST,
+            "/v1/invitations",
+            Some(&org),
+            Some(json!({"role": "admin", "email": "bob@example.test"})),
+        )
         .await;
     assert_eq!(status, 201, "{inv}");
     assert_eq!(inv["delivery"], "email");
     assert_eq!(inv["url"], Value::Null, "the link went by e-mail only");
     // Long lines may be folded (quoted-printable soft breaks): unfold before reading.
-    let mail = inbox.lock().await.pop().expect("an e-mail was sent").replace("=\n", "");
+    let mail = inbox
+        .lock()
+        .await
+        .pop()
+        .expect("an e-mail was sent")
+        .replace("=\n", "");
     assert!(mail.contains("bob@example.test"), "{mail}");
     let start = mail.find("pd_inv_").expect("the link is in the e-mail");
-    let token: String = mail[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let token: String = mail[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     let bob = Browser::new(&app);
     bob.sign_in("bob").await;
     let (status, joined) = bob
-        .api(Method::POST, "/v1/invitations/accept", None, Some(json!({"token": token})))
+        .api(
+            Method::POST,
+            "/v1/invitations/accept",
+            None,
+            Some(json!({"token": token})),
+        )
         .await;
     assert_eq!(status, 201, "{joined}");
     assert_eq!(joined["role"], "admin");

@@ -164,6 +164,18 @@ values are left out, so the binary's defaults apply. Lists are joined with comma
   "apnsTopic" "PUSHDIAL_APNS_TOPIC"
   "apnsSandbox" "PUSHDIAL_APNS_SANDBOX"
   "vapidSubject" "PUSHDIAL_VAPID_SUBJECT"
+  "oidcIssuer" "PUSHDIAL_OIDC_ISSUER"
+  "oidcClientId" "PUSHDIAL_OIDC_CLIENT_ID"
+  "oidcName" "PUSHDIAL_OIDC_NAME"
+  "googleClientId" "PUSHDIAL_GOOGLE_CLIENT_ID"
+  "googleIssuer" "PUSHDIAL_GOOGLE_ISSUER"
+  "githubClientId" "PUSHDIAL_GITHUB_CLIENT_ID"
+  "githubUrl" "PUSHDIAL_GITHUB_URL"
+  "githubApiUrl" "PUSHDIAL_GITHUB_API_URL"
+  "sessionIdleTimeout" "PUSHDIAL_SESSION_IDLE_TIMEOUT"
+  "sessionLifetime" "PUSHDIAL_SESSION_LIFETIME"
+  "consoleOrigins" "PUSHDIAL_CONSOLE_ORIGINS"
+  "smtpFrom" "PUSHDIAL_SMTP_FROM"
 }}
 {{- $config := deepCopy .Values.config }}
 {{- $_ := set $config "publicUrl" (include "pushdial.publicUrl" .) }}
@@ -213,6 +225,18 @@ nothing secret is given in values.
 {{- end }}
 {{- with .Values.secrets.vapidPrivateKey }}
 {{- $_ := set $env "PUSHDIAL_VAPID_PRIVATE_KEY" . }}
+{{- end }}
+{{- with .Values.secrets.oidcClientSecret }}
+{{- $_ := set $env "PUSHDIAL_OIDC_CLIENT_SECRET" . }}
+{{- end }}
+{{- with .Values.secrets.googleClientSecret }}
+{{- $_ := set $env "PUSHDIAL_GOOGLE_CLIENT_SECRET" . }}
+{{- end }}
+{{- with .Values.secrets.githubClientSecret }}
+{{- $_ := set $env "PUSHDIAL_GITHUB_CLIENT_SECRET" . }}
+{{- end }}
+{{- with .Values.secrets.smtpUrl }}
+{{- $_ := set $env "PUSHDIAL_SMTP_URL" . }}
 {{- end }}
 {{- range $name, $value := .Values.secretEnv }}
 {{- $_ := set $env $name (toString $value) }}
