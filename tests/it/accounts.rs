@@ -104,9 +104,20 @@ impl Browser {
         login: &str,
         tamper: impl FnOnce(String) -> String,
     ) -> String {
+        self.through("/auth/oidc/login?return_to=/v1/me", login, tamper)
+            .await
+    }
+
+    /// Like `through_provider`, starting at `start` (a path of the deployment).
+    pub async fn through(
+        &self,
+        start: &str,
+        login: &str,
+        tamper: impl FnOnce(String) -> String,
+    ) -> String {
         let r = self
             .http
-            .get(format!("{}/auth/oidc/login?return_to=/v1/me", self.app))
+            .get(format!("{}{start}", self.app))
             .send()
             .await
             .unwrap();
@@ -116,7 +127,9 @@ impl Browser {
             authorize.contains("code_challenge_method=S256"),
             "{authorize}"
         );
-        assert!(authorize.contains("nonce="), "{authorize}");
+        if start.starts_with("/auth/oidc/") {
+            assert!(authorize.contains("nonce="), "{authorize}");
+        }
         let mut url = reqwest::Url::parse(&tamper(authorize)).unwrap();
         for _ in 0..12 {
             let r = self.http.get(url.clone()).send().await.unwrap();
@@ -131,12 +144,22 @@ impl Browser {
             // The provider's own login or consent page: fill in and submit its form.
             let page = r.text().await.unwrap();
             let action = between(&page, "action=\"", "\"").expect("a form on the provider's page");
-            let prompt = between(&page, "name=\"prompt\" value=\"", "\"").unwrap_or_default();
-            let form: Vec<(&str, &str)> = if prompt == "login" {
-                vec![("prompt", "login"), ("login", login), ("password", "any")]
-            } else {
-                vec![("prompt", prompt.as_str())]
-            };
+            // Its hidden fields as they are, plus a login and password where it asks.
+            let mut form: Vec<(String, String)> = page
+                .split("<input")
+                .skip(1)
+                .filter(|tag| tag.contains("type=\"hidden\""))
+                .filter_map(|tag| {
+                    Some((
+                        between(tag, "name=\"", "\"")?,
+                        between(tag, "value=\"", "\"")?,
+                    ))
+                })
+                .collect();
+            if page.contains("name=\"login\"") {
+                form.push(("login".into(), login.into()));
+                form.push(("password".into(), "any".into()));
+            }
             let r = self
                 .http
                 .post(url.join(&action).unwrap())
@@ -144,7 +167,13 @@ impl Browser {
                 .send()
                 .await
                 .unwrap();
-            assert!(r.status().is_redirection(), "form answered {}", r.status());
+            let status = r.status();
+            if !status.is_redirection() {
+                panic!(
+                    "form answered {status}: {}\npage was: {page}",
+                    r.text().await.unwrap_or_default()
+                );
+            }
             url = url.join(r.headers()[LOCATION].to_str().unwrap()).unwrap();
         }
         panic!("the provider never redirected back");
@@ -1120,4 +1149,212 @@ async fn invitations_are_emailed_when_smtp_is_configured() {
         .await;
     assert_eq!(status, 201, "{joined}");
     assert_eq!(joined["role"], "admin");
+}
+
+/// A stand-in for GitHub's OAuth endpoints and REST API that checks what GitHub checks:
+/// the client, the exact redirect URI, PKCE (S256), single-use codes, the bearer token.
+fn fake_github(redirect_uri: String) -> String {
+    use base64::Engine;
+    use poem::web::{Data, Form, Query};
+    use poem::{get, handler, post, EndpointExt, Request, Response, Route};
+    use sha2::Digest;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct State {
+        codes: Mutex<HashMap<String, String>>,
+        redirect: String,
+    }
+    #[handler]
+    fn authorize(Query(q): Query<HashMap<String, String>>, state: Data<&Arc<State>>) -> Response {
+        let ok = q.get("client_id").map(String::as_str) == Some("gh-client")
+            && q.get("redirect_uri") == Some(&state.redirect)
+            && q.get("code_challenge_method").map(String::as_str) == Some("S256");
+        if !ok {
+            return Response::builder()
+                .status(StatusCode::BAD_REQUEST)
+                .body("bad authorize request");
+        }
+        let code = format!("code{}", rand::random::<u64>());
+        state
+            .codes
+            .lock()
+            .unwrap()
+            .insert(code.clone(), q["code_challenge"].clone());
+        let to = format!("{}?code={code}&state={}", state.redirect, q["state"]);
+        Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", to)
+            .finish()
+    }
+    #[handler]
+    fn token(
+        req: &Request,
+        Form(f): Form<HashMap<String, String>>,
+        state: Data<&Arc<State>>,
+    ) -> Response {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("gh-client:gh-secret")
+        );
+        let client_ok = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(basic.as_str())
+            || (f.get("client_id").map(String::as_str) == Some("gh-client")
+                && f.get("client_secret").map(String::as_str) == Some("gh-secret"));
+        let challenge = f
+            .get("code")
+            .and_then(|c| state.codes.lock().unwrap().remove(c));
+        let verified = match (challenge, f.get("code_verifier")) {
+            (Some(ch), Some(v)) => {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sha2::Sha256::digest(v.as_bytes()))
+                    == ch
+            }
+            _ => false,
+        };
+        let body = if client_ok && verified && f.get("redirect_uri") == Some(&state.redirect) {
+            json!({"access_token": "gho_fake", "token_type": "bearer", "scope": "read:user,user:email"})
+        } else {
+            // GitHub answers a bad code with 200 and an error body.
+            json!({"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."})
+        };
+        let status = if body.get("error").is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        Response::builder()
+            .status(status)
+            .content_type("application/json")
+            .body(body.to_string())
+    }
+    fn authorized(req: &Request) -> bool {
+        req.headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some("Bearer gho_fake")
+    }
+    #[handler]
+    fn user(req: &Request) -> Response {
+        if !authorized(req) {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .finish();
+        }
+        poem::web::Json(
+            json!({"id": 4242, "login": "octocat", "name": "The Octocat", "email": null}),
+        )
+        .into_response()
+    }
+    #[handler]
+    fn emails(req: &Request) -> Response {
+        if !authorized(req) {
+            return Response::builder()
+                .status(StatusCode::UNAUTHORIZED)
+                .finish();
+        }
+        poem::web::Json(json!([
+            {"email": "old@example.test", "primary": false, "verified": true},
+            {"email": "octo@example.test", "primary": true, "verified": true}
+        ]))
+        .into_response()
+    }
+    use poem::IntoResponse;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let state = Arc::new(State {
+        codes: Default::default(),
+        redirect: redirect_uri,
+    });
+    let app = Route::new()
+        .at("/login/oauth/authorize", get(authorize))
+        .at("/login/oauth/access_token", post(token))
+        .at("/api/user", get(user))
+        .at("/api/user/emails", get(emails))
+        .data(state);
+    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_sign_in_and_linking_a_second_identity() {
+    let github = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let gh = github.clone();
+    let (app, provider) = app_with_oidc(move |c| {
+        let redirect = format!("http://{}/auth/github/callback", c.listen);
+        let base = fake_github(redirect);
+        c.github_client_id = Some("gh-client".into());
+        c.github_client_secret = Some("gh-secret".into());
+        c.github_url = base.clone();
+        c.github_api_url = format!("{base}/api");
+        *gh.lock().unwrap() = base;
+    })
+    .await;
+    let github = github.lock().unwrap().clone();
+    let (_, providers) = app.api(Method::GET, "/auth/providers", None).await;
+    let ids: Vec<&str> = providers["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["oidc", "github"]);
+
+    let b = Browser::new(&app);
+    let callback = b.through("/auth/github/login", "", |u| u).await;
+    let r = b.http.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
+    let (_, me) = b.api(Method::GET, "/v1/me", None, None).await;
+    assert_eq!(me["name"], "The Octocat");
+    assert_eq!(
+        me["email"], "octo@example.test",
+        "the primary verified address"
+    );
+    assert_eq!(me["identities"][0]["provider"], "github");
+    assert_eq!(me["identities"][0]["issuer"], github.as_str());
+    assert_eq!(me["identities"][0]["subject"], "4242");
+
+    // The same person links their company sign-in; either one then opens the account.
+    let callback = b.through("/auth/oidc/login?link=true", "octo", |u| u).await;
+    assert_eq!(
+        b.http.get(&callback).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    let (_, me2) = b.api(Method::GET, "/v1/me", None, None).await;
+    assert_eq!(me2["id"], me["id"]);
+    assert_eq!(me2["identities"].as_array().unwrap().len(), 2);
+    assert_eq!(me2["identities"][1]["issuer"], provider.issuer.as_str());
+    let other = Browser::new(&app);
+    other.sign_in("octo").await;
+    assert_eq!(
+        other.api(Method::GET, "/v1/me", None, None).await.1["id"],
+        me["id"]
+    );
+    // An identity that belongs to someone else cannot be linked.
+    let mallory = Browser::new(&app);
+    mallory.sign_in("mallory").await;
+    // (prompt=login: the provider would otherwise reuse mallory's own sign-in there)
+    let callback = mallory
+        .through("/auth/oidc/login?link=true", "octo", |u| {
+            format!("{u}&prompt=login")
+        })
+        .await;
+    let r = mallory.http.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    // Linking needs a session.
+    let r = Browser::new(&app)
+        .http
+        .get(format!("{}/auth/oidc/login?link=true", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(app.count("users").await, 2);
 }
