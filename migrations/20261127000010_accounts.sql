@@ -12,6 +12,7 @@ create table users (
 -- Keyed by (issuer, subject), never by e-mail: two providers asserting the same address
 -- are two identities, and a user may link several.
 create table identities (
+    id            text not null unique,
     issuer        text not null,
     subject       text not null,
     user_id       text not null references users (id) on delete cascade,
@@ -60,8 +61,10 @@ create table sign_ins (
     provider      text not null,
     secrets       bytea not null,
     return_to     text,
-    -- set when a signed-in user links another identity
+    -- set when a signed-in user links another identity: the user, and the session that
+    -- asked (it must still be live when the link completes)
     link_user_id  text references users (id) on delete cascade,
+    link_session_hash bytea,
     created_at    timestamptz not null default now(),
     used_at       timestamptz
 );

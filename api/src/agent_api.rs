@@ -192,6 +192,19 @@ impl AgentApi {
             },
         )
         .await?;
+        let (ip, user_agent) = crate::auth::client_of(req);
+        let entry = pushdial_core::store::accounts::AuditEntry {
+            org_id: Some(org_id.clone()),
+            action: "device.paired".into(),
+            actor_type: "device".into(),
+            actor_id: Some(id.clone()),
+            target_type: Some("agent".into()),
+            target_id: Some(agent_id.clone()),
+            ip,
+            user_agent,
+            data: serde_json::json!({ "name": name, "platform": b.platform }),
+        };
+        pushdial_core::accounts::audit(&mut tx, &entry).await?;
         tx.commit().await?;
         tracing::info!(device_id = %id, org_id = %org_id, "device paired");
         Ok(Paired::Created(Json(PairResponse {

@@ -137,6 +137,9 @@ impl AgentsApi {
         }
         let row =
             agent_store::insert(&mut tx, &ids::new_id(Kind::Agent), org_id, name, email).await?;
+        let mut entry = auth.audit("agent.created", "agent", &row.id);
+        entry.data = serde_json::json!({ "name": name });
+        pushdial_core::accounts::audit(&mut tx, &entry).await?;
         let agent = Agent::new(row, &[]);
         idem.save(&mut tx, org_id, 201, &agent).await?;
         tx.commit().await?;
@@ -234,7 +237,8 @@ impl AgentsApi {
         if auth.own_agent().is_some_and(|own| own != agent_id) {
             return Err(Error::NotFound("agent").into());
         }
-        let mut conn = ctx.db.acquire().await?;
+        crate::auth::may_use_agent(&ctx, &auth, &agent_id).await?;
+        let mut conn = ctx.db.begin().await?;
         agent_store::get(&mut conn, &auth.org_id, &agent_id)
             .await?
             .ok_or(Error::NotFound("agent"))?;
@@ -253,6 +257,7 @@ impl AgentsApi {
         let mut entry = auth.audit("device.pairing_code_created", "agent", &agent_id);
         entry.data = serde_json::json!({ "expires_at": expires_at });
         pushdial_core::accounts::audit(&mut conn, &entry).await?;
+        conn.commit().await?;
         let pair_uri = format!(
             "pushdial://pair?server={}&code={}",
             percent(&ctx.config.public_url()),

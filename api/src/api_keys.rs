@@ -269,7 +269,7 @@ impl ApiKeysApi {
         if !keys::roll(&mut tx, &auth.org_id, &old.id, until, &row.id).await? {
             return Err(Error::conflict(
                 "api_key_inactive",
-                "this key is revoked or expired; create a new key instead",
+                "this key is revoked, expired or already rolled; roll its replacement or create a new key",
             )
             .into());
         }

@@ -170,16 +170,54 @@ impl SignedIn {
     }
 }
 
-/// A console session: the `pd_session` cookie set by sign-in (`/auth/{provider}/login`).
+/// A console session: the `__Host-pd_session` cookie set by sign-in at
+/// `/auth/{provider}/login` (`pd_session` on plain-http loopback). Documents the scheme;
+/// `SessionCookie` does the work, since the cookie's name depends on the deployment.
 #[derive(SecurityScheme)]
 #[oai(
     ty = "api_key",
-    key_name = "pd_session",
+    key_name = "__Host-pd_session",
     key_in = "cookie",
-    rename = "Session",
-    checker = "check_session"
+    rename = "Session"
 )]
+#[allow(dead_code)]
+struct SessionScheme(ApiKey);
+
+/// A signed-in person, from the session cookie.
 pub struct SessionCookie(pub SignedIn);
+
+impl<'a> ApiExtractor<'a> for SessionCookie {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        <SessionScheme as ApiExtractor>::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        <SessionScheme as ApiExtractor>::security_schemes()
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut poem::RequestBody,
+        _param_opts: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        let ctx = ctx(req)?;
+        let token = cookie(req, sessions::cookie_name(ctx))
+            .ok_or(poem_openapi::error::AuthorizationError)?;
+        // The origin first: a cross-site request must not even renew the session.
+        check_origin(ctx, req).map_err(ApiError)?;
+        let session = sessions::resolve(ctx, &token).await.map_err(ApiError)?;
+        let (ip, user_agent) = client_of(req);
+        Ok(SessionCookie(SignedIn {
+            session,
+            ip,
+            user_agent,
+        }))
+    }
+}
 
 /// Either credential of the public API: a secret key, or a session with the
 /// `Pushdial-Organization` header.
@@ -214,10 +252,11 @@ impl<'a> ApiExtractor<'a> for OrgAuth {
         param_opts: ExtractParamOptions<()>,
     ) -> poem::Result<Self> {
         // A request that names a key is judged by its key alone.
+        let session_cookie = ctx(req).map(|c| has_cookie(req, sessions::cookie_name(c)))?;
         if req
             .headers()
             .contains_key(poem::http::header::AUTHORIZATION)
-            || !has_cookie(req, sessions::COOKIE)
+            || !session_cookie
         {
             let key = <SecretKey as ApiExtractor>::from_request(req, body, param_opts).await?;
             return Ok(OrgAuth(key.0));
@@ -252,15 +291,10 @@ fn ctx(req: &Request) -> Result<&Ctx, ApiError> {
         .ok_or_else(|| ApiError(Error::Internal("no context".into())))
 }
 
-/// The origins a signed-in browser may change things from.
+/// The origin a signed-in browser may change things from: the deployment's own (the
+/// console is served by the api; no other origin gets credentials).
 fn origin_allowed(ctx: &Ctx, origin: &str) -> bool {
     origin == ctx.config.public_origin()
-        || ctx
-            .config
-            .console_origins
-            .split(',')
-            .map(str::trim)
-            .any(|o| !o.is_empty() && o.trim_end_matches('/') == origin)
 }
 
 /// Refuses a state-changing request carried by a session cookie unless its `Origin` (or,
@@ -287,16 +321,28 @@ pub fn check_origin(ctx: &Ctx, req: &Request) -> Result<(), Error> {
     }
 }
 
-async fn check_session(req: &Request, key: ApiKey) -> poem::Result<SignedIn> {
-    let ctx = ctx(req)?;
-    let session = sessions::resolve(ctx, &key.key).await.map_err(ApiError)?;
-    check_origin(ctx, req).map_err(ApiError)?;
-    let (ip, user_agent) = client_of(req);
-    Ok(SignedIn {
-        session,
-        ip,
-        user_agent,
-    })
+/// Refuses an admin (not an owner) acting on an owner's agent — pairing a phone to it,
+/// revoking its phones, or calling through them: admins manage everyone but owners.
+/// Secret keys, owners, and members acting on their own agent pass.
+pub async fn may_use_agent(ctx: &Ctx, scope: &OrgScope, agent_id: &str) -> Result<(), Error> {
+    match &scope.actor {
+        Actor::Member {
+            role: Role::Admin,
+            agent_id: own,
+            ..
+        } if own != agent_id => {
+            let mut conn = ctx.db.acquire().await?;
+            let role = account_store::role_of_agent(&mut conn, &scope.org_id, agent_id).await?;
+            if role.as_deref() == Some("owner") {
+                return Err(Error::forbidden(
+                    "role_forbidden",
+                    "admins may not use or manage an owner's phones",
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The scope of a session request: the member's role in the organization the header

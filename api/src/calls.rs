@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
-use pushdial_core::calls::{self, CallRequest, RawCallRequest};
+use pushdial_core::calls::{self, CallRequest, RawCallRequest, Target};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
 use pushdial_core::store::calls::{self as call_store, CallFilter};
@@ -86,8 +86,15 @@ impl CallsApi {
         body: Json<CreateCall>,
     ) -> Result<CallCreated, CreateCallError> {
         let org_id = &auth.org_id;
-        let idem = Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?;
-        if let Some(call) = idem.replay(&mut *ctx.db.acquire().await?, org_id).await? {
+        let idem =
+            Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?.scoped(auth.user_id());
+        if let Some(call) = idem
+            .replay::<Call>(&mut *ctx.db.acquire().await?, org_id)
+            .await?
+        {
+            if auth.own_agent().is_some_and(|own| own != call.agent_id) {
+                return Err(Error::NotFound("call").into());
+            }
             return Ok(CallCreated::Created(Json(call)));
         }
         let b = body.0;
@@ -118,10 +125,22 @@ impl CallsApi {
             .and_then(|r| u32::try_from(r).ok())
             .unwrap_or(ctx.config.limit_calls_per_minute);
         drop(conn);
+        // Before the target's state is looked at, so that nothing about other agents'
+        // phones leaks: an agent may only name their own device.
+        if let (Some(own), Target::Device(device_id)) = (auth.own_agent(), &request.target) {
+            let mut conn = ctx.db.acquire().await?;
+            let owner = pushdial_core::store::devices::get(&mut conn, org_id, device_id)
+                .await?
+                .map(|d| d.agent_id);
+            if owner.as_deref() != Some(own) {
+                return Err(Error::NotFound("device").into());
+            }
+        }
         let routed = calls::check_target(&ctx, org_id, &request.target).await?;
         if auth.own_agent().is_some_and(|own| own != routed.agent_id) {
             return Err(Error::NotFound("device").into());
         }
+        crate::auth::may_use_agent(&ctx, &auth, &routed.agent_id).await?;
         // Quotas are taken only by calls that would be placed (not by the refusals above).
         limits::take(&ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
         let number_key = format!("{org_id}:{}", request.to.as_str());

@@ -137,6 +137,7 @@ impl DevicesApi {
         device_id: Path<String>,
     ) -> Result<Json<Device>, DeviceError> {
         let before = one(&ctx, &auth, &device_id.0).await?;
+        crate::auth::may_use_agent(&ctx, &auth, &before.agent_id).await?;
         let id = before.id.clone();
         let was_reachable = before.reachable;
         let mut tx = ctx.db.begin().await?;

@@ -38,6 +38,15 @@ impl Idempotency {
         })
     }
 
+    /// Keys of signed-in members are their own: two members of one organization using the
+    /// same key never see each other's answers.
+    pub fn scoped(mut self, user_id: Option<&str>) -> Self {
+        if let (Some(user), Some(key)) = (user_id, &self.key) {
+            self.key = Some(format!("{user}/{key}"));
+        }
+        self
+    }
+
     fn answer<T: DeserializeOwned>(&self, stored: Stored) -> Result<T, Error> {
         if stored.request_hash != self.hash {
             return Err(Error::Unprocessable {

@@ -21,6 +21,7 @@ pub struct MembersApi;
 /// A sign-in identity of a user (an account at a provider).
 #[derive(Debug, Clone, Object)]
 pub struct Identity {
+    pub id: String,
     /// `oidc`, `google` or `github`.
     pub provider: String,
     pub issuer: String,
@@ -225,6 +226,7 @@ impl MembersApi {
             identities: identities
                 .into_iter()
                 .map(|i| Identity {
+                    id: i.id,
                     provider: i.provider,
                     issuer: i.issuer,
                     subject: i.subject,
@@ -339,6 +341,11 @@ impl MembersApi {
         user_id: Path<String>,
     ) -> Result<Json<Membership>, MemberError> {
         let user_id = ids::parse(Kind::User, "user_id", &user_id.0)?;
+        // Others are removed by owners and admins only; asked before anything is looked up,
+        // so that an agent learns nothing about who is a member.
+        if auth.user_id() != Some(user_id.as_str()) {
+            auth.require_admin()?;
+        }
         let mut conn = ctx.db.acquire().await?;
         let agent_id = store::membership(&mut conn, &auth.org_id, &user_id)
             .await?
@@ -355,8 +362,15 @@ impl MembersApi {
         } else {
             "member.removed"
         };
+        // Keys they created keep working (integrations may depend on them): the audit
+        // entry names them, for an admin to roll or revoke.
+        let keys = store::keys_created_by(&mut tx, &auth.org_id, &user_id).await?;
         let mut entry = auth.audit(action, "user", &user_id);
-        entry.data = serde_json::json!({ "role": member.role, "revoked_devices": devices });
+        entry.data = serde_json::json!({
+            "role": member.role,
+            "revoked_devices": devices,
+            "api_keys_they_created": keys,
+        });
         accounts::audit(&mut tx, &entry).await?;
         tx.commit().await?;
         let revoked: Vec<(String, bool)> = devices
@@ -402,20 +416,23 @@ impl MembersApi {
         let org = pushdial_core::store::orgs::get(&mut tx, &auth.org_id)
             .await?
             .ok_or(Error::NotFound("organization"))?;
-        // Sent before the commit: an invitation that could not be sent is not kept.
-        let emailed = match (&row.email, &ctx.config.smtp_url) {
-            (Some(to), Some(_)) => {
-                pushdial_core::mail::send_invitation(&ctx.config, to, &org.name, role, &url)
-                    .await?;
-                true
-            }
-            _ => false,
-        };
+        let emailed = row.email.is_some() && ctx.config.smtp_url.is_some();
         let mut entry = auth.audit("member.invited", "invitation", &row.id);
         entry.data =
             serde_json::json!({ "email": row.email, "role": row.role, "emailed": emailed });
         accounts::audit(&mut tx, &entry).await?;
         tx.commit().await?;
+        if let (true, Some(to)) = (emailed, &row.email) {
+            // Sent after the commit (no connection held while the mail server answers);
+            // an invitation that could not be sent is withdrawn again.
+            if let Err(e) =
+                pushdial_core::mail::send_invitation(&ctx.config, to, &org.name, role, &url).await
+            {
+                let mut conn = ctx.db.acquire().await?;
+                store::revoke_invitation(&mut conn, &auth.org_id, &row.id).await?;
+                return Err(e.into());
+            }
+        }
         let mut out = Invitation::from(row);
         if emailed {
             out.delivery = Some("email".into());
@@ -488,6 +505,53 @@ impl MembersApi {
         }
         tx.commit().await?;
         Ok(Json(row.into()))
+    }
+
+    /// Unlink a sign-in
+    ///
+    /// Removes one of the signed-in user's identities; the last one cannot be removed (`409
+    /// last_identity`).
+    #[oai(
+        path = "/v1/me/identities/:identity_id",
+        method = "delete",
+        operation_id = "delete_identity"
+    )]
+    async fn unlink(
+        &self,
+        auth: SessionCookie,
+        ctx: poem::web::Data<&Ctx>,
+        identity_id: Path<String>,
+    ) -> Result<Json<Identity>, MeError> {
+        let id = ids::parse(Kind::Identity, "identity_id", &identity_id.0)?;
+        let user_id = &auth.0.session.user_id;
+        let mut tx = ctx.db.begin().await?;
+        let (removed, row) = store::delete_identity(&mut tx, user_id, &id)
+            .await?
+            .ok_or(Error::NotFound("identity"))?;
+        let row = row.ok_or(Error::NotFound("identity"))?;
+        if !removed {
+            return Err(Error::conflict(
+                "last_identity",
+                "this is your only way to sign in: link another before removing it",
+            )
+            .into());
+        }
+        for m in store::memberships_of_user(&mut tx, user_id).await? {
+            let mut entry =
+                auth.0
+                    .audit(Some(&m.org_id), "user.identity_unlinked", "user", user_id);
+            entry.data = serde_json::json!({ "provider": row.provider, "issuer": row.issuer, "subject": row.subject });
+            accounts::audit(&mut tx, &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(Json(Identity {
+            id: row.id,
+            provider: row.provider,
+            issuer: row.issuer,
+            subject: row.subject,
+            email: row.email,
+            created_at: row.created_at,
+        }))
     }
 
     /// Accept an invitation

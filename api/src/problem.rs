@@ -210,7 +210,7 @@ pub async fn catch_all(err: poem::Error) -> Response {
         (
             401,
             "missing_credentials",
-            "send `Authorization: Bearer <key>`".to_owned(),
+            "send `Authorization: Bearer <key>`, or sign in".to_owned(),
         )
     } else if err.is::<ParseRequestPayloadError>() {
         (400, "invalid_request_body", message)

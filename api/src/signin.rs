@@ -55,8 +55,8 @@ pub struct LoginQuery {
 
 fn state_cookie(ctx: &Ctx, value: &str, max_age: u64) -> String {
     format!(
-        "{}={value}; Path=/auth; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
-        signin::STATE_COOKIE,
+        "{}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        signin::state_cookie_name(&ctx.config),
         sessions::secure(ctx)
     )
 }
@@ -70,7 +70,7 @@ fn client_key(req: &Request) -> String {
 
 /// The live session the request carries, if any.
 async fn current_session(ctx: &Ctx, req: &Request) -> Option<sessions::Session> {
-    let token = cookie(req, sessions::COOKIE)?;
+    let token = cookie(req, sessions::cookie_name(ctx))?;
     sessions::resolve(ctx, &token).await.ok()
 }
 
@@ -84,20 +84,36 @@ pub async fn login(
 ) -> Response {
     let started = async {
         limits::take(&ctx, "signin", &client_key(req), limits::per_minute(30)).await?;
-        let link_user = if query.link.unwrap_or(false) {
+        let link = if query.link.unwrap_or(false) {
             let session = current_session(&ctx, req).await.ok_or_else(|| {
                 Error::unauthenticated(
                     "session_required",
                     "sign in first to link another sign-in to your account",
                 )
             })?;
-            Some(session.user_id)
+            // Adding a way in is sensitive: only soon after signing in, so that a stolen
+            // session cookie alone cannot attach an attacker's account.
+            let age = (chrono::Utc::now() - session.created_at)
+                .to_std()
+                .unwrap_or_default();
+            if age > sessions::RECENT_SIGN_IN {
+                return Err(Error::forbidden(
+                    "reauthentication_required",
+                    "sign in again, then link the other sign-in within 15 minutes",
+                ));
+            }
+            Some((session.user_id, session.id_hash))
         } else {
             None
         };
         let return_to = signin::safe_return_to(query.return_to.as_deref());
         ctx.signin
-            .start(&ctx, &provider, return_to.as_deref(), link_user.as_deref())
+            .start(
+                &ctx,
+                &provider,
+                return_to.as_deref(),
+                link.as_ref().map(|(u, h)| (u.as_str(), h.as_slice())),
+            )
             .await
     }
     .await;
@@ -124,20 +140,30 @@ pub async fn callback(
     Query(cb): Query<Callback>,
 ) -> Response {
     let (ip, user_agent) = client_of(req);
-    let cookie_state = cookie(req, signin::STATE_COOKIE);
+    let cookie_state = cookie(req, signin::state_cookie_name(&ctx.config));
     let clear_state = state_cookie(&ctx, "", 0);
     let outcome = async {
+        limits::take(&ctx, "signin", &client_key(req), limits::per_minute(30)).await?;
         let finished = ctx
             .signin
             .finish(&ctx, &provider, &cb, cookie_state.as_deref())
             .await?;
         let mut tx = ctx.db.begin().await?;
-        let (user_id, created) = accounts::user_for_identity(
-            &mut tx,
-            &finished.identity,
-            finished.link_user_id.as_deref(),
-        )
-        .await?;
+        if let Some((_, session_hash)) = &finished.link {
+            // The session that asked for the link must still be live (not signed out).
+            let live = store::get_session(&mut tx, session_hash)
+                .await?
+                .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > chrono::Utc::now());
+            if !live {
+                return Err(Error::unauthenticated(
+                    "session_expired",
+                    "the session that started linking has ended; sign in and try again",
+                ));
+            }
+        }
+        let link_user = finished.link.as_ref().map(|(u, _)| u.as_str());
+        let (user_id, created) =
+            accounts::user_for_identity(&mut tx, &finished.identity, link_user).await?;
         let memberships = store::memberships_of_user(&mut tx, &user_id).await?;
         let record = |org_id: Option<&str>, action: &str| AuditEntry {
             org_id: org_id.map(str::to_owned),
@@ -150,7 +176,7 @@ pub async fn callback(
             user_agent: user_agent.clone(),
             data: identity_data(&finished.identity, created),
         };
-        let action = if finished.link_user_id.is_some() {
+        let action = if finished.link.is_some() {
             "user.identity_linked"
         } else {
             "user.signed_in"
@@ -168,7 +194,10 @@ pub async fn callback(
     let (user_id, return_to) = match outcome {
         Ok(v) => v,
         Err(e) => {
-            if !matches!(e, Error::Unavailable { .. } | Error::Database(_)) {
+            if !matches!(
+                e,
+                Error::Unavailable { .. } | Error::Database(_) | Error::RateLimited { .. }
+            ) {
                 failed_sign_in(&ctx, &provider, &e, ip, user_agent).await;
             }
             let mut resp = problem(&e);

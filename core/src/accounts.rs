@@ -221,7 +221,8 @@ pub async fn change_role(
 
 /// Removes a member (or lets one leave, when `actor_user` is the member). Keeps at least one
 /// owner, and revokes the member's devices so that they stop taking the organization's
-/// calls. Returns the removed membership and the revoked device ids.
+/// calls (and deletes their unused pairing codes). Returns the removed membership and the
+/// revoked device ids.
 pub async fn remove_member(
     conn: &mut PgConnection,
     org_id: &str,
@@ -245,6 +246,7 @@ pub async fn remove_member(
     }
     store::delete_membership(conn, org_id, user_id).await?;
     let devices = store::revoke_agent_devices(conn, org_id, &member.agent_id).await?;
+    store::delete_pairing_codes(conn, org_id, &member.agent_id).await?;
     Ok((member, devices))
 }
 

@@ -293,11 +293,6 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_SESSION_LIFETIME", default_value = "7d", value_parser = parse_duration)]
     pub session_lifetime: Duration,
 
-    /// Origins besides the public URL's from which a signed-in browser may change things
-    /// (comma-separated, e.g. a console served by a development server).
-    #[arg(long, env = "PUSHDIAL_CONSOLE_ORIGINS", default_value = "")]
-    pub console_origins: String,
-
     /// SMTP server for invitation e-mails: `smtps://user:pass@host` (TLS),
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or `smtp://host:25` (plain, for
     /// a relay on a trusted network). Unset: the invitation link is shown to the inviter.

@@ -22,6 +22,7 @@ pub enum Kind {
     User,
     Invitation,
     AuditEvent,
+    Identity,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
             Kind::User => "usr",
             Kind::Invitation => "inv",
             Kind::AuditEvent => "aud",
+            Kind::Identity => "idn",
         }
     }
 
@@ -57,6 +59,7 @@ impl Kind {
             Kind::User => "user",
             Kind::Invitation => "invitation",
             Kind::AuditEvent => "audit event",
+            Kind::Identity => "identity",
         }
     }
 }

@@ -18,6 +18,15 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 const BACKOFF_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 /// Deletes a presence key only if it still names the given instance.
+/// Caches a session unless it was revoked meanwhile (a revocation leaves a marker), so a
+/// request that read the session just before sign-out cannot bring it back.
+static PUT_SESSION: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == 'revoked' then return 0 end \
+         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1",
+    )
+});
+
 static CLEAR_IF_OURS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 });
@@ -211,7 +220,8 @@ impl Presence {
             .await
     }
 
-    /// Stores a console session (`value`) under its hash for `ttl` (the idle timeout).
+    /// Stores a console session (`value`) under its hash for `ttl` (the idle timeout),
+    /// unless it was revoked.
     pub async fn session_put(
         &self,
         id_hash: &str,
@@ -220,15 +230,11 @@ impl Presence {
     ) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         let key = format!("{}session:{id_hash}", self.prefix);
-        self.guarded(
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl.as_millis().max(1) as u64)
-                .query_async::<()>(&mut conn),
-        )
-        .await
+        let mut invocation = PUT_SESSION.key(&key);
+        invocation.arg(value).arg(ttl.as_millis().max(1) as u64);
+        self.guarded(invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
     }
 
     /// Reads a console session and extends its idle expiry to `ttl` in the same command.
@@ -249,19 +255,27 @@ impl Presence {
         .await
     }
 
-    /// Forgets console sessions.
-    pub async fn session_delete(&self, id_hashes: &[String]) -> redis::RedisResult<()> {
+    /// Marks console sessions revoked for `keep` (longer than any request that read them
+    /// before the revocation may take to cache them again).
+    pub async fn session_revoke(
+        &self,
+        id_hashes: &[String],
+        keep: Duration,
+    ) -> redis::RedisResult<()> {
         if id_hashes.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = id_hashes
-            .iter()
-            .map(|h| format!("{}session:{h}", self.prefix))
-            .collect();
-        self.guarded(redis::cmd("DEL").arg(keys).query_async::<i64>(&mut conn))
-            .await
-            .map(|_| ())
+        let mut pipe = redis::pipe();
+        for h in id_hashes {
+            pipe.cmd("SET")
+                .arg(format!("{}session:{h}", self.prefix))
+                .arg("revoked")
+                .arg("PX")
+                .arg(keep.as_millis() as u64)
+                .ignore();
+        }
+        self.guarded(pipe.query_async::<()>(&mut conn)).await
     }
 
     pub async fn ping(&self) -> redis::RedisResult<()> {

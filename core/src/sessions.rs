@@ -16,12 +16,25 @@ use chrono::{DateTime, Utc};
 use crate::store::accounts as store;
 use crate::{secrets, Ctx, Error, Result};
 
-/// The cookie's name.
-pub const COOKIE: &str = "pd_session";
 /// Prefix of session tokens.
 const PREFIX: &str = "pd_ses_";
 /// How stale the Redis copy may be before Postgres is asked again.
 const RECHECK: Duration = Duration::from_secs(60);
+/// How long Redis remembers a revocation (so a request racing the sign-out cannot put the
+/// session back).
+const TOMBSTONE: Duration = Duration::from_secs(120);
+/// A linked identity may only be added this soon after signing in.
+pub const RECENT_SIGN_IN: Duration = Duration::from_secs(15 * 60);
+
+/// The session cookie's name: `__Host-pd_session` (bound to this host, `Secure`, path `/`),
+/// or `pd_session` on plain-http loopback where `Secure` cookies cannot be set.
+pub fn cookie_name(ctx: &Ctx) -> &'static str {
+    if ctx.config.insecure_cookies() {
+        "pd_session"
+    } else {
+        "__Host-pd_session"
+    }
+}
 
 /// A live session.
 #[derive(Debug, Clone)]
@@ -29,12 +42,16 @@ pub struct Session {
     pub user_id: String,
     pub id_hash: Vec<u8>,
     pub expires_at: DateTime<Utc>,
+    /// When the user signed in.
+    pub created_at: DateTime<Utc>,
 }
 
 /// What Redis holds for a session.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Cached {
     user_id: String,
+    /// Sign-in time, milliseconds since the epoch.
+    created_at: i64,
     /// Absolute expiry, milliseconds since the epoch.
     expires_at: i64,
     /// When Postgres last confirmed the session, milliseconds since the epoch.
@@ -63,7 +80,8 @@ pub async fn create(
     let id_hash = secrets::hash(&token);
     let lifetime = chrono::Duration::from_std(ctx.config.session_lifetime)
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let expires_at = Utc::now() + lifetime;
+    let now = Utc::now();
+    let expires_at = now + lifetime;
     let mut conn = ctx.db.acquire().await?;
     store::insert_session(&mut conn, &id_hash, user_id, expires_at, ip, user_agent).await?;
     drop(conn);
@@ -71,6 +89,7 @@ pub async fn create(
         user_id: user_id.to_owned(),
         id_hash,
         expires_at,
+        created_at: now,
     };
     cache(ctx, &session).await;
     Ok((token, session))
@@ -85,6 +104,7 @@ fn ttl(ctx: &Ctx, expires_at: DateTime<Utc>) -> Duration {
 async fn cache(ctx: &Ctx, session: &Session) {
     let value = Cached {
         user_id: session.user_id.clone(),
+        created_at: session.created_at.timestamp_millis(),
         expires_at: session.expires_at.timestamp_millis(),
         checked_at: Utc::now().timestamp_millis(),
     };
@@ -115,18 +135,20 @@ pub async fn resolve(ctx: &Ctx, token: &str) -> Result<Session> {
     let idle = ctx.config.session_idle_timeout;
     match ctx.presence.session_get(&key, idle).await {
         Ok(Some(value)) => {
+            // A revoked session's marker does not parse as a session.
             let cached: Cached = serde_json::from_str(&value).map_err(|_| expired())?;
             let now = Utc::now().timestamp_millis();
             let expires_at =
                 DateTime::from_timestamp_millis(cached.expires_at).ok_or_else(expired)?;
             if cached.expires_at <= now {
-                let _ = ctx.presence.session_delete(&[key]).await;
                 return Err(expired());
             }
             let session = Session {
                 user_id: cached.user_id,
                 id_hash,
                 expires_at,
+                created_at: DateTime::from_timestamp_millis(cached.created_at)
+                    .ok_or_else(expired)?,
             };
             if now - cached.checked_at > RECHECK.as_millis() as i64 {
                 // Confirm with the durable copy (and record the use there).
@@ -153,9 +175,6 @@ async fn from_postgres(ctx: &Ctx, id_hash: Vec<u8>, recache: bool) -> Result<Ses
     let now = Utc::now();
     let idle = chrono::Duration::from_std(ctx.config.session_idle_timeout).unwrap_or_default();
     if row.revoked_at.is_some() || row.expires_at <= now || row.last_seen_at + idle <= now {
-        if recache {
-            let _ = ctx.presence.session_delete(&[hex::encode(&id_hash)]).await;
-        }
         return Err(expired());
     }
     store::touch_session(&mut conn, &id_hash)
@@ -166,6 +185,7 @@ async fn from_postgres(ctx: &Ctx, id_hash: Vec<u8>, recache: bool) -> Result<Ses
         user_id: row.user_id,
         id_hash,
         expires_at: row.expires_at,
+        created_at: row.created_at,
     };
     if recache {
         cache(ctx, &session).await;
@@ -178,7 +198,11 @@ pub async fn revoke(ctx: &Ctx, id_hash: &[u8]) -> Result<()> {
     let mut conn = ctx.db.acquire().await?;
     store::revoke_session(&mut conn, id_hash).await?;
     drop(conn);
-    if let Err(e) = ctx.presence.session_delete(&[hex::encode(id_hash)]).await {
+    if let Err(e) = ctx
+        .presence
+        .session_revoke(&[hex::encode(id_hash)], TOMBSTONE)
+        .await
+    {
         tracing::warn!(error = %e, "session not removed from Redis; Postgres refuses it within a minute");
     }
     Ok(())
@@ -191,7 +215,7 @@ pub async fn revoke_all(ctx: &Ctx, user_id: &str) -> Result<usize> {
     let ended = store::revoke_user_sessions(&mut conn, user_id, idle).await?;
     drop(conn);
     let keys: Vec<String> = ended.iter().map(|(h, _)| hex::encode(h)).collect();
-    if let Err(e) = ctx.presence.session_delete(&keys).await {
+    if let Err(e) = ctx.presence.session_revoke(&keys, TOMBSTONE).await {
         tracing::warn!(error = %e, "sessions not removed from Redis; Postgres refuses them within a minute");
     }
     Ok(ended.iter().filter(|(_, live)| *live).count())
@@ -201,7 +225,8 @@ pub async fn revoke_all(ctx: &Ctx, user_id: &str) -> Result<usize> {
 pub fn cookie(ctx: &Ctx, token: &str) -> String {
     let max_age = ctx.config.session_lifetime.as_secs();
     format!(
-        "{COOKIE}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        "{}={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{}",
+        cookie_name(ctx),
         secure(ctx)
     )
 }
@@ -209,7 +234,8 @@ pub fn cookie(ctx: &Ctx, token: &str) -> String {
 /// The `Set-Cookie` value that removes the session cookie.
 pub fn clear_cookie(ctx: &Ctx) -> String {
     format!(
-        "{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        cookie_name(ctx),
         secure(ctx)
     )
 }

@@ -26,8 +26,15 @@ use crate::{secrets, Config, Ctx, Error, Result};
 
 /// How long a started sign-in may take.
 pub const SIGN_IN_TTL: Duration = Duration::from_secs(600);
-/// The cookie binding a started sign-in to the browser that started it.
-pub const STATE_COOKIE: &str = "pd_signin";
+/// The cookie binding a started sign-in to the browser that started it: `__Host-pd_signin`
+/// (which a sibling subdomain cannot set), or `pd_signin` on plain-http loopback.
+pub fn state_cookie_name(config: &Config) -> &'static str {
+    if config.insecure_cookies() {
+        "pd_signin"
+    } else {
+        "__Host-pd_signin"
+    }
+}
 /// How long discovered provider metadata (and its keys) is reused.
 const METADATA_TTL: Duration = Duration::from_secs(600);
 
@@ -81,7 +88,8 @@ pub struct Started {
 pub struct Finished {
     pub identity: VerifiedIdentity,
     pub return_to: Option<String>,
-    pub link_user_id: Option<String>,
+    /// For a link: the user, and the hash of the session that asked for it.
+    pub link: Option<(String, Vec<u8>)>,
 }
 
 fn failed(message: impl Into<String>) -> Error {
@@ -223,7 +231,7 @@ impl Providers {
         ctx: &Ctx,
         provider_id: &str,
         return_to: Option<&str>,
-        link_user_id: Option<&str>,
+        link: Option<(&str, &[u8])>,
     ) -> Result<Started> {
         let provider = self.get(provider_id)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -286,7 +294,7 @@ impl Providers {
             provider.id,
             &sealed,
             return_to,
-            link_user_id,
+            link,
         )
         .await?;
         Ok(Started {
@@ -420,7 +428,7 @@ impl Providers {
         Ok(Finished {
             identity,
             return_to: row.return_to,
-            link_user_id: row.link_user_id,
+            link: row.link_user_id.zip(row.link_session_hash),
         })
     }
 

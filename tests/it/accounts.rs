@@ -427,6 +427,38 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused() {
     assert!(set_cookies(&replay)
         .iter()
         .all(|c| !c.starts_with("pd_session=pd_")));
+    // The used code with a fresh, valid state of this browser: the provider refuses it.
+    let fresh = b.through_provider("alice", |u| u).await;
+    let fresh_state = reqwest::Url::parse(&fresh)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut old_code = reqwest::Url::parse(&callback).unwrap();
+    let pairs: Vec<(String, String)> = old_code
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                fresh_state.clone()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    old_code.query_pairs_mut().clear().extend_pairs(pairs);
+    let r = b.http.get(old_code.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refused the code"),
+        "{body}"
+    );
 
     // Wrong nonce: the authorization request is altered on its way to the provider, so
     // the ID token carries another nonce than the one this sign-in expects.
@@ -466,7 +498,7 @@ async fn forged_replayed_and_tampered_sign_ins_are_refused() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert_eq!(failed, 4);
+    assert_eq!(failed, 5);
 
     // Unknown provider, and a return address on another host, are not followed.
     let r = b
@@ -769,6 +801,104 @@ async fn members_roles_and_invitations() {
         "{body}"
     );
 
+    // Alice's phone and call are invisible to Bob, the agent; so is her idempotency key.
+    let (_, code) = alice
+        .api(
+            Method::POST,
+            "/v1/pairing_codes",
+            Some(&org),
+            Some(json!({})),
+        )
+        .await;
+    let (alice_phone, alice_device) = app
+        .pair_device_with_code(code["code"].as_str().unwrap(), "Alice's phone")
+        .await;
+    let _stream = alice_phone.connect_stream().await.unwrap();
+    let r = alice
+        .http
+        .post(format!("{}/v1/calls", app.url))
+        .header(ORIGIN, &app.url)
+        .header("Pushdial-Organization", &org)
+        .header("Idempotency-Key", "same-key")
+        .json(&json!({"to": "+14155550123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let alice_call: Value = r.json().await.unwrap();
+    let call_id = alice_call["id"].as_str().unwrap();
+    for (method, path) in [
+        (Method::GET, format!("/v1/calls/{call_id}")),
+        (Method::GET, format!("/v1/calls/{call_id}/events")),
+        (Method::POST, format!("/v1/calls/{call_id}/cancel")),
+        (Method::GET, format!("/v1/devices/{alice_device}")),
+        (Method::DELETE, format!("/v1/devices/{alice_device}")),
+    ] {
+        let (status, body) = bob.api(method.clone(), &path, Some(&org), None).await;
+        assert_eq!(status, 404, "{method} {path}: {body}");
+    }
+    let (status, _) = bob
+        .api(
+            Method::POST,
+            "/v1/pairing_codes",
+            Some(&org),
+            Some(json!({"agent_id": alice_agent})),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = bob.api(Method::GET, "/v1/events", Some(&org), None).await;
+    assert_eq!(status, 403);
+    let (_, calls) = bob.api(Method::GET, "/v1/calls", Some(&org), None).await;
+    assert_eq!(calls["data"], json!([]));
+    let (_, devices) = bob.api(Method::GET, "/v1/devices", Some(&org), None).await;
+    assert_eq!(devices["data"], json!([]));
+    let r = bob
+        .http
+        .post(format!("{}/v1/calls", app.url))
+        .header(ORIGIN, &app.url)
+        .header("Pushdial-Organization", &org)
+        .header("Idempotency-Key", "same-key")
+        .json(&json!({"to": "+14155550123"}))
+        .send()
+        .await
+        .unwrap();
+    let replayed: Value = r.json().await.unwrap();
+    assert_ne!(replayed["id"], alice_call["id"], "{replayed}");
+    assert_eq!(replayed["code"], "no_device_reachable");
+    // His own phone he pairs, sees and revokes.
+    let (_, code) = bob
+        .api(
+            Method::POST,
+            "/v1/pairing_codes",
+            Some(&org),
+            Some(json!({})),
+        )
+        .await;
+    let (_, bob_device) = app
+        .pair_device_with_code(code["code"].as_str().unwrap(), "Bob's phone")
+        .await;
+    let (_, devices) = bob.api(Method::GET, "/v1/devices", Some(&org), None).await;
+    assert_eq!(devices["data"][0]["id"], bob_device.as_str());
+    let (status, revoked) = bob
+        .api(
+            Method::DELETE,
+            &format!("/v1/devices/{bob_device}"),
+            Some(&org),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{revoked}");
+    // An agent cannot even tell who is a member.
+    let (status, _) = bob
+        .api(
+            Method::DELETE,
+            "/v1/members/usr_00000000000000000000000000",
+            Some(&org),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+
     // A member of this organization with a session, naming another organization: 404.
     let (_, other_org, _) = owner_of_new_org(&app, "dave").await;
     let (status, body) = bob
@@ -834,6 +964,37 @@ async fn members_roles_and_invitations() {
         )
         .await;
     assert_eq!(status, 403, "an admin cannot make himself owner");
+    // Nor use or manage an owner's phones.
+    let (status, body) = bob
+        .api(
+            Method::POST,
+            "/v1/pairing_codes",
+            Some(&org),
+            Some(json!({"agent_id": alice_agent})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("role_forbidden"))
+    );
+    let (status, _) = bob
+        .api(
+            Method::DELETE,
+            &format!("/v1/devices/{alice_device}"),
+            Some(&org),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = bob
+        .api(
+            Method::POST,
+            "/v1/calls",
+            Some(&org),
+            Some(json!({"to": "+14155550123", "agent_id": alice_agent})),
+        )
+        .await;
+    assert_eq!(status, 403);
     // With a second owner, Alice may leave.
     assert_eq!(
         alice
@@ -1356,5 +1517,129 @@ async fn github_sign_in_and_linking_a_second_identity() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // Linking is for fresh sign-ins only.
+    sqlx::query("update sessions set created_at = now() - interval '1 hour'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}session:*", app.config.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let r = b
+        .http
+        .get(format!("{}/auth/oidc/login?link=true", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "reauthentication_required");
+    // Unlinking: allowed while another way in remains.
+    let github_identity = me2["identities"][0]["id"].as_str().unwrap();
+    let (status, _) = b
+        .api(
+            Method::DELETE,
+            &format!("/v1/me/identities/{github_identity}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, me3) = b.api(Method::GET, "/v1/me", None, None).await;
+    assert_eq!(me3["identities"].as_array().unwrap().len(), 1);
+    let last = me3["identities"][0]["id"].as_str().unwrap();
+    let (status, body) = b
+        .api(
+            Method::DELETE,
+            &format!("/v1/me/identities/{last}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("last_identity"))
+    );
     assert_eq!(app.count("users").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_session_still_ends_at_its_absolute_limit() {
+    let (app, _provider) = app_with_oidc(|c| c.session_lifetime = Duration::from_secs(3)).await;
+    let b = Browser::new(&app);
+    let r = b.sign_in("alice").await;
+    let cookie = set_cookies(&r)
+        .into_iter()
+        .find(|c| c.starts_with("pd_session="))
+        .unwrap();
+    assert!(cookie.contains("Max-Age=3"), "{cookie}");
+    let started = std::time::Instant::now();
+    // Busy the whole time: the idle timeout never applies, the absolute limit does.
+    loop {
+        let (status, _) = b.api(Method::GET, "/v1/me", None, None).await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the session never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(2500),
+        "ended early: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_that_cannot_be_emailed_is_withdrawn() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let (app, _provider) =
+        app_with_oidc(move |c| c.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
+    let (alice, org, _) = owner_of_new_org(&app, "alice").await;
+    let (status, body) = alice
+        .api(
+            Method::POST,
+            "/v1/invitations",
+            Some(&org),
+            Some(json!({"role": "agent", "email": "bob@example.test"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("email_unavailable")),
+        "{body}"
+    );
+    let (_, list) = alice
+        .api(Method::GET, "/v1/invitations", Some(&org), None)
+        .await;
+    assert_eq!(list["data"][0]["status"], "revoked", "{list}");
+    // Without an address the link is shown, SMTP or not.
+    let (status, inv) = alice
+        .api(
+            Method::POST,
+            "/v1/invitations",
+            Some(&org),
+            Some(json!({"role": "agent"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(inv["delivery"], "link");
 }

@@ -302,7 +302,12 @@ impl TestApp {
         name: &str,
     ) -> (AgentClient, String) {
         let code = client.create_pairing_code(agent_id).await.unwrap();
-        let (device, paired) = AgentClient::pair(&self.url, &code.code, name, "cli")
+        self.pair_device_with_code(&code.code, name).await
+    }
+
+    /// Pairs a device (the reference agent's client) with a pairing code.
+    pub async fn pair_device_with_code(&self, code: &str, name: &str) -> (AgentClient, String) {
+        let (device, paired) = AgentClient::pair(&self.url, code, name, "cli")
             .await
             .unwrap();
         (device, paired.id)

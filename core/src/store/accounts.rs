@@ -44,6 +44,7 @@ pub async fn get_user(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<
 
 #[derive(Debug, Clone)]
 pub struct IdentityRow {
+    pub id: String,
     pub issuer: String,
     pub subject: String,
     pub user_id: String,
@@ -80,8 +81,9 @@ pub async fn insert_identity(
     email: Option<&str>,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
-        "insert into identities (issuer, subject, user_id, provider, email)
-         values ($1, $2, $3, $4, $5) on conflict do nothing",
+        "insert into identities (id, issuer, subject, user_id, provider, email)
+         values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
+        crate::ids::new_id(crate::ids::Kind::Identity),
         issuer,
         subject,
         user_id,
@@ -96,12 +98,43 @@ pub async fn insert_identity(
 pub async fn identities(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<Vec<IdentityRow>> {
     sqlx::query_as!(
         IdentityRow,
-        "select issuer, subject, user_id, provider, email, created_at
+        "select id, issuer, subject, user_id, provider, email, created_at
          from identities where user_id = $1 order by created_at",
         user_id
     )
     .fetch_all(conn)
     .await
+}
+
+/// Unlinks one of a user's identities, unless it is their last (locks them all).
+/// `Ok(None)`: no such identity; `Ok(Some(false))`: it is the last one.
+pub async fn delete_identity(
+    conn: &mut PgConnection,
+    user_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<(bool, Option<IdentityRow>)>> {
+    let all = sqlx::query_as!(
+        IdentityRow,
+        "select id, issuer, subject, user_id, provider, email, created_at
+         from identities where user_id = $1 for update",
+        user_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let Some(found) = all.iter().find(|i| i.id == id).cloned() else {
+        return Ok(None);
+    };
+    if all.len() <= 1 {
+        return Ok(Some((false, Some(found))));
+    }
+    sqlx::query!(
+        "delete from identities where user_id = $1 and id = $2",
+        user_id,
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(Some((true, Some(found))))
 }
 
 /// A membership as its user sees it (with the organization's name) or as its organization
@@ -284,6 +317,53 @@ pub async fn insert_member_agent(
     Ok(())
 }
 
+/// The role of the member an agent belongs to (none for agents created through the API).
+pub async fn role_of_agent(
+    conn: &mut PgConnection,
+    org_id: &str,
+    agent_id: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select role from memberships where org_id = $1 and agent_id = $2",
+        org_id,
+        agent_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Deletes an agent's unused pairing codes (a member who left must not pair a phone).
+pub async fn delete_pairing_codes(
+    conn: &mut PgConnection,
+    org_id: &str,
+    agent_id: &str,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query!(
+        "delete from pairing_codes where org_id = $1 and agent_id = $2 and used_at is null",
+        org_id,
+        agent_id
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
+/// Ids of the active keys a user created (reported when they leave).
+pub async fn keys_created_by(
+    conn: &mut PgConnection,
+    org_id: &str,
+    user_id: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar!(
+        "select id from api_keys where org_id = $1 and created_by = $2
+           and revoked_at is null and (expires_at is null or expires_at > now())",
+        org_id,
+        user_id
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Revokes every device of an agent (a member who left must not keep taking calls);
 /// returns the revoked devices' ids.
 pub async fn revoke_agent_devices(
@@ -402,20 +482,21 @@ pub async fn insert_sign_in(
     provider: &str,
     sealed: &[u8],
     return_to: Option<&str>,
-    link_user_id: Option<&str>,
+    link: Option<(&str, &[u8])>,
 ) -> sqlx::Result<()> {
     // Old attempts are cleared as new ones start: the table stays small without a job.
     sqlx::query!("delete from sign_ins where created_at < now() - interval '1 day'")
         .execute(&mut *conn)
         .await?;
     sqlx::query!(
-        "insert into sign_ins (state_hash, provider, secrets, return_to, link_user_id)
-         values ($1, $2, $3, $4, $5)",
+        "insert into sign_ins (state_hash, provider, secrets, return_to, link_user_id, link_session_hash)
+         values ($1, $2, $3, $4, $5, $6)",
         state_hash,
         provider,
         sealed,
         return_to,
-        link_user_id
+        link.map(|l| l.0),
+        link.map(|l| l.1)
     )
     .execute(conn)
     .await?;
@@ -428,6 +509,7 @@ pub struct SignInRow {
     pub secrets: Vec<u8>,
     pub return_to: Option<String>,
     pub link_user_id: Option<String>,
+    pub link_session_hash: Option<Vec<u8>>,
 }
 
 /// Takes a pending sign-in: once, within `max_age_s` seconds of its start.
@@ -441,7 +523,7 @@ pub async fn take_sign_in(
         "update sign_ins set used_at = now()
          where state_hash = $1 and used_at is null
            and created_at > now() - make_interval(secs => $2)
-         returning provider, secrets, return_to, link_user_id",
+         returning provider, secrets, return_to, link_user_id, link_session_hash",
         state_hash,
         max_age_s
     )

@@ -104,8 +104,8 @@ pub async fn list(
     Ok(page.finish(rows))
 }
 
-/// Marks a key as rolled: it keeps working until `expires_at` (never later than an
-/// earlier expiry it already had). False when it is not active.
+/// Marks a key as rolled: it keeps working until `expires_at`. False when it is not active
+/// or was rolled already (a key has one replacement).
 pub async fn roll(
     conn: &mut PgConnection,
     org_id: &str,
@@ -115,7 +115,7 @@ pub async fn roll(
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
         "update api_keys set expires_at = least(coalesce(expires_at, $3), $3), rolled_to = $4
-         where org_id = $1 and id = $2 and revoked_at is null
+         where org_id = $1 and id = $2 and revoked_at is null and rolled_to is null
            and (expires_at is null or expires_at > now())",
         org_id,
         id,

@@ -174,7 +174,6 @@ values are left out, so the binary's defaults apply. Lists are joined with comma
   "githubApiUrl" "PUSHDIAL_GITHUB_API_URL"
   "sessionIdleTimeout" "PUSHDIAL_SESSION_IDLE_TIMEOUT"
   "sessionLifetime" "PUSHDIAL_SESSION_LIFETIME"
-  "consoleOrigins" "PUSHDIAL_CONSOLE_ORIGINS"
   "smtpFrom" "PUSHDIAL_SMTP_FROM"
 }}
 {{- $config := deepCopy .Values.config }}
