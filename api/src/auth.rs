@@ -350,10 +350,25 @@ pub async fn may_use_agent(ctx: &Ctx, scope: &OrgScope, agent_id: &str) -> Resul
 /// organizations are not confirmed.
 async fn member_scope(req: &Request, signed_in: SignedIn) -> Result<OrgScope, Error> {
     let ctx = ctx(req).map_err(|e| e.0)?;
+    // The header, or for reads (EventSource cannot send headers) `?organization=`.
+    let from_query = || {
+        (*req.method() == poem::http::Method::GET)
+            .then(|| req.uri().query())
+            .flatten()
+            .and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "organization")
+                    .map(|(_, v)| v.into_owned())
+            })
+    };
     let org_id = req
         .headers()
         .get(ORG_HEADER)
         .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(from_query);
+    let org_id = org_id
+        .as_deref()
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::Invalid {

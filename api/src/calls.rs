@@ -3,9 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::EventStream;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use pushdial_core::calls::{self, CallRequest, RawCallRequest, Target};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
@@ -60,6 +64,149 @@ problems!(
     /// Errors of call cancellation.
     CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
+
+/// Checks a call against the organization's dialing policy and finds its route (a
+/// reachable phone); reads only. Returns the route and the organization's calls-per-minute
+/// quota. Shared by `POST /v1/calls` and the widget's callbacks.
+pub(crate) async fn route(
+    ctx: &Ctx,
+    org_id: &str,
+    request: &CallRequest,
+) -> Result<(calls::Routed, u32), Error> {
+    let mut conn = ctx.db.acquire().await?;
+    let per_minute = pushdial_core::dialing::check(&mut conn, org_id, &request.to)
+        .await?
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(ctx.config.limit_calls_per_minute);
+    drop(conn);
+    let routed = calls::check_target(ctx, org_id, &request.target).await?;
+    Ok((routed, per_minute))
+}
+
+/// Takes the organization's call quotas (per minute, and per destination per hour); only
+/// calls that will be placed take them, never refusals.
+pub(crate) async fn take_quotas(
+    ctx: &Ctx,
+    org_id: &str,
+    request: &CallRequest,
+    per_minute: u32,
+) -> Result<(), Error> {
+    limits::take(ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
+    let number_key = format!("{org_id}:{}", request.to.as_str());
+    let per_number = limits::per_hour(ctx.config.limit_calls_per_number_per_hour);
+    limits::take(ctx, "number", &number_key, per_number).await?;
+    Ok(())
+}
+
+/// Writes the call (and its first offer when the phone is live) in the caller's
+/// transaction.
+pub(crate) async fn place(
+    tx: &mut sqlx::PgConnection,
+    ctx: &Ctx,
+    org_id: &str,
+    request: &CallRequest,
+    routed: &calls::Routed,
+) -> Result<(call_store::CallRow, Option<calls::FirstOffer>), Error> {
+    let live = routed.live.as_ref().map(|(d, i)| (d.as_str(), i.clone()));
+    calls::insert(
+        tx,
+        ctx,
+        org_id,
+        request,
+        &routed.agent_id,
+        routed.device_id.as_deref(),
+        live,
+    )
+    .await
+}
+
+/// After the commit: hands an inline first offer to the socket, or wakes the workers.
+pub(crate) async fn after_commit(
+    ctx: &Ctx,
+    row: &call_store::CallRow,
+    first_offer: Option<&calls::FirstOffer>,
+) {
+    match first_offer {
+        // Offered in the transaction: hand it to the socket now, no worker involved.
+        Some(offer) => calls::send_first_offer(ctx, row, offer).await,
+        None => ctx.wake_workers().await,
+    }
+}
+
+/// One item of a call's live stream.
+#[derive(Debug, Clone, Union)]
+pub enum CallStreamItem {
+    Call(Call),
+    Event(CallEvent),
+}
+
+/// The live stream of a call: polls its row and timeline (every 250 ms) and yields what
+/// changed, until the call is final and everything was sent (or 15 minutes passed).
+fn follow(
+    ctx: Ctx,
+    org_id: String,
+    call_id: String,
+) -> impl futures::Stream<Item = CallStreamItem> {
+    struct State {
+        ctx: Ctx,
+        org_id: String,
+        call_id: String,
+        last: Option<(String, chrono::DateTime<chrono::Utc>)>,
+        events_sent: usize,
+        queue: std::collections::VecDeque<CallStreamItem>,
+        done: bool,
+        started: std::time::Instant,
+    }
+    let state = State {
+        ctx,
+        org_id,
+        call_id,
+        last: None,
+        events_sent: 0,
+        queue: Default::default(),
+        done: false,
+        started: std::time::Instant::now(),
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(item) = s.queue.pop_front() {
+                return Some((item, s));
+            }
+            if s.done || s.started.elapsed() > std::time::Duration::from_secs(15 * 60) {
+                return None;
+            }
+            if s.last.is_some() {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            let read = async {
+                let mut conn = s.ctx.db.acquire().await?;
+                let call = call_store::get(&mut conn, &s.org_id, &s.call_id).await?;
+                let events = call_store::events(&mut conn, &s.org_id, &s.call_id).await?;
+                Ok::<_, Error>((call, events))
+            };
+            let Ok((Some(call), events)) = read.await else {
+                // Unreadable for now (a database hiccup): try again at the next tick.
+                // Not even the first read: give up (the request already saw the call).
+                s.last.as_ref()?;
+                continue;
+            };
+            for e in events.into_iter().skip(s.events_sent) {
+                s.events_sent += 1;
+                s.queue.push_back(CallStreamItem::Event(e.into()));
+            }
+            let key = (call.status.clone(), call.updated_at);
+            if s.last.as_ref() != Some(&key) {
+                s.last = Some(key);
+                s.queue
+                    .push_front(CallStreamItem::Call(call.clone().into()));
+            }
+            s.done = call
+                .status
+                .parse::<CallStatus>()
+                .is_ok_and(|st| st.is_terminal());
+        }
+    })
+}
 
 /// A call the actor may see: an agent sees only their own (others are 404, as if absent).
 fn visible(auth: &OrgAuth, row: Option<call_store::CallRow>) -> Result<call_store::CallRow, Error> {
@@ -119,12 +266,6 @@ impl CallsApi {
             },
             ctx.config.call_expires_in,
         )?;
-        let mut conn = ctx.db.acquire().await?;
-        let per_minute = pushdial_core::dialing::check(&mut conn, org_id, &request.to)
-            .await?
-            .and_then(|r| u32::try_from(r).ok())
-            .unwrap_or(ctx.config.limit_calls_per_minute);
-        drop(conn);
         // Before the target's state is looked at, so that nothing about other agents'
         // phones leaks: an agent may only name their own device.
         if let (Some(own), Target::Device(device_id)) = (auth.own_agent(), &request.target) {
@@ -136,41 +277,23 @@ impl CallsApi {
                 return Err(Error::NotFound("device").into());
             }
         }
-        let routed = calls::check_target(&ctx, org_id, &request.target).await?;
+        let (routed, per_minute) = route(&ctx, org_id, &request).await?;
         if auth.own_agent().is_some_and(|own| own != routed.agent_id) {
             return Err(Error::NotFound("device").into());
         }
         crate::auth::may_use_agent(&ctx, &auth, &routed.agent_id).await?;
-        // Quotas are taken only by calls that would be placed (not by the refusals above).
-        limits::take(&ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
-        let number_key = format!("{org_id}:{}", request.to.as_str());
-        let per_number = limits::per_hour(ctx.config.limit_calls_per_number_per_hour);
-        limits::take(&ctx, "number", &number_key, per_number).await?;
+        take_quotas(&ctx, org_id, &request, per_minute).await?;
 
         let mut tx = ctx.db.begin().await?;
         if let Some(call) = idem.lock(&mut tx, org_id).await? {
             return Ok(CallCreated::Created(Json(call)));
         }
-        let live = routed.live.as_ref().map(|(d, i)| (d.as_str(), i.clone()));
-        let (row, first_offer) = calls::insert(
-            &mut tx,
-            &ctx,
-            org_id,
-            &request,
-            &routed.agent_id,
-            routed.device_id.as_deref(),
-            live,
-        )
-        .await?;
+        let (row, first_offer) = place(&mut tx, &ctx, org_id, &request, &routed).await?;
         let call = Call::from(row.clone());
         tracing::Span::current().record("call_id", call.id.as_str());
         idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
-        match &first_offer {
-            // Offered in the transaction: hand it to the socket now, no worker involved.
-            Some(offer) => calls::send_first_offer(&ctx, &row, offer).await,
-            None => ctx.wake_workers().await,
-        }
+        after_commit(&ctx, &row, first_offer.as_ref()).await;
         tracing::info!(org_id = %org_id, "call queued");
         Ok(CallCreated::Created(Json(call)))
     }
@@ -256,6 +379,43 @@ impl CallsApi {
             rows.into_iter().map(CallEvent::from).collect(),
             false,
         )))
+    }
+
+    /// Follow a call live
+    ///
+    /// Server-sent events: `call` (the call, first and after every change) and `call_event`
+    /// (each timeline entry, oldest first). The stream ends after the call's final status.
+    /// With a console session, name the organization with `?organization=` (EventSource
+    /// cannot send headers).
+    #[oai(
+        path = "/v1/calls/:call_id/stream",
+        method = "get",
+        operation_id = "stream_call"
+    )]
+    async fn stream(
+        &self,
+        auth: OrgAuth,
+        ctx: poem::web::Data<&Ctx>,
+        call_id: Path<String>,
+        /// The organization, for console sessions (instead of `Pushdial-Organization`).
+        #[oai(name = "organization")]
+        _organization: Query<Option<String>>,
+    ) -> Result<EventStream<BoxStream<'static, CallStreamItem>>, ReadCallError> {
+        let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
+        let mut conn = ctx.db.acquire().await?;
+        visible(&auth, call_store::get(&mut conn, &auth.org_id, &id).await?)?;
+        drop(conn);
+        let stream = follow(ctx.0.clone(), auth.org_id.clone(), id);
+        Ok(EventStream::new(stream.boxed())
+            .keep_alive(std::time::Duration::from_secs(15))
+            .to_event(|item| match item {
+                CallStreamItem::Call(c) => {
+                    poem::web::sse::Event::message(c.to_json_string()).event_type("call")
+                }
+                CallStreamItem::Event(e) => {
+                    poem::web::sse::Event::message(e.to_json_string()).event_type("call_event")
+                }
+            }))
     }
 
     /// Cancel a call

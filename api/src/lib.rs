@@ -21,7 +21,10 @@ pub mod problem;
 pub mod push_credentials;
 pub mod signin;
 pub mod stream;
+pub mod web;
 pub mod webhooks;
+pub mod widget_api;
+pub mod widgets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +57,10 @@ pub enum Tags {
     Members,
     /// Secret and publishable API keys.
     ApiKeys,
+    /// Embeddable widgets and visitors' callback requests.
+    Widgets,
+    /// What `widget.js` calls (publishable key, CORS limited to the widget's origins).
+    WidgetApi,
 }
 
 /// Every resource of the API, one `#[OpenApi]` impl each.
@@ -67,6 +74,8 @@ pub type Apis = (
     push_credentials::PushCredentialsApi,
     members::MembersApi,
     api_keys::ApiKeysApi,
+    widgets::WidgetsApi,
+    widget_api::WidgetApi,
 );
 
 /// The whole API, as one service: the server mounts it and the spec test renders it.
@@ -82,6 +91,8 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
             push_credentials::PushCredentialsApi,
             members::MembersApi,
             api_keys::ApiKeysApi,
+            widgets::WidgetsApi,
+            widget_api::WidgetApi,
         ),
         "pushdial",
         env!("CARGO_PKG_VERSION"),
@@ -218,8 +229,15 @@ pub fn app(
     let service = api_service().server(ctx.config.public_url());
     let spec = service.spec_endpoint();
     let docs = docs_page(&service.redoc_html());
+    let web_dir = ctx.config.web_dir.clone();
     Route::new()
-        .nest("/", service)
+        .nest("/", service.with(widget_api::WidgetGate))
+        .nest("/console", web::console(&web_dir))
+        .at("/agent/", web::agent(&web_dir))
+        .at("/agent/:file", web::agent(&web_dir))
+        .at("/agent/assets/*rest", web::agent(&web_dir))
+        .at("/agent/icons/*rest", web::agent(&web_dir))
+        .at("/widget.js", web::widget_js(&web_dir))
         .at("/agent/v1/stream", get(stream::stream))
         .at("/auth/providers", get(signin::providers))
         .at("/auth/:provider/login", get(signin::login))

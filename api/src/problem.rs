@@ -449,6 +449,9 @@ pub fn known_routes(spec_paths: impl Iterator<Item = String>) -> Routes {
         "/docs",
         "/auth/providers",
         "/auth/logout",
+        "/widget.js",
+        "/console",
+        "/agent",
     ] {
         routes.insert(extra.to_owned());
     }

@@ -330,6 +330,7 @@ pub async fn audit(conn: &mut PgConnection, entry: &AuditEntry) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

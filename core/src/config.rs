@@ -212,6 +212,27 @@ pub struct Config {
     )]
     pub limit_push_per_device_per_minute: u32,
 
+    /// Callback requests from one visitor address per widget per minute.
+    #[arg(
+        long,
+        env = "PUSHDIAL_LIMIT_WIDGET_PER_IP_PER_MINUTE",
+        default_value_t = 5
+    )]
+    pub limit_widget_per_ip_per_minute: u32,
+
+    /// Callback requests for one visitor number per organization per hour.
+    #[arg(
+        long,
+        env = "PUSHDIAL_LIMIT_WIDGET_PER_NUMBER_PER_HOUR",
+        default_value_t = 3
+    )]
+    pub limit_widget_per_number_per_hour: u32,
+
+    /// Directory of the built web surfaces (console, widget.js, web agent), served by the
+    /// api at /console/, /widget.js and /agent/.
+    #[arg(long, env = "PUSHDIAL_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: std::path::PathBuf,
+
     /// Requests per second from one client IP to one api process (flood protection, local).
     #[arg(long, env = "PUSHDIAL_LIMIT_IP_PER_SECOND", default_value_t = 200)]
     pub limit_ip_per_second: u32,

@@ -23,6 +23,8 @@ pub enum Kind {
     Invitation,
     AuditEvent,
     Identity,
+    Widget,
+    Callback,
 }
 
 impl Kind {
@@ -41,6 +43,8 @@ impl Kind {
             Kind::Invitation => "inv",
             Kind::AuditEvent => "aud",
             Kind::Identity => "idn",
+            Kind::Widget => "wgt",
+            Kind::Callback => "cb",
         }
     }
 
@@ -60,6 +64,8 @@ impl Kind {
             Kind::Invitation => "invitation",
             Kind::AuditEvent => "audit event",
             Kind::Identity => "identity",
+            Kind::Widget => "widget",
+            Kind::Callback => "callback",
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod telemetry;
 pub mod tenants;
 pub mod text;
 pub mod webhooks;
+pub mod widgets;
 
 pub use config::Config;
 pub use ctx::Ctx;

@@ -143,6 +143,36 @@ impl PhoneNumber {
         })
     }
 
+    /// Parses a number typed by a visitor: E.164, or national digits of `country`.
+    pub fn parse_in(field: &str, input: &str, country: Option<&str>) -> crate::Result<Self> {
+        let compact: String = input
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .collect();
+        let Some(country) = country.filter(|_| !compact.starts_with('+')) else {
+            return Self::parse(field, input);
+        };
+        let bad = || {
+            invalid(
+                field,
+                format!("`{input}` is not a valid number of {country}"),
+                "the national number, digits only",
+            )
+        };
+        if !(4..=15).contains(&compact.len()) || !compact.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let id: phonenumber::country::Id = country.parse().map_err(|_| bad())?;
+        let parsed = phonenumber::parse(Some(id), &compact)
+            .ok()
+            .filter(|n| n.is_valid())
+            .ok_or_else(bad)?;
+        Self::parse(
+            field,
+            &parsed.format().mode(phonenumber::Mode::E164).to_string(),
+        )
+    }
+
     pub fn as_str(&self) -> &str {
         &self.e164
     }

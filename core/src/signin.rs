@@ -552,6 +552,7 @@ pub fn safe_return_to(path: Option<&str>) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -24,3 +24,4 @@ mod redis_down;
 mod replicas;
 mod shutdown;
 mod webhooks;
+mod widgets;

@@ -11,6 +11,7 @@ pub mod orgs;
 pub mod pairing;
 pub mod push_credentials;
 pub mod webhooks;
+pub mod widgets;
 
 /// A page request: Stripe-style cursors over ids, newest first.
 #[derive(Debug, Clone, Default)]

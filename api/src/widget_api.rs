@@ -1,0 +1,517 @@
+//! The widget API (`/widget/v1`), used only by `widget.js` on tenants' websites:
+//! configuration, callback requests, and the visitor's live status stream.
+//!
+//! `WidgetGate` guards every route: it finds the widget (from the publishable key, or for
+//! the status stream from the callback's token, since EventSource sends no headers),
+//! refuses any page origin the widget does not allow — before anything is read or
+//! written — and answers CORS with that single origin (`Vary: Origin`). Preflights are
+//! answered for any origin: they carry no credentials and the real request is judged.
+
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use poem::http::{header, HeaderValue, Method, StatusCode};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::auth::Bearer;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::{EventStream, Json};
+use poem_openapi::types::ToJSON;
+use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
+use pushdial_core::calls::{CallRequest, RawCallRequest};
+use pushdial_core::ids::{self, Kind};
+use pushdial_core::phone::PhoneNumber;
+use pushdial_core::store::widgets::{self as store, WidgetRow};
+use pushdial_core::{limits, secrets, text, widgets, Ctx, Error};
+
+use crate::problem::{ApiError, Problem};
+use crate::problems;
+use crate::Tags;
+
+pub struct WidgetApi;
+
+/// The widget a request is for, and the page origin it came from (checked).
+#[derive(Debug, Clone)]
+pub struct WidgetRequest {
+    pub widget: WidgetRow,
+    pub origin: Option<String>,
+}
+
+/// The widget's publishable key: `Authorization: Bearer pd_pk_…` (from the tag's
+/// `data-key`). Only the widget's allowed origins may use it.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", rename = "PublishableKey", checker = "check_widget_key")]
+pub struct WidgetKey(WidgetRequest);
+
+async fn check_widget_key(req: &Request, _bearer: Bearer) -> poem::Result<WidgetRequest> {
+    // `WidgetGate` resolved and checked it before the handler runs.
+    req.extensions()
+        .get::<WidgetRequest>()
+        .cloned()
+        .ok_or_else(|| ApiError(invalid_key()).into())
+}
+
+fn invalid_key() -> Error {
+    Error::unauthenticated(
+        "invalid_api_key",
+        "the widget's key is not valid (or the widget was deleted)",
+    )
+}
+
+fn origin_refused() -> Error {
+    Error::forbidden(
+        "origin_not_allowed",
+        "this widget may not be used on this website",
+    )
+}
+
+/// Guards `/widget/v1`: see the module documentation.
+pub struct WidgetGate;
+
+impl<E: Endpoint> Middleware<E> for WidgetGate {
+    type Output = WidgetGateEndpoint<E>;
+    fn transform(&self, ep: E) -> Self::Output {
+        WidgetGateEndpoint { inner: ep }
+    }
+}
+
+pub struct WidgetGateEndpoint<E> {
+    inner: E,
+}
+
+fn cors(resp: &mut Response, origin: &str) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        resp.headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    resp.headers_mut()
+        .append(header::VARY, HeaderValue::from_static("Origin"));
+}
+
+impl<E: Endpoint> Endpoint for WidgetGateEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        if !req.uri().path().starts_with("/widget/v1/") {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        }
+        let origin = req
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if req.method() == Method::OPTIONS {
+            let mut resp = Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST")
+                .header(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    "authorization, content-type",
+                )
+                .header(header::ACCESS_CONTROL_MAX_AGE, "600")
+                .finish();
+            if let Some(o) = &origin {
+                cors(&mut resp, o);
+            }
+            return Ok(resp);
+        }
+        let Some(ctx) = req.data::<Ctx>().cloned() else {
+            return Err(ApiError(Error::Internal("no context".into())).into());
+        };
+        let widget = match resolve(&ctx, &req).await {
+            Ok(w) => w,
+            Err(e) => return Ok(Problem::from_core(&e).into_poem()),
+        };
+        let allowed = match &origin {
+            Some(o) => widget.allowed_origins.iter().any(|a| a == o),
+            // Without an Origin the request is a same-origin read (the console's live
+            // preview) or not from a browser; only reading the configuration is allowed.
+            None => req.method() == Method::GET && req.uri().path() == "/widget/v1/config",
+        };
+        let preview = origin.as_deref() == Some(ctx.config.public_origin().as_str())
+            && req.method() == Method::GET
+            && req.uri().path() == "/widget/v1/config";
+        if !(allowed || preview) {
+            return Ok(Problem::from_core(&origin_refused()).into_poem());
+        }
+        req.extensions_mut().insert(WidgetRequest {
+            widget,
+            origin: origin.clone(),
+        });
+        let mut resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        };
+        if let Some(o) = &origin {
+            cors(&mut resp, o);
+        }
+        Ok(resp)
+    }
+}
+
+/// The widget of a request: from the callback and its token for the status stream, else
+/// from the publishable key.
+async fn resolve(ctx: &Ctx, req: &Request) -> Result<WidgetRow, Error> {
+    let path = req.uri().path();
+    let mut conn = ctx.db.acquire().await?;
+    if let Some(rest) = path.strip_prefix("/widget/v1/callbacks/") {
+        if let Some(id) = rest.strip_suffix("/events") {
+            let token = req
+                .uri()
+                .query()
+                .and_then(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "token")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .unwrap_or_default();
+            let cb = store::callback_by_token(&mut conn, id, &secrets::hash(&token))
+                .await?
+                .ok_or(Error::NotFound("callback"))?;
+            return store::by_id(&mut conn, &cb.widget_id)
+                .await?
+                .ok_or(Error::NotFound("callback"));
+        }
+    }
+    let key = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .filter(|k| k.starts_with("pd_pk_"))
+        .ok_or_else(invalid_key)?;
+    store::by_key_hash(&mut conn, &secrets::hash(key.trim()))
+        .await?
+        .ok_or_else(invalid_key)
+}
+
+/// What the widget shows now.
+#[derive(Debug, Clone, Object)]
+pub struct WidgetConfig {
+    pub widget_id: String,
+    /// An agent is reachable now, within business hours.
+    pub available: bool,
+    /// `call_now` (an agent calls the visitor at once), `callback` (a request for later)
+    /// or `hidden` (show nothing).
+    pub mode: String,
+    /// Within business hours.
+    pub open_now: bool,
+    /// The organization's country: the default of the country picker.
+    pub country: String,
+    /// The countries the visitor may choose.
+    pub allowed_countries: Vec<String>,
+    pub theme: serde_json::Value,
+    /// The tenant's texts by language, overriding the widget's defaults.
+    pub texts: serde_json::Value,
+}
+
+/// A visitor asks to be called.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CreateCallback {
+    /// E.164 (`+14155550123`), or the national number with `country`.
+    pub phone: String,
+    /// ISO 3166 alpha-2 country of a national number.
+    pub country: Option<String>,
+    /// Up to 100 characters.
+    pub name: Option<String>,
+    /// The visitor agreed to be called at this number; must be `true`.
+    pub consent: bool,
+    /// `en` or `zh`.
+    pub locale: Option<String>,
+}
+
+/// A visitor's callback request, as the visitor sees it.
+#[derive(Debug, Clone, Object)]
+pub struct CallbackCreated {
+    pub id: String,
+    /// `calling` (an agent's phone is being asked now) or `scheduled` (an agent will call
+    /// back later).
+    pub status: String,
+    /// The live status (server-sent events), authorised by the token in it.
+    pub stream_url: String,
+}
+
+/// The visitor's status.
+#[derive(Debug, Clone, Object)]
+pub struct VisitorStatus {
+    /// `calling`, `connected`, `completed`, `failed` (nobody could be reached now; an
+    /// agent will call back) or `scheduled`.
+    pub status: String,
+}
+
+#[derive(ApiResponse)]
+pub enum CallbackAnswer {
+    #[oai(status = 201)]
+    Created(Json<CallbackCreated>),
+}
+
+problems!(
+    /// Errors of the widget API.
+    WidgetApiError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict, 413 => PayloadTooLarge, 422 => UnprocessableEntity }
+);
+
+/// The one answer for every number the widget will not call: it never says why (a
+/// blocklist must not be probed from a public page).
+fn not_callable() -> Error {
+    Error::Unprocessable {
+        code: "number_not_callable",
+        message: "we cannot call this number; check it and try again".into(),
+    }
+}
+
+fn client_ip(req: &Request) -> String {
+    req.extensions()
+        .get::<crate::problem::ClientIp>()
+        .map(|c| pushdial_core::limits::ip_key(c.0).to_string())
+        .unwrap_or_default()
+}
+
+#[OpenApi(tag = "Tags::WidgetApi")]
+impl WidgetApi {
+    /// Widget configuration
+    ///
+    /// Whether an agent can take a call now, the mode to show, texts and theme.
+    #[oai(
+        path = "/widget/v1/config",
+        method = "get",
+        operation_id = "widget_config"
+    )]
+    async fn config(
+        &self,
+        auth: WidgetKey,
+        ctx: poem::web::Data<&Ctx>,
+    ) -> Result<Json<WidgetConfig>, WidgetApiError> {
+        let w = auth.0.widget;
+        let open_now = widgets::open_now(&w, chrono::Utc::now());
+        let available = open_now && widgets::pick_agent(&ctx, &w).await?.is_some();
+        let mode = if available {
+            "call_now"
+        } else if w.when_unavailable == "callback" {
+            "callback"
+        } else {
+            "hidden"
+        };
+        let mut conn = ctx.db.acquire().await?;
+        let org = pushdial_core::store::orgs::get(&mut conn, &w.org_id)
+            .await?
+            .ok_or(Error::NotFound("widget"))?;
+        Ok(Json(WidgetConfig {
+            widget_id: w.id,
+            available,
+            mode: mode.into(),
+            open_now,
+            country: org.country,
+            allowed_countries: org.allowed_countries,
+            theme: w.theme,
+            texts: w.texts,
+        }))
+    }
+
+    /// Request a callback
+    ///
+    /// When an agent is available now their phone is asked to call the visitor at once
+    /// (`calling`); otherwise the request waits for an agent (`scheduled`), unless the
+    /// widget is set to hide itself then (`409 unavailable`). A number the organization
+    /// will not call is refused with `422 number_not_callable`, whatever the reason.
+    #[oai(
+        path = "/widget/v1/callbacks",
+        method = "post",
+        operation_id = "widget_create_callback"
+    )]
+    async fn create_callback(
+        &self,
+        auth: WidgetKey,
+        req: &Request,
+        ctx: poem::web::Data<&Ctx>,
+        body: Json<CreateCallback>,
+    ) -> Result<CallbackAnswer, WidgetApiError> {
+        let w = auth.0.widget;
+        let b = body.0;
+        if !b.consent {
+            return Err(Error::invalid("consent", "the visitor must agree to be called").into());
+        }
+        let name = text::optional("name", b.name.as_deref(), 100)?;
+        let locale = match b.locale.as_deref() {
+            None => None,
+            Some(l @ ("en" | "zh")) => Some(l),
+            Some(_) => return Err(Error::invalid("locale", "en or zh").into()),
+        };
+        // A visitor's address may ask only so often (before anything else is looked at).
+        let ip = client_ip(req);
+        let per_ip = limits::per_minute(ctx.config.limit_widget_per_ip_per_minute);
+        limits::take(&ctx, "widget_ip", &format!("{}:{ip}", w.id), per_ip).await?;
+        let country = b.country.as_deref().map(str::to_ascii_uppercase);
+        let to = PhoneNumber::parse_in("phone", &b.phone, country.as_deref())
+            .map_err(|_| not_callable())?;
+        let mut conn = ctx.db.acquire().await?;
+        pushdial_core::dialing::check(&mut conn, &w.org_id, &to)
+            .await
+            .map_err(|e| match e {
+                Error::Unprocessable { .. } => not_callable(),
+                other => other,
+            })?;
+        drop(conn);
+        let per_number = limits::per_hour(ctx.config.limit_widget_per_number_per_hour);
+        let number_key = format!("{}:{}", w.org_id, to.as_str());
+        limits::take(&ctx, "widget_number", &number_key, per_number).await?;
+
+        let id = ids::new_id(Kind::Callback);
+        let token = secrets::new_token("pd_cbt_");
+        let stream_url = format!("/widget/v1/callbacks/{id}/events?token={token}");
+        let (client_ip, _) = crate::auth::client_of(req);
+        // Now, if an agent can be reached within hours.
+        let agent = if widgets::open_now(&w, chrono::Utc::now()) {
+            widgets::pick_agent(&ctx, &w).await?
+        } else {
+            None
+        };
+        if let Some(agent_id) = agent {
+            let request = CallRequest::parse(
+                RawCallRequest {
+                    to: to.as_str().to_owned(),
+                    agent_id: Some(agent_id.clone()),
+                    device_id: None,
+                    confirm: Some("prompt".into()),
+                    expires_in: None,
+                    metadata: Some(std::collections::BTreeMap::from([
+                        ("source".to_owned(), "widget".to_owned()),
+                        ("widget_id".to_owned(), w.id.clone()),
+                        ("callback_id".to_owned(), id.clone()),
+                        (
+                            "visitor_name".to_owned(),
+                            name.unwrap_or_default().to_owned(),
+                        ),
+                    ])),
+                },
+                ctx.config.call_expires_in,
+            )?;
+            match crate::calls::route(&ctx, &w.org_id, &request).await {
+                Ok((routed, per_minute)) => {
+                    crate::calls::take_quotas(&ctx, &w.org_id, &request, per_minute).await?;
+                    let mut tx = ctx.db.begin().await?;
+                    let (row, first_offer) =
+                        crate::calls::place(&mut tx, &ctx, &w.org_id, &request, &routed).await?;
+                    store::insert_callback(
+                        &mut tx,
+                        &id,
+                        &w.org_id,
+                        &w.id,
+                        to.as_str(),
+                        name,
+                        locale,
+                        "calling",
+                        Some(&row.id),
+                        &secrets::hash(&token),
+                        client_ip.as_deref(),
+                    )
+                    .await?;
+                    store::set_last_agent(&mut tx, &w.id, &agent_id).await?;
+                    tx.commit().await?;
+                    crate::calls::after_commit(&ctx, &row, first_offer.as_ref()).await;
+                    return Ok(CallbackAnswer::Created(Json(CallbackCreated {
+                        id,
+                        status: "calling".into(),
+                        stream_url,
+                    })));
+                }
+                // The phone went away since it was picked: take the request for later.
+                Err(Error::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if w.when_unavailable != "callback" {
+            return Err(Error::conflict(
+                "unavailable",
+                "nobody can take calls right now; try again later",
+            )
+            .into());
+        }
+        let mut conn = ctx.db.acquire().await?;
+        store::insert_callback(
+            &mut conn,
+            &id,
+            &w.org_id,
+            &w.id,
+            to.as_str(),
+            name,
+            locale,
+            "scheduled",
+            None,
+            &secrets::hash(&token),
+            client_ip.as_deref(),
+        )
+        .await?;
+        Ok(CallbackAnswer::Created(Json(CallbackCreated {
+            id,
+            status: "scheduled".into(),
+            stream_url,
+        })))
+    }
+
+    /// Follow a callback request
+    ///
+    /// Server-sent events `status` (`{"status": …}`), first the current one, then each
+    /// change; the stream ends at `completed`, `failed` or `scheduled`. Authorised by the
+    /// token of `stream_url` (EventSource sends no headers).
+    #[oai(
+        path = "/widget/v1/callbacks/:callback_id/events",
+        method = "get",
+        operation_id = "widget_callback_events"
+    )]
+    async fn events(
+        &self,
+        ctx: poem::web::Data<&Ctx>,
+        callback_id: Path<String>,
+        /// The token from `stream_url`.
+        token: Query<String>,
+    ) -> Result<EventStream<BoxStream<'static, VisitorStatus>>, WidgetApiError> {
+        let token_hash = secrets::hash(&token.0);
+        let mut conn = ctx.db.acquire().await?;
+        store::callback_by_token(&mut conn, &callback_id.0, &token_hash)
+            .await?
+            .ok_or(Error::NotFound("callback"))?;
+        drop(conn);
+        let ctx = ctx.0.clone();
+        let id = callback_id.0.clone();
+        let started = std::time::Instant::now();
+        let stream = futures::stream::unfold(
+            (ctx, id, token_hash, None::<&'static str>, false),
+            move |(ctx, id, hash, last, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    if last.is_some() {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    if started.elapsed() > Duration::from_secs(15 * 60) {
+                        return None;
+                    }
+                    let row = match ctx.db.acquire().await {
+                        Ok(mut conn) => store::callback_by_token(&mut conn, &id, &hash)
+                            .await
+                            .ok()
+                            .flatten(),
+                        Err(_) => None,
+                    };
+                    let Some(row) = row else {
+                        last?;
+                        continue;
+                    };
+                    let status = widgets::visitor_status(&row);
+                    if last != Some(status) {
+                        let done = widgets::is_final(status);
+                        let item = VisitorStatus {
+                            status: status.into(),
+                        };
+                        return Some((item, (ctx, id, hash, Some(status), done)));
+                    }
+                }
+            },
+        );
+        Ok(EventStream::new(stream.boxed())
+            .keep_alive(Duration::from_secs(15))
+            .to_event(|s| poem::web::sse::Event::message(s.to_json_string()).event_type("status")))
+    }
+}

@@ -1,0 +1,322 @@
+//! Widgets (embeddable "call me" buttons) and visitors' callback requests.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+
+use super::{Page, Paged};
+
+#[derive(Debug, Clone)]
+pub struct WidgetRow {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub key_id: String,
+    pub publishable_key: String,
+    pub allowed_origins: Vec<String>,
+    pub agent_ids: Vec<String>,
+    pub routing: String,
+    pub business_hours: Option<serde_json::Value>,
+    pub when_unavailable: String,
+    pub theme: serde_json::Value,
+    pub texts: serde_json::Value,
+    pub last_agent_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The settings of a widget, as written.
+#[derive(Debug, Clone)]
+pub struct WidgetSettings {
+    pub name: String,
+    pub allowed_origins: Vec<String>,
+    pub agent_ids: Vec<String>,
+    pub routing: String,
+    pub business_hours: Option<serde_json::Value>,
+    pub when_unavailable: String,
+    pub theme: serde_json::Value,
+    pub texts: serde_json::Value,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    id: &str,
+    org_id: &str,
+    key_id: &str,
+    publishable_key: &str,
+    s: &WidgetSettings,
+) -> sqlx::Result<WidgetRow> {
+    sqlx::query_as!(
+        WidgetRow,
+        "insert into widgets (id, org_id, name, key_id, publishable_key, allowed_origins,
+                              agent_ids, routing, business_hours, when_unavailable, theme, texts)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
+                   routing, business_hours, when_unavailable, theme, texts, last_agent_id,
+                   created_at",
+        id,
+        org_id,
+        s.name,
+        key_id,
+        publishable_key,
+        &s.allowed_origins,
+        &s.agent_ids,
+        s.routing,
+        s.business_hours,
+        s.when_unavailable,
+        s.theme,
+        s.texts
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn update(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    s: &WidgetSettings,
+) -> sqlx::Result<Option<WidgetRow>> {
+    sqlx::query_as!(
+        WidgetRow,
+        "update widgets set name = $3, allowed_origins = $4, agent_ids = $5, routing = $6,
+                business_hours = $7, when_unavailable = $8, theme = $9, texts = $10
+         where org_id = $1 and id = $2 and deleted_at is null
+         returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
+                   routing, business_hours, when_unavailable, theme, texts, last_agent_id,
+                   created_at",
+        org_id,
+        id,
+        s.name,
+        &s.allowed_origins,
+        &s.agent_ids,
+        s.routing,
+        s.business_hours,
+        s.when_unavailable,
+        s.theme,
+        s.texts
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn get(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<WidgetRow>> {
+    sqlx::query_as!(
+        WidgetRow,
+        "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
+                routing, business_hours, when_unavailable, theme, texts, last_agent_id, created_at
+         from widgets where org_id = $1 and id = $2 and deleted_at is null",
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The live widget a publishable key belongs to (the key itself must be active).
+pub async fn by_key_hash(
+    conn: &mut PgConnection,
+    key_hash: &[u8],
+) -> sqlx::Result<Option<WidgetRow>> {
+    sqlx::query_as!(
+        WidgetRow,
+        "select w.id, w.org_id, w.name, w.key_id, w.publishable_key, w.allowed_origins,
+                w.agent_ids, w.routing, w.business_hours, w.when_unavailable, w.theme, w.texts,
+                w.last_agent_id, w.created_at
+         from api_keys k join widgets w on w.key_id = k.id
+         where k.key_hash = $1 and k.kind = 'publishable' and k.revoked_at is null
+           and (k.expires_at is null or k.expires_at > now()) and w.deleted_at is null",
+        key_hash
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn by_id(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<WidgetRow>> {
+    sqlx::query_as!(
+        WidgetRow,
+        "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
+                routing, business_hours, when_unavailable, theme, texts, last_agent_id, created_at
+         from widgets where id = $1 and deleted_at is null",
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn list(
+    conn: &mut PgConnection,
+    org_id: &str,
+    page: &Page,
+) -> sqlx::Result<Paged<WidgetRow>> {
+    let rows = sqlx::query_as!(
+        WidgetRow,
+        "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
+                routing, business_hours, when_unavailable, theme, texts, last_agent_id, created_at
+         from widgets
+         where org_id = $1 and deleted_at is null
+           and ($2::text is null or id < $2)
+           and ($3::text is null or id > $3)
+         order by case when $3::text is null then id end desc, id asc
+         limit $4",
+        org_id,
+        page.starting_after.as_deref(),
+        page.ending_before.as_deref(),
+        page.limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(page.finish(rows))
+}
+
+/// Deletes a widget: it stops answering at once, and its publishable key is revoked.
+pub async fn delete(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<WidgetRow>> {
+    let row = sqlx::query_as!(
+        WidgetRow,
+        "update widgets set deleted_at = now()
+         where org_id = $1 and id = $2 and deleted_at is null
+         returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
+                   routing, business_hours, when_unavailable, theme, texts, last_agent_id,
+                   created_at",
+        org_id,
+        id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(w) = &row {
+        super::keys::revoke(conn, org_id, &w.key_id).await?;
+    }
+    Ok(row)
+}
+
+/// Records the agent that got the widget's last call (round robin).
+pub async fn set_last_agent(conn: &mut PgConnection, id: &str, agent_id: &str) -> sqlx::Result<()> {
+    sqlx::query!(
+        "update widgets set last_agent_id = $2 where id = $1",
+        id,
+        agent_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The candidate agents of a widget (its list, or every agent of the organization) with
+/// the time of their last call, oldest first (never-called first).
+pub async fn candidates(
+    conn: &mut PgConnection,
+    org_id: &str,
+    agent_ids: &[String],
+) -> sqlx::Result<Vec<(String, Option<DateTime<Utc>>)>> {
+    let rows = sqlx::query!(
+        r#"select a.id as "id!", (select max(c.created_at) from calls c
+                             where c.org_id = a.org_id and c.agent_id = a.id) as last_call
+         from agents a
+         where a.org_id = $1 and (cardinality($2::text[]) = 0 or a.id = any($2))
+         order by last_call asc nulls first, a.id"#,
+        org_id,
+        agent_ids
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.last_call)).collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct CallbackRow {
+    pub id: String,
+    pub org_id: String,
+    pub widget_id: String,
+    pub phone: String,
+    pub name: Option<String>,
+    pub locale: Option<String>,
+    pub status: String,
+    pub call_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// The status of its call, if any.
+    pub call_status: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_callback(
+    conn: &mut PgConnection,
+    id: &str,
+    org_id: &str,
+    widget_id: &str,
+    phone: &str,
+    name: Option<&str>,
+    locale: Option<&str>,
+    status: &str,
+    call_id: Option<&str>,
+    token_hash: &[u8],
+    ip: Option<&str>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "insert into callbacks (id, org_id, widget_id, phone, name, locale, status, call_id,
+                                token_hash, ip)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        id,
+        org_id,
+        widget_id,
+        phone,
+        name,
+        locale,
+        status,
+        call_id,
+        token_hash,
+        ip
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A callback by its id and stream token (the visitor's view).
+pub async fn callback_by_token(
+    conn: &mut PgConnection,
+    id: &str,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<CallbackRow>> {
+    sqlx::query_as!(
+        CallbackRow,
+        "select cb.id, cb.org_id, cb.widget_id, cb.phone, cb.name, cb.locale, cb.status,
+                cb.call_id, cb.created_at, c.status as \"call_status?\"
+         from callbacks cb left join calls c on c.id = cb.call_id
+         where cb.id = $1 and cb.token_hash = $2",
+        id,
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn callbacks(
+    conn: &mut PgConnection,
+    org_id: &str,
+    page: &Page,
+) -> sqlx::Result<Paged<CallbackRow>> {
+    let rows = sqlx::query_as!(
+        CallbackRow,
+        "select cb.id, cb.org_id, cb.widget_id, cb.phone, cb.name, cb.locale, cb.status,
+                cb.call_id, cb.created_at, c.status as \"call_status?\"
+         from callbacks cb left join calls c on c.id = cb.call_id
+         where cb.org_id = $1
+           and ($2::text is null or cb.id < $2)
+           and ($3::text is null or cb.id > $3)
+         order by case when $3::text is null then cb.id end desc, cb.id asc
+         limit $4",
+        org_id,
+        page.starting_after.as_deref(),
+        page.ending_before.as_deref(),
+        page.limit + 1
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(page.finish(rows))
+}

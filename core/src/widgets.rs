@@ -1,0 +1,321 @@
+//! The embeddable widget's rules: checking its settings (origins, business hours, texts,
+//! theme), whether it is open, which agent takes a visitor's callback, and what the
+//! visitor is told about it.
+
+use chrono::{DateTime, Datelike, NaiveTime, Utc};
+use chrono_tz::Tz;
+
+use crate::calls::reachability;
+use crate::store::devices as device_store;
+use crate::store::widgets::{self as store, CallbackRow, WidgetRow};
+use crate::{Ctx, Error, Result};
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// Text keys the widget shows; the tenant may override any of them per language.
+pub const TEXT_KEYS: [&str; 12] = [
+    "title",
+    "call_now",
+    "request_callback",
+    "phone_label",
+    "name_label",
+    "consent",
+    "submit",
+    "calling",
+    "failed",
+    "scheduled",
+    "completed",
+    "invalid_number",
+];
+/// Languages the widget speaks.
+pub const LANGUAGES: [&str; 2] = ["en", "zh"];
+
+/// An exact web origin: `scheme://host[:port]`, http(s) only, no path.
+pub fn check_origin(field: &str, origin: &str) -> Result<String> {
+    let bad = || {
+        Error::invalid(
+            field,
+            format!("`{origin}` is not an origin like https://shop.example"),
+        )
+    };
+    if origin.contains('*') {
+        return Err(bad());
+    }
+    let url = url::Url::parse(origin).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad());
+    }
+    let normalized = url.origin().ascii_serialization();
+    if normalized != origin.trim_end_matches('/') {
+        return Err(bad());
+    }
+    Ok(normalized)
+}
+
+/// Business hours: a time zone, and per weekday a list of [from, to) ranges.
+#[derive(Debug, Clone)]
+pub struct Hours {
+    tz: Tz,
+    days: [Vec<(NaiveTime, NaiveTime)>; 7],
+}
+
+/// Checks business hours as given (`null` means always open) and returns them normalised.
+pub fn check_hours(value: &serde_json::Value) -> Result<Option<serde_json::Value>> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    parse_hours(value)?;
+    Ok(Some(value.clone()))
+}
+
+pub fn parse_hours(value: &serde_json::Value) -> Result<Hours> {
+    let field = "business_hours";
+    let tz_name = value["timezone"].as_str().ok_or_else(|| {
+        Error::invalid(
+            "business_hours.timezone",
+            "an IANA time zone, like Europe/London",
+        )
+    })?;
+    let tz: Tz = tz_name.parse().map_err(|_| {
+        Error::invalid(
+            "business_hours.timezone",
+            format!("unknown time zone `{tz_name}`"),
+        )
+    })?;
+    let days_obj = value["days"]
+        .as_object()
+        .ok_or_else(|| Error::invalid("business_hours.days", "an object with mon … sun"))?;
+    let mut days: [Vec<(NaiveTime, NaiveTime)>; 7] = Default::default();
+    for (key, ranges) in days_obj {
+        let Some(i) = DAYS.iter().position(|d| d == key) else {
+            return Err(Error::invalid(
+                field,
+                format!("unknown day `{key}` (mon … sun)"),
+            ));
+        };
+        let ranges = ranges.as_array().ok_or_else(|| {
+            Error::invalid(
+                field,
+                format!("{key}: a list of [\"09:00\", \"17:00\"] ranges"),
+            )
+        })?;
+        for r in ranges {
+            let pair = r.as_array().filter(|p| p.len() == 2);
+            let times: Option<Vec<NaiveTime>> = pair.map(|p| {
+                p.iter()
+                    .filter_map(|t| t.as_str())
+                    .filter_map(|t| NaiveTime::parse_from_str(t, "%H:%M").ok())
+                    .collect()
+            });
+            match times.as_deref() {
+                Some([from, to]) if from < to => days[i].push((*from, *to)),
+                _ => {
+                    return Err(Error::invalid(
+                        field,
+                        format!(
+                        "{key}: each range is [\"HH:MM\", \"HH:MM\"], the first before the second"
+                    ),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(Hours { tz, days })
+}
+
+impl Hours {
+    pub fn is_open(&self, now: DateTime<Utc>) -> bool {
+        let local = now.with_timezone(&self.tz);
+        let day = local.weekday().num_days_from_monday() as usize;
+        let time = local.time();
+        self.days[day]
+            .iter()
+            .any(|(from, to)| *from <= time && time < *to)
+    }
+}
+
+/// Checks the tenant's text overrides: `{en: {key: text}, zh: {…}}`.
+pub fn check_texts(value: &serde_json::Value) -> Result<serde_json::Value> {
+    if value.is_null() {
+        return Ok(serde_json::json!({}));
+    }
+    let obj = value.as_object().ok_or_else(|| {
+        Error::invalid("texts", "an object by language: {\"en\": {…}, \"zh\": {…}}")
+    })?;
+    for (lang, texts) in obj {
+        if !LANGUAGES.contains(&lang.as_str()) {
+            return Err(Error::invalid(
+                "texts",
+                format!("unknown language `{lang}` (en, zh)"),
+            ));
+        }
+        let texts = texts
+            .as_object()
+            .ok_or_else(|| Error::invalid("texts", format!("{lang}: an object of texts")))?;
+        for (key, text) in texts {
+            if !TEXT_KEYS.contains(&key.as_str()) {
+                return Err(Error::invalid(
+                    "texts",
+                    format!("{lang}: unknown text `{key}`"),
+                ));
+            }
+            match text.as_str() {
+                Some(t) if !t.trim().is_empty() && t.chars().count() <= 300 => {}
+                _ => {
+                    return Err(Error::invalid(
+                        "texts",
+                        format!("{lang}.{key}: 1 to 300 characters"),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(value.clone())
+}
+
+/// Checks the theme: `{color: "#rrggbb", position: "bottom-right" | "bottom-left"}`.
+pub fn check_theme(value: &serde_json::Value) -> Result<serde_json::Value> {
+    if value.is_null() {
+        return Ok(serde_json::json!({}));
+    }
+    let obj = value
+        .as_object()
+        .ok_or_else(|| Error::invalid("theme", "an object: {\"color\": …, \"position\": …}"))?;
+    for (key, v) in obj {
+        let ok = match key.as_str() {
+            "color" => v.as_str().is_some_and(|c| {
+                c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit())
+            }),
+            "position" => matches!(v.as_str(), Some("bottom-right" | "bottom-left")),
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::invalid(
+                "theme",
+                format!("`{key}`: color is #rrggbb, position is bottom-right or bottom-left"),
+            ));
+        }
+    }
+    Ok(value.clone())
+}
+
+/// Whether the widget is within its business hours now.
+pub fn open_now(widget: &WidgetRow, now: DateTime<Utc>) -> bool {
+    match &widget.business_hours {
+        None => true,
+        Some(h) => parse_hours(h).map(|h| h.is_open(now)).unwrap_or(false),
+    }
+}
+
+/// The agent a visitor's call goes to now: among the widget's agents with a reachable
+/// phone, the one idle longest (or the next after the last, for round robin). `None` when
+/// nobody is reachable.
+pub async fn pick_agent(ctx: &Ctx, widget: &WidgetRow) -> Result<Option<String>> {
+    let mut conn = ctx.db.acquire().await?;
+    let candidates = store::candidates(&mut conn, &widget.org_id, &widget.agent_ids).await?;
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
+    let devices: Vec<_> = device_store::list(&mut conn, &widget.org_id, Some(&ids))
+        .await?
+        .into_iter()
+        .filter(|d| d.revoked_at.is_none())
+        .collect();
+    drop(conn);
+    let reach = reachability(ctx, &devices).await;
+    let reachable: std::collections::HashSet<&str> = devices
+        .iter()
+        .zip(reach.iter())
+        .filter(|(_, r)| r.is_reachable())
+        .map(|(d, _)| d.agent_id.as_str())
+        .collect();
+    let available: Vec<&str> = candidates
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .filter(|id| reachable.contains(id))
+        .collect();
+    if widget.routing == "round_robin" {
+        let mut sorted = available.clone();
+        sorted.sort_unstable();
+        let next = match &widget.last_agent_id {
+            Some(last) => sorted
+                .iter()
+                .find(|id| **id > last.as_str())
+                .or(sorted.first()),
+            None => sorted.first(),
+        };
+        return Ok(next.map(|s| (*s).to_owned()));
+    }
+    // Candidates come oldest last call first.
+    Ok(available.first().map(|s| (*s).to_owned()))
+}
+
+/// What the visitor sees of their callback: `calling`, `connected`, `completed`, `failed`
+/// (nobody could be reached: an agent will call back) or `scheduled`.
+pub fn visitor_status(cb: &CallbackRow) -> &'static str {
+    match (cb.status.as_str(), cb.call_status.as_deref()) {
+        ("scheduled", _) => "scheduled",
+        ("completed", _) => "completed",
+        ("canceled", _) => "failed",
+        (_, Some("connected")) => "connected",
+        (_, Some("completed")) => "completed",
+        (_, Some("failed" | "expired" | "declined" | "canceled")) => "failed",
+        (_, None) => "scheduled",
+        _ => "calling",
+    }
+}
+
+/// Whether the visitor's status can still change.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "completed" | "failed" | "scheduled")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn business_hours_follow_the_time_zone() {
+        let h = parse_hours(&serde_json::json!({
+            "timezone": "America/New_York",
+            "days": {"mon": [["09:00", "17:00"]], "sat": []}
+        }))
+        .unwrap();
+        // Monday 2026-11-30 14:30 UTC is 09:30 in New York: open.
+        let open = "2026-11-30T14:30:00Z".parse().unwrap();
+        assert!(h.is_open(open));
+        // 13:30 UTC is 08:30 there: closed; and Saturday is closed all day.
+        assert!(!h.is_open("2026-11-30T13:30:00Z".parse().unwrap()));
+        assert!(!h.is_open("2026-12-05T15:00:00Z".parse().unwrap()));
+        for bad in [
+            serde_json::json!({"timezone": "Mars/Olympus", "days": {}}),
+            serde_json::json!({"timezone": "UTC", "days": {"funday": []}}),
+            serde_json::json!({"timezone": "UTC", "days": {"mon": [["17:00", "09:00"]]}}),
+            serde_json::json!({"timezone": "UTC", "days": {"mon": [["9am", "5pm"]]}}),
+        ] {
+            assert!(parse_hours(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn origins_are_exact() {
+        assert_eq!(
+            check_origin("o", "https://shop.example").unwrap(),
+            "https://shop.example"
+        );
+        assert_eq!(
+            check_origin("o", "http://127.0.0.1:8080").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        for bad in [
+            "shop.example",
+            "https://shop.example/path",
+            "ftp://x.example",
+            "*",
+            "https://*.example",
+        ] {
+            assert!(check_origin("o", bad).is_err(), "{bad}");
+        }
+    }
+}
