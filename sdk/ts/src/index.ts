@@ -21,6 +21,7 @@ export type Agent = Schemas['Agent'];
 export type ApiKey = Schemas['ApiKey'];
 export type AuditEvent = Schemas['AuditEvent'];
 export type BlockedNumber = Schemas['BlockedNumber'];
+export type Callback = Schemas['Callback'];
 export type Call = Schemas['Call'];
 export type CallEvent = Schemas['CallEvent'];
 export type Device = Schemas['Device'];
@@ -35,6 +36,7 @@ export type Presence = Schemas['Presence'];
 export type PushCredential = Schemas['PushCredential'];
 export type WebhookAttempt = Schemas['WebhookAttempt'];
 export type WebhookEndpoint = Schemas['WebhookEndpoint'];
+export type Widget = Schemas['Widget'];
 
 /** The HTTP header that names the organization a session request acts in. */
 export const ORGANIZATION_HEADER = 'Pushdial-Organization';
