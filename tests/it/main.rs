@@ -8,6 +8,7 @@ mod harness;
 
 mod accounts;
 mod bad_input;
+mod browser;
 mod call_loop;
 mod cli;
 mod dialing;
