@@ -158,6 +158,31 @@ ensure_npm_packages() {
     fi
 }
 
+# Builds the web surfaces into web/dist (console, widget.js, web agent) from their
+# npm packages; the console uses the TypeScript client in sdk/ts.
+build_web() {
+    ensure_node
+    ensure_npm_packages sdk/ts
+    local app
+    for app in console widget agent; do
+        ensure_npm_packages "web/$app"
+    done
+    log "building the web surfaces (web/dist)"
+    for app in console widget agent; do
+        (cd "web/$app" && npm run build --silent >&2) || die "building web/$app failed"
+    done
+}
+
+# Debian's Chromium for the browser tests (playwright-core drives it; web/e2e).
+ensure_chromium() {
+    if [[ -z "${CHROMIUM:-}" ]]; then
+        ensure_command chromium chromium
+        export CHROMIUM
+        CHROMIUM="$(command -v chromium)"
+    fi
+    ensure_npm_packages web/e2e
+}
+
 # --- PostgreSQL -----------------------------------------------------------------
 
 # psql that never prompts for a password (-w), ignores ~/.psqlrc (-X), fails

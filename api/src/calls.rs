@@ -309,6 +309,10 @@ impl CallsApi {
         status: Query<Option<String>>,
         /// Only calls to this agent.
         agent_id: Query<Option<String>>,
+        /// Only calls created at or after this time (RFC 3339).
+        created_gte: Query<Option<chrono::DateTime<chrono::Utc>>>,
+        /// Only calls created before this time (RFC 3339).
+        created_lt: Query<Option<chrono::DateTime<chrono::Utc>>>,
         /// 1 to 100, default 20.
         limit: Query<Option<i64>>,
         starting_after: Query<Option<String>>,
@@ -326,6 +330,8 @@ impl CallsApi {
                 .0
                 .map(|a| ids::parse(Kind::Agent, "agent_id", &a))
                 .transpose()?,
+            created_gte: created_gte.0,
+            created_lt: created_lt.0,
         };
         // An agent sees only their own calls.
         if let Some(own) = auth.own_agent() {

@@ -97,6 +97,37 @@ async fn calls_page_with_cursors_and_filter_by_status_and_agent() {
     assert_eq!(bobs.data.len(), 1);
     assert_eq!(bobs.data[0].agent_id, bob);
 
+    // By creation time: the window around the calls holds all of them, a later one none.
+    let created: Vec<_> = first.data.iter().map(|c| c.created_at).collect();
+    let oldest_kept = created[1];
+    let by_date = |gte: String, lt: String| {
+        let path = format!("/v1/calls?created_gte={gte}&created_lt={lt}&limit=100");
+        let app = &app;
+        async move { app.api(reqwest::Method::GET, &path, None).await }
+    };
+    let enc = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339().replace('+', "%2B");
+    let (status, window) = by_date(
+        enc(oldest_kept - chrono::Duration::hours(1)),
+        enc(chrono::Utc::now() + chrono::Duration::hours(1)),
+    )
+    .await;
+    assert_eq!(status, 200, "{window}");
+    assert_eq!(window["data"].as_array().unwrap().len(), ids.len());
+    let (_, later) = by_date(
+        enc(chrono::Utc::now() + chrono::Duration::hours(1)),
+        enc(chrono::Utc::now() + chrono::Duration::hours(2)),
+    )
+    .await;
+    assert_eq!(later["data"], serde_json::json!([]));
+    let (status, _) = app
+        .api(
+            reqwest::Method::GET,
+            "/v1/calls?created_gte=yesterday",
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+
     let agents = client
         .list_agents_page(&ListParams {
             limit: Some(1),

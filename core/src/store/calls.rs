@@ -112,6 +112,10 @@ pub async fn lock(
 pub struct CallFilter {
     pub status: Option<String>,
     pub agent_id: Option<String>,
+    /// Created at or after.
+    pub created_gte: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_lt: Option<DateTime<Utc>>,
 }
 
 pub async fn list(
@@ -130,6 +134,8 @@ pub async fn list(
            and ($3::text is null or agent_id = $3)
            and ($4::text is null or id < $4)
            and ($5::text is null or id > $5)
+           and ($7::timestamptz is null or created_at >= $7)
+           and ($8::timestamptz is null or created_at < $8)
          order by case when $5::text is null then id end desc, id asc
          limit $6",
         org_id,
@@ -137,7 +143,9 @@ pub async fn list(
         filter.agent_id.as_deref(),
         page.starting_after.as_deref(),
         page.ending_before.as_deref(),
-        page.limit + 1
+        page.limit + 1,
+        filter.created_gte,
+        filter.created_lt
     )
     .fetch_all(conn)
     .await?;
