@@ -236,6 +236,7 @@ async function setupPush(dev: DeviceRecord, interactive: boolean): Promise<void>
     return setPush("unavailable", "This server has no Web Push key configured, so notifications cannot be sent. Ask your administrator.");
   }
   if (permission === "default") {
+    setPush("pending", "Allow notifications when your browser asks.");
     permission = await Notification.requestPermission();
     if (permission === "denied") {
       return setPush("blocked", "Notifications are blocked for this site. Allow them in the browser's site settings, then reload.");
@@ -419,7 +420,7 @@ async function dialPage(to: string, callId: string | null): Promise<void> {
   }
   if (!known || known.to !== to) {
     // Not a call this phone acknowledged: offer the number, never dial it by itself.
-    showDialLink(to, "Tap to call.");
+    showDialLink(to, "This phone has no record of this call request: call only if you expected it.");
     return;
   }
   if (await markDialed(callId)) {

@@ -24,6 +24,7 @@ export const DEFAULTS = {
     scheduled: "Thanks! We will call you back soon.",
     invalid_number: "Please enter a valid phone number.",
     rate_limited: "Too many requests. Please try again later.",
+    unavailable: "Nobody can take calls right now. Please try again later.",
     error: "Something went wrong. Please try again.",
   },
   zh: {
@@ -48,6 +49,7 @@ export const DEFAULTS = {
     scheduled: "谢谢！我们会尽快给您回电。",
     invalid_number: "请输入有效的电话号码。",
     rate_limited: "请求过于频繁，请稍后再试。",
+    unavailable: "目前没有客服可以接听，请稍后再试。",
     error: "出错了，请重试。",
   },
 };

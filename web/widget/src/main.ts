@@ -371,6 +371,7 @@ class Widget {
     const code = problem.code;
     let text = this.t.error;
     if (http === 429 || code === "rate_limited") text = this.t.rate_limited;
+    else if (code === "unavailable") text = this.t.unavailable;
     else if (code === "number_not_callable") text = this.t.invalid_number;
     else if (code === "validation_failed" && (problem.errors || []).some((f) => f.field === "phone")) text = this.t.invalid_number;
     else if (http >= 400 && http < 500 && problem.detail) text = problem.detail;
@@ -435,5 +436,5 @@ async function boot(script: HTMLScriptElement): Promise<void> {
 const script = findScript();
 if (script && !script.hasAttribute("data-pushdial-loaded")) {
   script.setAttribute("data-pushdial-loaded", "");
-  boot(script).catch((e) => console.warn("pushdial widget:", e));
+  boot(script).catch((e) => console.warn("pushdial widget: not shown (" + ((e && e.message) || e) + ")"));
 }
