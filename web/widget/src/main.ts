@@ -434,7 +434,11 @@ async function boot(script: HTMLScriptElement): Promise<void> {
 }
 
 const script = findScript();
-if (script && !script.hasAttribute("data-pushdial-loaded")) {
+// One widget per key, however many times the tag (or the file) is included.
+const started = ((window as unknown as { __pushdialKeys?: Record<string, true> }).__pushdialKeys ||= {});
+const scriptKey = script ? script.getAttribute("data-key") || "" : "";
+if (script && !script.hasAttribute("data-pushdial-loaded") && !started[scriptKey]) {
   script.setAttribute("data-pushdial-loaded", "");
+  started[scriptKey] = true;
   boot(script).catch((e) => console.warn("pushdial widget: not shown (" + ((e && e.message) || e) + ")"));
 }
