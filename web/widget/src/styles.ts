@@ -44,6 +44,6 @@ select,input[type=tel],input[type=text]{width:100%;min-height:42px;padding:8px 1
 .status[data-status=completed],.status[data-status=connected]{background:#e8f5e9}
 .again{margin-top:10px;width:100%}
 @media (max-width:480px){.pd{bottom:12px}.pd.right{right:12px}.pd.left{left:12px}.panel{width:calc(100vw - 24px);max-height:calc(100vh - 84px)}}
-@media (prefers-color-scheme:dark){.panel{background:#1e242c;color:#e8ecf1}.intro,.hint,.x{color:#a9b3bf}select,input[type=tel],input[type=text]{background:#141a21;border-color:#46505c}.cc{background:#262e38;border-color:#46505c;color:#a9b3bf}.x:hover{background:#2b333d}.status{background:#1d3150}.status[data-status=error]{background:#4a1f1f;color:#ffd9d6}.status[data-status=failed]{background:#4a3a1a}.status[data-status=completed],.status[data-status=connected]{background:#1f3d24}}
+@media (prefers-color-scheme:dark){.panel{background:#1e242c;color:#e8ecf1}.intro,.hint,.x{color:#a9b3bf}select,input[type=tel],input[type=text]{background:#141a21;border-color:#46505c}.cc{background:#262e38;border-color:#46505c;color:#a9b3bf}.x:hover{background:#2b333d}.status{background:#1d3150}.status[data-status=error]{background:#4a1f1f;color:#ffd9d6}.status[data-status=failed]{background:#4a3a1a}.status[data-status=completed],.status[data-status=connected]{background:#1f3d24}.err{color:#ff8a80}[aria-invalid=true]{border-color:#ff8a80!important}}
 @media (prefers-reduced-motion:no-preference){.panel{animation:up .16s ease-out}@keyframes up{from{opacity:0;transform:translateY(8px)}}}
 `;
