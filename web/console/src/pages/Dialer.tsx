@@ -49,6 +49,7 @@ function ProtocolHandler() {
         Let this browser open <code>web+pushdial:</code> links in this console. Web pages and apps can then link to{' '}
         <code>web+pushdial:+14155550123</code>, and <code>{origin}/console/dial?to=+14155550123</code> always works.
       </p>
+      <p>
       <button
         type="button"
         class="btn"
@@ -65,6 +66,7 @@ function ProtocolHandler() {
       >
         Open web+pushdial: links with pushdial
       </button>
+      </p>
       {state ? (
         <p role="status" class={state.ok ? 'note' : 'note note-error'} data-testid="register-protocol-result">
           {state.text}

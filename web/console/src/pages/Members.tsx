@@ -140,7 +140,7 @@ export function Members() {
   return (
     <main id="main" data-testid="members-page">
       <PageTitle>Members</PageTitle>
-      <section class="card" aria-label="Members">
+      <section class="card">
         <ErrorNote error={members.error} />
         {members.items.length > 0 ? (
           <TableWrap label="Members">

@@ -38,7 +38,7 @@ export function CreateOrgForm({ onCreated }: { onCreated: (orgId: string) => voi
         }
       }}
     >
-      <h2 id="create-org-title">Create an organization</h2>
+      <h2 id="create-org-title" class="h3">Create an organization</h2>
       <Field label="Name">
         {(p) => <input {...p} required maxLength={200} value={name} onInput={(e) => setName(e.currentTarget.value)} data-testid="org-name" autoComplete="organization" />}
       </Field>
@@ -85,7 +85,7 @@ export function AcceptInvitationForm({ onJoined }: { onJoined: (orgId: string) =
         }
       }}
     >
-      <h2 id="accept-title">Join with an invitation</h2>
+      <h2 id="accept-title" class="h3">Join with an invitation</h2>
       <Field
         label="Invitation link or token"
         hint="The link looks like …/console/join#pd_inv_…"
