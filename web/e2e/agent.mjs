@@ -51,6 +51,7 @@ await scenario("agent", async (browser) => {
     if (await enable.isVisible()) await enable.click();
   }
   await push.waitFor({ timeout: 15_000 });
+  expect(!(await page.getByTestId("push-enable").isVisible()), "no 'turn on' button once notifications are on");
   await shot(page, "agent-paired");
   const registered = await ask("device");
   expect(registered.push_channel === "webpush" && registered.presence === "push", `reachable by push: ${JSON.stringify(registered)}`);
