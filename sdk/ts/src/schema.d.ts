@@ -2471,6 +2471,10 @@ export interface operations {
                 status?: string;
                 /** @description Only calls to this agent. */
                 agent_id?: string;
+                /** @description Only calls created at or after this time (RFC 3339). */
+                created_gte?: string;
+                /** @description Only calls created before this time (RFC 3339). */
+                created_lt?: string;
                 /** @description 1 to 100, default 20. */
                 limit?: number;
                 starting_after?: string;

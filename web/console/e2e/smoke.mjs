@@ -255,6 +255,15 @@ try {
     await page.waitForFunction(() => [...document.querySelectorAll('[data-testid="call-row"]')].every((r) => r.getAttribute('data-status') === 'canceled'));
     await page.selectOption(tid('calls-filter-status'), '');
     await page.waitForSelector(`${tid('call-row')}[data-status="completed"]`);
+    const day = (d) => `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+    const tomorrow = new Date(Date.now() + 86_400_000);
+    await page.fill(tid('calls-filter-from'), day(tomorrow));
+    await page.waitForSelector(tid('calls-empty'));
+    await page.fill(tid('calls-filter-from'), day(new Date()));
+    await page.fill(tid('calls-filter-to'), day(new Date()));
+    await page.waitForSelector(`${tid('call-row')}[data-status="completed"]`);
+    await page.fill(tid('calls-filter-from'), '');
+    await page.fill(tid('calls-filter-to'), '');
     await shot(page, '10-calls');
     await page.locator(`${tid('call-row')}[data-status="completed"] ${tid('call-link')}`).first().click();
     await page.waitForSelector(tid('call-event-row'));

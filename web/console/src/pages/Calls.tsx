@@ -1,9 +1,9 @@
-import type { Agent, Call } from '@pushdial/sdk';
+import type { Agent } from '@pushdial/sdk';
 import { Fragment } from 'preact';
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api, unwrap } from '../api';
 import { LiveCallPanel, useLiveCall } from '../components/CallTimeline';
-import { ErrorNote, Field, Loading, PageTitle, StatusBadge, TableWrap, Time, useAsync } from '../components/ui';
+import { ErrorNote, Field, LoadMore, Loading, PageTitle, StatusBadge, TableWrap, Time, useAsync, usePaged } from '../components/ui';
 import { Link } from '../router';
 import { useSession } from '../session';
 import { type Callback, listCallbacks } from '../widgets-api';
@@ -26,12 +26,10 @@ export function useAgents(enabled: boolean) {
   }, [enabled]);
 }
 
-function inRange(iso: string, from: string, to: string): boolean {
-  const local = new Date(iso);
-  const localDay = `${local.getFullYear()}-${String(local.getMonth() + 1).padStart(2, '0')}-${String(local.getDate()).padStart(2, '0')}`;
-  if (from && localDay < from) return false;
-  if (to && localDay > to) return false;
-  return true;
+/** The instant a local calendar day (`YYYY-MM-DD`) starts, `days` later, in RFC 3339. */
+function dayStart(day: string, days = 0): string {
+  const [y, m, d] = day.split('-').map(Number) as [number, number, number];
+  return new Date(y, m - 1, d + days).toISOString();
 }
 
 function Callbacks() {
@@ -124,41 +122,24 @@ export function Calls() {
   const [agentId, setAgentId] = useState('');
   const [from, setFrom] = useState('');
   const [to, setTo] = useState('');
-  const [calls, setCalls] = useState<Call[]>([]);
-  const [hasMore, setHasMore] = useState(false);
-  const [loading, setLoading] = useState(true);
-  const [error, setError] = useState<unknown>(null);
-
-  const load = async (after?: string) => {
-    setLoading(true);
-    try {
-      const page = await unwrap(
+  const calls = usePaged(
+    (after) =>
+      unwrap(
         api.GET('/v1/calls', {
           params: {
             query: {
               limit: 50,
               ...(status ? { status } : {}),
               ...(agentId ? { agent_id: agentId } : {}),
+              ...(from ? { created_gte: dayStart(from) } : {}),
+              ...(to ? { created_lt: dayStart(to, 1) } : {}),
               ...(after ? { starting_after: after } : {}),
             },
           },
         }),
-      );
-      setCalls((prev) => (after ? [...prev, ...page.data] : page.data));
-      setHasMore(page.has_more);
-      setError(null);
-    } catch (e) {
-      setError(e);
-    } finally {
-      setLoading(false);
-    }
-  };
-  useEffect(() => {
-    void load();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [status, agentId]);
-
-  const shown = useMemo(() => calls.filter((c) => inRange(c.created_at, from, to)), [calls, from, to]);
+      ),
+    [status, agentId, from, to],
+  );
   const agentName = (id: string) => agents.data?.get(id)?.name ?? id;
 
   return (
@@ -194,8 +175,8 @@ export function Calls() {
         <Field label="From">{(p) => <input {...p} type="date" value={from} onInput={(e) => setFrom(e.currentTarget.value)} data-testid="calls-filter-from" />}</Field>
         <Field label="To">{(p) => <input {...p} type="date" value={to} onInput={(e) => setTo(e.currentTarget.value)} data-testid="calls-filter-to" />}</Field>
       </form>
-      <ErrorNote error={error} />
-      {shown.length > 0 ? (
+      <ErrorNote error={calls.error} />
+      {calls.items.length > 0 ? (
         <TableWrap label="Calls">
           <thead>
             <tr>
@@ -207,7 +188,7 @@ export function Calls() {
             </tr>
           </thead>
           <tbody>
-            {shown.map((c) => (
+            {calls.items.map((c) => (
               <tr key={c.id} data-testid="call-row" data-call-id={c.id} data-status={c.status}>
                 <td>
                   <Link to={`/calls/${c.id}`} data-testid="call-link">
@@ -225,18 +206,14 @@ export function Calls() {
             ))}
           </tbody>
         </TableWrap>
-      ) : !loading && !error ? (
+      ) : !calls.loading && !calls.error ? (
         <p class="muted" data-testid="calls-empty">
           No calls{status || agentId || from || to ? ' match these filters' : ' yet'}
-          {hasMore ? ' in the calls loaded so far' : ''}.
+          .
         </p>
       ) : null}
-      {loading ? <Loading /> : null}
-      {hasMore ? (
-        <button type="button" class="btn" onClick={() => load(calls[calls.length - 1]?.id)} disabled={loading} data-testid="calls-more">
-          Load more
-        </button>
-      ) : null}
+      {calls.loading ? <Loading /> : null}
+      <LoadMore paged={calls} testid="calls-more" />
       {isAdmin ? <Callbacks /> : null}
     </main>
   );
