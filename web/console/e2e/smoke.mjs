@@ -118,7 +118,10 @@ function watch(page, label) {
     }
   });
   page.on('requestfailed', (r) => {
-    if (fromConsole(r)) problems.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`);
+    // ERR_ABORTED: the page went away (a reload ends the call's event stream).
+    if (fromConsole(r) && r.failure()?.errorText !== 'net::ERR_ABORTED') {
+      problems.push(`${label} request failed: ${r.url()} ${r.failure()?.errorText}`);
+    }
   });
   page.on('pageerror', (e) => problems.push(`${label} page error: ${e.message}`));
   page.on('console', (m) => {
@@ -228,6 +231,8 @@ try {
     await page.fill(tid('dialer-number'), '+14155550199');
     await page.click(tid('dialer-call'));
     await page.waitForSelector(tid('call-cancel'));
+    await page.waitForSelector(`${tid('timeline-entry')}[data-status="delivered"]`, { timeout: 10_000 });
+    await page.reload(); // the call on screen survives a reload
     await page.waitForSelector(`${tid('timeline-entry')}[data-status="delivered"]`, { timeout: 10_000 });
     await page.click(tid('call-cancel'));
     await page.waitForSelector(`${tid('call-status')}[data-status="canceled"]`, { timeout: 10_000 });

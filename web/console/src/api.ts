@@ -128,12 +128,7 @@ export function loginUrl(provider: Provider, returnTo: string, link = false): st
 
 /** A human sentence for any error, for an alert. */
 export function errorMessage(e: unknown): string {
-  if (e instanceof ProblemError) {
-    if (e.status === 403 && (e.code === 'role_forbidden' || e.code === 'forbidden')) {
-      return `Not allowed: ${e.detail}`;
-    }
-    return e.detail;
-  }
+  if (e instanceof ProblemError) return e.detail;
   if (e instanceof Error) return e.message;
   return String(e);
 }

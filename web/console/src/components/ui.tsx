@@ -64,7 +64,7 @@ export function ErrorNote({ error, testid = 'error' }: { error: unknown; testid?
   const forbidden = error instanceof ProblemError && error.status === 403;
   return (
     <div class={`note note-error${forbidden ? ' note-forbidden' : ''}`} role="alert" data-testid={testid}>
-      {forbidden && !(error as ProblemError).detail.startsWith('Not allowed') ? <strong>Not allowed. </strong> : null}
+      {forbidden ? <strong>Not allowed. </strong> : null}
       {errorMessage(error)}
       {error instanceof ProblemError && error.errors.length > 0 ? (
         <ul>

@@ -1,7 +1,7 @@
 import type { Call, Organization } from '@pushdial/sdk';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, ProblemError, unwrap } from '../api';
-import { LiveCallPanel, useLiveCall } from '../components/CallTimeline';
+import { isTerminal, LiveCallPanel, useLiveCall } from '../components/CallTimeline';
 import { DeviceList, useDevices } from '../components/Devices';
 import { CopyButton, ErrorNote, Loading, PageTitle, useAsync, useNow } from '../components/ui';
 import { checkNumber, countryName, fromLink } from '../phone';
@@ -9,6 +9,25 @@ import { Link, navigate } from '../router';
 import { useSession } from '../session';
 
 const PAD = ['1', '2', '3', '4', '5', '6', '7', '8', '9', '+', '0'];
+const ACTIVE_KEY = 'pushdial.console.active-call';
+
+/** The call on screen survives a reload or a visit to another page (per tab). */
+function rememberCall(id: string | null): void {
+  try {
+    if (id) sessionStorage.setItem(ACTIVE_KEY, id);
+    else sessionStorage.removeItem(ACTIVE_KEY);
+  } catch {
+    // storage disabled
+  }
+}
+
+function rememberedCall(): string | null {
+  try {
+    return sessionStorage.getItem(ACTIVE_KEY);
+  } catch {
+    return null;
+  }
+}
 
 function ActiveCall({ call, onClose }: { call: Call; onClose: () => void }) {
   const live = useLiveCall(call.id, call);
@@ -108,6 +127,15 @@ export function Dialer({ initialNumber }: { initialNumber?: string | undefined }
     if (initialNumber !== undefined) setNumber(fromLink(initialNumber));
   }, [initialNumber]);
 
+  useEffect(() => {
+    const id = rememberedCall();
+    if (!id || initialNumber) return;
+    unwrap(api.GET('/v1/calls/{call_id}', { params: { path: { call_id: id } } }))
+      .then((c) => (isTerminal(c.status) ? rememberCall(null) : setCall((cur) => cur ?? c)))
+      .catch(() => rememberCall(null));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+
   const place = async (e: Event) => {
     e.preventDefault();
     if (check.state !== 'valid' || busy) return;
@@ -116,6 +144,7 @@ export function Dialer({ initialNumber }: { initialNumber?: string | undefined }
     try {
       const c = await unwrap(api.POST('/v1/calls', { body: { to: check.e164, ...(autoDial ? { confirm: 'auto' } : {}) } }));
       setCall(c);
+      rememberCall(c.id);
       // A /dial?to= link has done its job: back to the plain dialer address.
       if (location.pathname.endsWith('/dial')) navigate('/', { replace: true });
     } catch (err) {
@@ -181,6 +210,7 @@ export function Dialer({ initialNumber }: { initialNumber?: string | undefined }
             key={call.id}
             call={call}
             onClose={() => {
+              rememberCall(null);
               setCall(null);
               setNumber('');
               setTimeout(() => inputRef.current?.focus(), 0);
