@@ -9,6 +9,7 @@
 // Drives headless Chromium (playwright-core, CHROMIUM=/usr/bin/chromium), saves
 // screenshots to SHOTS (default /tmp/console-shots), prints `N passed, N failed`.
 import { mkdir } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 import { chromium } from 'playwright-core';
 
@@ -342,6 +343,12 @@ try {
   await step('push credentials, dialing policy, audit log render', async () => {
     await page.click(tid('nav-push'));
     await page.waitForSelector(tid('push-fcm'));
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await page.fill(tid('push-vapid-private'), privateKey.export({ format: 'jwk' }).d);
+    await page.fill(tid('push-vapid-subject'), 'mailto:ops@example.com');
+    await page.click(tid('push-save-webpush'));
+    await page.waitForSelector(tid('push-current-webpush'));
+    expect((await page.inputValue(tid('push-vapid-private'))) === '', 'the private key stays on screen');
     await shot(page, '16-push');
     await page.click(tid('nav-dialing'));
     await page.waitForSelector(tid('dialing-countries'));
@@ -398,6 +405,14 @@ try {
     await p.waitForSelector(tid('not-allowed'));
     await shot(p, '22-invitee');
     await b.close();
+  });
+
+  await step('members: an admin changes the new member role', async () => {
+    await page.click(tid('nav-members'));
+    const row = page.locator(`${tid('member-row')}[data-role="agent"]`).first();
+    await row.waitFor();
+    await row.locator(tid('member-role')).selectOption('admin');
+    await page.waitForSelector(`${tid('member-row')}[data-role="admin"]`);
   });
 
   await step('sign out', async () => {

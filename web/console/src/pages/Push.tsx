@@ -47,7 +47,22 @@ function Current({ c, onDeleted }: { c: PushCredential; onDeleted: () => void })
   );
 }
 
-function ProviderCard({ provider, current, onChanged, children, body }: { provider: Provider; current: PushCredential | undefined; onChanged: () => void; children: ComponentChildren; body: () => Promise<Record<string, unknown> | string> }) {
+function ProviderCard({
+  provider,
+  current,
+  onChanged,
+  onSaved,
+  children,
+  body,
+}: {
+  provider: Provider;
+  current: PushCredential | undefined;
+  onChanged: () => void;
+  /** Clears the form's secrets once they are stored. */
+  onSaved: () => void;
+  children: ComponentChildren;
+  body: () => Promise<Record<string, unknown> | string>;
+}) {
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const [done, setDone] = useState(false);
@@ -69,6 +84,7 @@ function ProviderCard({ provider, current, onChanged, children, body }: { provid
             await unwrap(api.PUT('/v1/push_credentials/{provider}', { params: { path: { provider } }, body: b }));
             setDone(true);
             (e.target as HTMLFormElement).reset();
+            onSaved();
             onChanged();
           } catch (err) {
             setError(err);
@@ -114,6 +130,7 @@ export function Push() {
         provider="fcm"
         current={by('fcm')}
         onChanged={reload}
+        onSaved={() => setFcmFile(null)}
         body={async () => {
           if (!fcmFile) return 'Choose the service account JSON key file.';
           try {
@@ -131,6 +148,10 @@ export function Push() {
         provider="apns"
         current={by('apns')}
         onChanged={reload}
+        onSaved={() => {
+          setP8File(null);
+          setApns({ key_id: '', team_id: '', topic: '', sandbox: false });
+        }}
         body={async () => {
           if (!p8File) return 'Choose the .p8 token key file.';
           return { key: await readFile(p8File), key_id: apns.key_id.trim(), team_id: apns.team_id.trim(), topic: apns.topic.trim(), sandbox: apns.sandbox };
@@ -150,7 +171,12 @@ export function Push() {
           <input type="checkbox" checked={apns.sandbox} onChange={(e) => setApns({ ...apns, sandbox: e.currentTarget.checked })} data-testid="push-apns-sandbox" /> Sandbox (development builds)
         </label>
       </ProviderCard>
-      <ProviderCard provider="webpush" current={by('webpush')} onChanged={reload} body={async () => ({ private_key: vapid.private_key.trim(), subject: vapid.subject.trim() })}>
+      <ProviderCard
+        provider="webpush"
+        current={by('webpush')}
+        onChanged={reload}
+        onSaved={() => setVapid({ private_key: '', subject: '' })}
+        body={async () => ({ private_key: vapid.private_key.trim(), subject: vapid.subject.trim() })}>
         <Field label="VAPID private key" hint="The raw P-256 private key, base64url. The public key is derived from it.">
           {(p) => <input {...p} required class="mono" autoComplete="off" value={vapid.private_key} onInput={(e) => setVapid({ ...vapid, private_key: e.currentTarget.value })} data-testid="push-vapid-private" />}
         </Field>
