@@ -385,6 +385,18 @@ try {
     const overflow2 = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     expect(overflow2 <= 0, `calls page wider than the screen by ${overflow2}px`);
     await shot(p, '21-mobile-calls');
+    for (const [path, ready] of [
+      ['/members', 'member-row'],
+      ['/api-keys', 'apikey-row'],
+      ['/dialing', 'dialing-countries'],
+      ['/audit', 'audit-row'],
+      ['/pair', 'pair-create'],
+    ]) {
+      await p.goto(`${BASE}/console${path}`);
+      await p.waitForSelector(tid(ready));
+      const over = await p.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      expect(over <= 0, `${path} wider than the screen by ${over}px`);
+    }
     await m.close();
   });
 

@@ -32,7 +32,6 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): Async<T> {
     } finally {
       if (mine === seq.current) setLoading(false);
     }
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   useEffect(() => {
     void run();
@@ -263,7 +262,6 @@ export function PageTitle({ children, actions }: { children: ComponentChildren; 
   useEffect(() => {
     if (typeof children === 'string') document.title = `${children} · pushdial`;
     ref.current?.focus({ preventScroll: true });
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
   return (
     <div class="page-title">
@@ -374,7 +372,6 @@ export function usePaged<T extends { id: string | number }>(
   };
   useEffect(() => {
     void load(false);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   return { items, hasMore, loading, error, loadMore: () => load(true), reload: () => load(false), setItems };
 }

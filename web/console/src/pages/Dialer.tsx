@@ -133,7 +133,6 @@ export function Dialer({ initialNumber }: { initialNumber?: string | undefined }
     unwrap(api.GET('/v1/calls/{call_id}', { params: { path: { call_id: id } } }))
       .then((c) => (isTerminal(c.status) ? rememberCall(null) : setCall((cur) => cur ?? c)))
       .catch(() => rememberCall(null));
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   const place = async (e: Event) => {
