@@ -36,13 +36,18 @@ type Handler<'a> =
 
 /// Runs `web/e2e/{name}.mjs` with `env`, answering its requests with `handle`; fails the
 /// test when the scenario fails.
-pub async fn run_scenario(name: &str, env: &[(&str, String)], mut handle: Handler<'_>) {
+pub async fn run_scenario(name: &str, env: &[(&str, String)], handle: Handler<'_>) {
+    run_script(name, &format!("web/e2e/{name}.mjs"), env, handle).await
+}
+
+/// Runs the node script `script` (relative to the repository) as scenario `name`.
+pub async fn run_script(name: &str, script: &str, env: &[(&str, String)], mut handle: Handler<'_>) {
     let shots = std::path::Path::new(root())
         .join("target/screenshots")
         .join(name);
     let _ = std::fs::remove_dir_all(&shots);
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(format!("{}/web/e2e/{name}.mjs", root()))
+    cmd.arg(format!("{}/{script}", root()))
         .env("SHOTS", &shots)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -271,4 +276,78 @@ async fn web_agent_pairs_registers_for_push_and_takes_an_offer() {
         statuses,
         ["queued", "offered", "delivered", "accepted", "dialing"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_signs_in_pairs_the_reference_agent_and_follows_a_call_to_completed() {
+    let dist = web_dist(&["console/index.html"]);
+    let (app, provider) = crate::accounts::app_with_oidc(move |c| {
+        c.web_dir = dist;
+        c.presence_window = Duration::from_secs(30);
+    })
+    .await;
+    let agent = tokio::sync::Mutex::new(None);
+    let (app_ref, agent_ref) = (&app, &agent);
+    run_scenario(
+        "console",
+        &[
+            ("APP", app.url.clone()),
+            ("ISSUER", provider.issuer.clone()),
+        ],
+        Box::new(move |req| {
+            Box::pin(async move {
+                match req["op"].as_str() {
+                    Some("pair") => {
+                        let code = req["code"].as_str().unwrap();
+                        let (device, _) =
+                            app_ref.pair_device_with_code(code, "Alice's phone").await;
+                        let running = RunningAgent::start(device, Duration::from_millis(500)).await;
+                        *agent_ref.lock().await = Some(running);
+                        json!({"ok": true})
+                    }
+                    Some("last_call") => {
+                        let row: (String, String) = sqlx::query_as(
+                            "select status, to_number from calls order by created_at desc limit 1",
+                        )
+                        .fetch_one(&app_ref.db)
+                        .await
+                        .unwrap();
+                        json!({"status": row.0, "to": row.1})
+                    }
+                    other => panic!("unknown request {other:?}"),
+                }
+            })
+        }),
+    )
+    .await;
+    let running = agent.lock().await.take();
+    if let Some(a) = running {
+        a.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_smoke_through_every_page() {
+    let dist = web_dist(&["console/index.html", "widget.js"]);
+    // The smoke script plays the phone itself, woken through the loopback push channel.
+    let phone_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (app, _provider) = crate::accounts::app_with_oidc(move |c| {
+        c.web_dir = dist;
+        c.loopback_push_url = Some(format!("http://127.0.0.1:{phone_port}/push"));
+    })
+    .await;
+    run_script(
+        "console-smoke",
+        "web/console/e2e/smoke.mjs",
+        &[
+            ("CONSOLE_URL", app.url.clone()),
+            ("PHONE_PORT", phone_port.to_string()),
+        ],
+        Box::new(|req| Box::pin(async move { panic!("unexpected request {req}") })),
+    )
+    .await;
 }

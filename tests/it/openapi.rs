@@ -101,3 +101,22 @@ async fn metrics_report_requests_calls_and_refusals() {
     assert!(!text.contains("call_0"), "no ids in labels");
     phone.stop().await;
 }
+
+/// The TypeScript client in `sdk/ts` (used by the console and offered to third parties) is
+/// generated from the committed OpenAPI document; regenerate it with `npm run generate`
+/// there when this fails.
+#[test]
+fn typescript_client_matches_the_openapi_document() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new("node")
+        .arg(format!("{root}/sdk/ts/scripts/check.mjs"))
+        .current_dir(format!("{root}/sdk/ts"))
+        .output()
+        .expect("node is installed (./scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "sdk/ts/src/schema.d.ts is stale (run `npm run generate` in sdk/ts):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
