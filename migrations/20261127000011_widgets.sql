@@ -46,3 +46,6 @@ create table callbacks (
 );
 create index callbacks_org_idx on callbacks (org_id, id desc);
 create index callbacks_call_idx on callbacks (call_id) where call_id is not null;
+
+-- Routing picks the agent idle longest: their last call, per agent.
+create index calls_org_agent_created_idx on calls (org_id, agent_id, created_at desc);

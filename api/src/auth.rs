@@ -350,9 +350,9 @@ pub async fn may_use_agent(ctx: &Ctx, scope: &OrgScope, agent_id: &str) -> Resul
 /// organizations are not confirmed.
 async fn member_scope(req: &Request, signed_in: SignedIn) -> Result<OrgScope, Error> {
     let ctx = ctx(req).map_err(|e| e.0)?;
-    // The header, or for reads (EventSource cannot send headers) `?organization=`.
+    // The header, or for live streams (EventSource cannot send headers) `?organization=`.
     let from_query = || {
-        (*req.method() == poem::http::Method::GET)
+        (*req.method() == poem::http::Method::GET && req.uri().path().ends_with("/stream"))
             .then(|| req.uri().query())
             .flatten()
             .and_then(|q| {

@@ -140,14 +140,17 @@ pub enum CallStreamItem {
     Event(CallEvent),
 }
 
-/// The live stream of a call: polls its row and timeline (every 250 ms) and yields what
-/// changed, until the call is final and everything was sent (or 15 minutes passed).
+/// The live stream of a call: polls its row and timeline (every 400 ms) and yields what
+/// changed, until the call is final and everything was sent (or 15 minutes passed). It
+/// holds its stream slot until it ends.
 fn follow(
     ctx: Ctx,
     org_id: String,
     call_id: String,
+    slot: crate::streams::Slot,
 ) -> impl futures::Stream<Item = CallStreamItem> {
     struct State {
+        _slot: crate::streams::Slot,
         ctx: Ctx,
         org_id: String,
         call_id: String,
@@ -158,6 +161,7 @@ fn follow(
         started: std::time::Instant,
     }
     let state = State {
+        _slot: slot,
         ctx,
         org_id,
         call_id,
@@ -176,7 +180,7 @@ fn follow(
                 return None;
             }
             if s.last.is_some() {
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(400)).await;
             }
             let read = async {
                 let mut conn = s.ctx.db.acquire().await?;
@@ -411,7 +415,11 @@ impl CallsApi {
         let mut conn = ctx.db.acquire().await?;
         visible(&auth, call_store::get(&mut conn, &auth.org_id, &id).await?)?;
         drop(conn);
-        let stream = follow(ctx.0.clone(), auth.org_id.clone(), id);
+        let slot = crate::streams::acquire(&[
+            (format!("sse-org:{}", auth.org_id), 200),
+            (format!("sse-ip:{}", auth.ip.as_deref().unwrap_or("")), 20),
+        ])?;
+        let stream = follow(ctx.0.clone(), auth.org_id.clone(), id, slot);
         Ok(EventStream::new(stream.boxed())
             .keep_alive(std::time::Duration::from_secs(15))
             .to_event(|item| match item {

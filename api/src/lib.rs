@@ -21,6 +21,7 @@ pub mod problem;
 pub mod push_credentials;
 pub mod signin;
 pub mod stream;
+pub mod streams;
 pub mod web;
 pub mod webhooks;
 pub mod widget_api;

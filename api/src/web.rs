@@ -74,7 +74,9 @@ fn app_dir(dir: PathBuf, what: &'static str) -> impl Endpoint<Output = Response>
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|t| t.starts_with("text/html"));
-            if is_asset && resp.status().is_success() {
+            // Hashed assets never change; a missing one (answered with the page, during a
+            // rolling deploy) must not be cached as if it were one.
+            if is_asset && resp.status().is_success() && !html {
                 resp.headers_mut().insert(
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=31536000, immutable"),

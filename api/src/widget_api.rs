@@ -84,6 +84,10 @@ fn cors(resp: &mut Response, origin: &str) {
         resp.headers_mut()
             .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("retry-after, ratelimit, ratelimit-policy, request-id"),
+    );
     resp.headers_mut()
         .append(header::VARY, HeaderValue::from_static("Origin"));
 }
@@ -251,6 +255,29 @@ problems!(
     WidgetApiError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict, 413 => PayloadTooLarge, 422 => UnprocessableEntity }
 );
 
+/// Whether an agent of the widget is reachable, remembered for two seconds per widget: a
+/// busy site's page views must not each cost the routing queries.
+async fn recently_available(ctx: &Ctx, w: &WidgetRow) -> Result<bool, Error> {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    use std::time::Instant;
+    static SEEN: LazyLock<Mutex<HashMap<String, (Instant, bool)>>> =
+        LazyLock::new(Default::default);
+    const FRESH: Duration = Duration::from_secs(2);
+    if let Some((at, available)) = SEEN.lock().unwrap_or_else(|e| e.into_inner()).get(&w.id) {
+        if at.elapsed() < FRESH {
+            return Ok(*available);
+        }
+    }
+    let available = widgets::pick_agent(ctx, w).await?.is_some();
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.len() > 10_000 {
+        seen.retain(|_, (at, _)| at.elapsed() < FRESH);
+    }
+    seen.insert(w.id.clone(), (Instant::now(), available));
+    Ok(available)
+}
+
 /// The one answer for every number the widget will not call: it never says why (a
 /// blocklist must not be probed from a public page).
 fn not_callable() -> Error {
@@ -284,7 +311,7 @@ impl WidgetApi {
     ) -> Result<Json<WidgetConfig>, WidgetApiError> {
         let w = auth.0.widget;
         let open_now = widgets::open_now(&w, chrono::Utc::now());
-        let available = open_now && widgets::pick_agent(&ctx, &w).await?.is_some();
+        let available = open_now && recently_available(&ctx, &w).await?;
         let mode = if available {
             "call_now"
         } else if w.when_unavailable == "callback" {
@@ -337,10 +364,26 @@ impl WidgetApi {
             Some(l @ ("en" | "zh")) => Some(l),
             Some(_) => return Err(Error::invalid("locale", "en or zh").into()),
         };
-        // A visitor's address may ask only so often (before anything else is looked at).
+        // A visitor's address may ask only so often, whichever widgets it uses (before
+        // anything else is looked at).
         let ip = client_ip(req);
         let per_ip = limits::per_minute(ctx.config.limit_widget_per_ip_per_minute);
-        limits::take(&ctx, "widget_ip", &format!("{}:{ip}", w.id), per_ip).await?;
+        limits::take(&ctx, "widget_ip", &ip, per_ip).await?;
+        // Availability before the number: a hidden widget answers every number alike.
+        let agent = if widgets::open_now(&w, chrono::Utc::now()) {
+            widgets::pick_agent(&ctx, &w).await?
+        } else {
+            None
+        };
+        let unavailable = || {
+            Error::conflict(
+                "unavailable",
+                "nobody can take calls right now; try again later",
+            )
+        };
+        if agent.is_none() && w.when_unavailable != "callback" {
+            return Err(unavailable().into());
+        }
         let country = b.country.as_deref().map(str::to_ascii_uppercase);
         let to = PhoneNumber::parse_in("phone", &b.phone, country.as_deref())
             .map_err(|_| not_callable())?;
@@ -352,20 +395,15 @@ impl WidgetApi {
                 other => other,
             })?;
         drop(conn);
+        // One number is asked for so often across every organization's widgets, so that a
+        // victim's phone cannot be made to ring from many sites.
         let per_number = limits::per_hour(ctx.config.limit_widget_per_number_per_hour);
-        let number_key = format!("{}:{}", w.org_id, to.as_str());
-        limits::take(&ctx, "widget_number", &number_key, per_number).await?;
+        limits::take(&ctx, "widget_number", to.as_str(), per_number).await?;
 
         let id = ids::new_id(Kind::Callback);
         let token = secrets::new_token("pd_cbt_");
         let stream_url = format!("/widget/v1/callbacks/{id}/events?token={token}");
         let (client_ip, _) = crate::auth::client_of(req);
-        // Now, if an agent can be reached within hours.
-        let agent = if widgets::open_now(&w, chrono::Utc::now()) {
-            widgets::pick_agent(&ctx, &w).await?
-        } else {
-            None
-        };
         if let Some(agent_id) = agent {
             let request = CallRequest::parse(
                 RawCallRequest {
@@ -386,46 +424,49 @@ impl WidgetApi {
                 },
                 ctx.config.call_expires_in,
             )?;
-            match crate::calls::route(&ctx, &w.org_id, &request).await {
+            // The phone may have gone away since it was picked, or the organization's call
+            // quota may be spent: the request is then taken for later.
+            let admitted = match crate::calls::route(&ctx, &w.org_id, &request).await {
                 Ok((routed, per_minute)) => {
-                    crate::calls::take_quotas(&ctx, &w.org_id, &request, per_minute).await?;
-                    let mut tx = ctx.db.begin().await?;
-                    let (row, first_offer) =
-                        crate::calls::place(&mut tx, &ctx, &w.org_id, &request, &routed).await?;
-                    store::insert_callback(
-                        &mut tx,
-                        &id,
-                        &w.org_id,
-                        &w.id,
-                        to.as_str(),
-                        name,
-                        locale,
-                        "calling",
-                        Some(&row.id),
-                        &secrets::hash(&token),
-                        client_ip.as_deref(),
-                    )
-                    .await?;
-                    store::set_last_agent(&mut tx, &w.id, &agent_id).await?;
-                    tx.commit().await?;
-                    crate::calls::after_commit(&ctx, &row, first_offer.as_ref()).await;
-                    return Ok(CallbackAnswer::Created(Json(CallbackCreated {
-                        id,
-                        status: "calling".into(),
-                        stream_url,
-                    })));
+                    match crate::calls::take_quotas(&ctx, &w.org_id, &request, per_minute).await {
+                        Ok(()) => Some(routed),
+                        Err(Error::RateLimited { .. }) => None,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                // The phone went away since it was picked: take the request for later.
-                Err(Error::Conflict { .. }) => {}
+                Err(Error::Conflict { .. } | Error::NotFound(_)) => None,
                 Err(e) => return Err(e.into()),
+            };
+            if let Some(routed) = admitted {
+                let mut tx = ctx.db.begin().await?;
+                let (row, first_offer) =
+                    crate::calls::place(&mut tx, &ctx, &w.org_id, &request, &routed).await?;
+                store::insert_callback(
+                    &mut tx,
+                    &id,
+                    &w.org_id,
+                    &w.id,
+                    to.as_str(),
+                    name,
+                    locale,
+                    "calling",
+                    Some(&row.id),
+                    &secrets::hash(&token),
+                    client_ip.as_deref(),
+                )
+                .await?;
+                store::set_last_agent(&mut tx, &w.id, &agent_id).await?;
+                tx.commit().await?;
+                crate::calls::after_commit(&ctx, &row, first_offer.as_ref()).await;
+                return Ok(CallbackAnswer::Created(Json(CallbackCreated {
+                    id,
+                    status: "calling".into(),
+                    stream_url,
+                })));
             }
         }
         if w.when_unavailable != "callback" {
-            return Err(Error::conflict(
-                "unavailable",
-                "nobody can take calls right now; try again later",
-            )
-            .into());
+            return Err(unavailable().into());
         }
         let mut conn = ctx.db.acquire().await?;
         store::insert_callback(
@@ -461,51 +502,65 @@ impl WidgetApi {
     )]
     async fn events(
         &self,
+        req: &Request,
         ctx: poem::web::Data<&Ctx>,
         callback_id: Path<String>,
         /// The token from `stream_url`.
         token: Query<String>,
     ) -> Result<EventStream<BoxStream<'static, VisitorStatus>>, WidgetApiError> {
+        // Fail closed should the gate ever not have run.
+        if req.extensions().get::<WidgetRequest>().is_none() {
+            return Err(origin_refused().into());
+        }
         let token_hash = secrets::hash(&token.0);
         let mut conn = ctx.db.acquire().await?;
         store::callback_by_token(&mut conn, &callback_id.0, &token_hash)
             .await?
             .ok_or(Error::NotFound("callback"))?;
         drop(conn);
+        let slot = std::sync::Arc::new(crate::streams::acquire(&[
+            (format!("sse-cb:{}", callback_id.0), 2),
+            (format!("sse-ip:{}", client_ip(req)), 20),
+        ])?);
         let ctx = ctx.0.clone();
         let id = callback_id.0.clone();
         let started = std::time::Instant::now();
         let stream = futures::stream::unfold(
             (ctx, id, token_hash, None::<&'static str>, false),
-            move |(ctx, id, hash, last, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    if last.is_some() {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    if started.elapsed() > Duration::from_secs(15 * 60) {
+            move |(ctx, id, hash, last, done)| {
+                // The stream's slot lives as long as the stream.
+                let _slot = slot.clone();
+                async move {
+                    let _slot = _slot;
+                    if done {
                         return None;
                     }
-                    let row = match ctx.db.acquire().await {
-                        Ok(mut conn) => store::callback_by_token(&mut conn, &id, &hash)
-                            .await
-                            .ok()
-                            .flatten(),
-                        Err(_) => None,
-                    };
-                    let Some(row) = row else {
-                        last?;
-                        continue;
-                    };
-                    let status = widgets::visitor_status(&row);
-                    if last != Some(status) {
-                        let done = widgets::is_final(status);
-                        let item = VisitorStatus {
-                            status: status.into(),
+                    loop {
+                        if last.is_some() {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        if started.elapsed() > Duration::from_secs(15 * 60) {
+                            return None;
+                        }
+                        let row = match ctx.db.acquire().await {
+                            Ok(mut conn) => store::callback_by_token(&mut conn, &id, &hash)
+                                .await
+                                .ok()
+                                .flatten(),
+                            Err(_) => None,
                         };
-                        return Some((item, (ctx, id, hash, Some(status), done)));
+                        let Some(row) = row else {
+                            last?;
+                            continue;
+                        };
+                        let status = widgets::visitor_status(&row);
+                        if last != Some(status) {
+                            let done = widgets::is_final(status);
+                            let item = VisitorStatus {
+                                status: status.into(),
+                            };
+                            return Some((item, (ctx, id, hash, Some(status), done)));
+                        }
                     }
                 }
             },

@@ -405,7 +405,8 @@ impl WidgetsApi {
     ) -> Result<Json<List<Callback>>, WidgetError> {
         let page = page(Kind::Callback, limit.0, starting_after.0, ending_before.0)?;
         let mut conn = ctx.db.acquire().await?;
-        let rows = store::callbacks(&mut conn, &auth.org_id, &page).await?;
+        // An agent sees the requests nobody took yet and those whose call was theirs.
+        let rows = store::callbacks(&mut conn, &auth.org_id, auth.own_agent(), &page).await?;
         Ok(Json(List::new(
             rows.data.into_iter().map(Into::into).collect(),
             rows.has_more,

@@ -136,8 +136,12 @@ impl PhoneNumber {
             })?;
         let kind = NumberType::from_lib(parsed.number_type(&phonenumber::metadata::DATABASE));
         let country = parsed.country().id().map(|id| id.as_ref().to_owned());
+        // The canonical form libphonenumber parsed, never the input as typed: a national
+        // prefix written after the country code (`+1 1 415…`, `+44 0 20…`) would otherwise
+        // slip past the blocklist's prefixes and the per-number limits.
+        let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
         Ok(PhoneNumber {
-            e164: compact,
+            e164,
             country,
             kind,
         })
@@ -208,6 +212,22 @@ mod tests {
         let de = PhoneNumber::parse("to", "+49 151 23456789").unwrap();
         assert_eq!(de.country(), Some("DE"));
         assert_eq!(de.number_type(), NumberType::Mobile);
+    }
+
+    #[test]
+    fn stores_the_canonical_number_not_the_input() {
+        for (typed, canonical) in [
+            ("+1 1 415 555 0123", "+14155550123"),
+            ("+44 0 20 7946 0018", "+442079460018"),
+            ("+1 (415) 555-0123", "+14155550123"),
+        ] {
+            match PhoneNumber::parse("to", typed) {
+                Ok(n) => assert_eq!(n.as_str(), canonical, "{typed}"),
+                Err(e) => assert_eq!(e.code(), "number_invalid", "{typed}"),
+            }
+        }
+        let n = PhoneNumber::parse_in("phone", "020 7946 0018", Some("GB")).unwrap();
+        assert_eq!(n.as_str(), "+442079460018");
     }
 
     #[test]

@@ -564,6 +564,19 @@ async fn sessions_need_an_allowed_origin_expire_and_end_everywhere() {
         (status, body["code"].as_str()),
         (400, Some("organization_required"))
     );
+    // `?organization=` stands in for the header only on live streams (EventSource).
+    let (status, body) = b
+        .api(
+            Method::GET,
+            &format!("/v1/calls?organization={org}"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("organization_required"))
+    );
 
     // Losing Redis's copy (a restart) does not sign anyone out: Postgres has the session.
     let mut redis = redis::Client::open(redis_url())

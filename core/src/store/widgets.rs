@@ -296,9 +296,12 @@ pub async fn callback_by_token(
     .await
 }
 
+/// Callbacks, newest first; with `agent_id`, only those not handed to anyone yet or whose
+/// call is that agent's.
 pub async fn callbacks(
     conn: &mut PgConnection,
     org_id: &str,
+    agent_id: Option<&str>,
     page: &Page,
 ) -> sqlx::Result<Paged<CallbackRow>> {
     let rows = sqlx::query_as!(
@@ -309,12 +312,14 @@ pub async fn callbacks(
          where cb.org_id = $1
            and ($2::text is null or cb.id < $2)
            and ($3::text is null or cb.id > $3)
+           and ($5::text is null or cb.call_id is null or c.agent_id = $5)
          order by case when $3::text is null then cb.id end desc, cb.id asc
          limit $4",
         org_id,
         page.starting_after.as_deref(),
         page.ending_before.as_deref(),
-        page.limit + 1
+        page.limit + 1,
+        agent_id
     )
     .fetch_all(conn)
     .await?;

@@ -31,7 +31,9 @@ interface Problem {
   errors?: { field: string; message: string }[];
 }
 
-const TERMINAL: Status[] = ["completed", "failed"];
+// The server ends the stream at each of these; closing it here stops EventSource from
+// reconnecting.
+const TERMINAL: Status[] = ["completed", "failed", "scheduled"];
 const PHONE_PATH =
   "M6.6 10.8a15.2 15.2 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25 11.4 11.4 0 0 0 3.6.57 1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z";
 
@@ -386,7 +388,8 @@ class Widget {
     this.again.hidden = false;
     this.showStatus(data.status === "calling" ? "calling" : "scheduled");
     this.again.focus();
-    if (this.done || !data.stream_url || typeof EventSource === "undefined") return;
+    // A request taken for later has nothing more to tell.
+    if (this.done || data.status !== "calling" || !data.stream_url || typeof EventSource === "undefined") return;
     let url: string;
     try {
       url = new URL(data.stream_url, this.api).href;
