@@ -148,6 +148,18 @@ problems!(
     ApiKeyError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict, 413 => PayloadTooLarge }
 );
 
+/// A widget's key is managed with its widget: rolling or revoking it here would silently
+/// break the tag on the tenant's site.
+async fn not_a_widget_key(conn: &mut sqlx::PgConnection, key: &KeyRow) -> Result<(), Error> {
+    match pushdial_core::store::widgets::using_key(conn, &key.org_id, &key.id).await? {
+        Some(widget) => Err(Error::conflict(
+            "key_in_use_by_widget",
+            format!("this is the key of widget {widget}: delete the widget to retire it"),
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn get_key(conn: &mut sqlx::PgConnection, org_id: &str, id: &str) -> Result<KeyRow, Error> {
     let id = ids::parse(Kind::Key, "api_key_id", id)?;
     keys::get(conn, org_id, &id)
@@ -263,6 +275,7 @@ impl ApiKeysApi {
         auth.require_admin()?;
         let mut tx = ctx.db.begin().await?;
         let old = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
+        not_a_widget_key(&mut tx, &old).await?;
         let (secret, row) =
             tenants::new_key(&mut tx, &auth.org_id, &old.kind, &old.name, auth.user_id()).await?;
         let until = Utc::now() + chrono::Duration::seconds(overlap);
@@ -299,6 +312,7 @@ impl ApiKeysApi {
         auth.require_admin()?;
         let mut tx = ctx.db.begin().await?;
         let key = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
+        not_a_widget_key(&mut tx, &key).await?;
         if keys::revoke(&mut tx, &auth.org_id, &key.id).await? {
             accounts::audit(&mut tx, &auth.audit("api_key.revoked", "api_key", &key.id)).await?;
         }

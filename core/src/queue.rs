@@ -262,7 +262,8 @@ pub async fn vacuum_if_bloated(conn: &mut PgConnection, min_dead: i64) -> sqlx::
 }
 
 /// Deletes what is kept only for a while: idempotency answers after 24 h, buried jobs
-/// after 7 days. Returns the number of rows removed.
+/// after 7 days, console sessions a day after they ended, sign-ins that were never
+/// finished after a day. Returns the number of rows removed.
 pub async fn purge(conn: &mut PgConnection) -> sqlx::Result<u64> {
     let keys =
         sqlx::query!("delete from idempotency_keys where created_at < now() - interval '24 hours'")
@@ -271,7 +272,19 @@ pub async fn purge(conn: &mut PgConnection) -> sqlx::Result<u64> {
     let dead = sqlx::query!("delete from jobs where dead_at < now() - interval '7 days'")
         .execute(&mut *conn)
         .await?;
-    Ok(keys.rows_affected() + dead.rows_affected())
+    let sessions = sqlx::query!(
+        "delete from sessions
+         where expires_at < now() - interval '1 day' or revoked_at < now() - interval '1 day'"
+    )
+    .execute(&mut *conn)
+    .await?;
+    let sign_ins = sqlx::query!("delete from sign_ins where created_at < now() - interval '1 day'")
+        .execute(&mut *conn)
+        .await?;
+    Ok(keys.rows_affected()
+        + dead.rows_affected()
+        + sessions.rows_affected()
+        + sign_ins.rows_affected())
 }
 
 /// Deletes a job by id (an outbox job whose work was done inline).

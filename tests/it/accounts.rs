@@ -1617,6 +1617,15 @@ async fn an_active_session_still_ends_at_its_absolute_limit() {
         "ended early: {:?}",
         started.elapsed()
     );
+    // Ended sessions are purged a day later (by the worker's periodic purge).
+    assert_eq!(app.count("sessions").await, 1);
+    sqlx::query("update sessions set expires_at = now() - interval '2 days'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let mut conn = app.db.acquire().await.unwrap();
+    pushdial_core::queue::purge(&mut conn).await.unwrap();
+    assert_eq!(app.count("sessions").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

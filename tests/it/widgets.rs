@@ -375,6 +375,29 @@ async fn closed_or_unstaffed_widgets_take_requests_for_later_or_hide() {
     assert_eq!(list["data"][0]["status"], "scheduled");
     assert_eq!(list["data"][0]["phone"], "+14155550123");
 
+    // Its key is retired with the widget, not through the API keys.
+    let (_, keys) = app.api(Method::GET, "/v1/api_keys?limit=100", None).await;
+    let widget_key = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["redacted"] == format!("pd_pk_…{}", &key[key.len() - 4..]))
+        .expect("the widget's key is listed")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (method, path) in [
+        (Method::POST, format!("/v1/api_keys/{widget_key}/roll")),
+        (Method::DELETE, format!("/v1/api_keys/{widget_key}")),
+    ] {
+        let (status, body) = app.api(method, &path, Some(json!({}))).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("key_in_use_by_widget")),
+            "{path}"
+        );
+    }
+
     // A hidden one shows nothing then, and takes nothing.
     let id = closed["id"].as_str().unwrap();
     let (status, _) = app

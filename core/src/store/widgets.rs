@@ -195,6 +195,21 @@ pub async fn delete(
     Ok(row)
 }
 
+/// The live widget whose tag carries the key `key_id`, if any.
+pub async fn using_key(
+    conn: &mut PgConnection,
+    org_id: &str,
+    key_id: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select id from widgets where org_id = $1 and key_id = $2 and deleted_at is null",
+        org_id,
+        key_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 /// Records the agent that got the widget's last call (round robin).
 pub async fn set_last_agent(conn: &mut PgConnection, id: &str, agent_id: &str) -> sqlx::Result<()> {
     sqlx::query!(
