@@ -91,10 +91,17 @@ pub(crate) async fn take_quotas(
     request: &CallRequest,
     per_minute: u32,
 ) -> Result<(), Error> {
-    limits::take(ctx, "calls", org_id, limits::per_minute(per_minute)).await?;
+    // One round trip; a refusal by one spends neither.
     let number_key = format!("{org_id}:{}", request.to.as_str());
     let per_number = limits::per_hour(ctx.config.limit_calls_per_number_per_hour);
-    limits::take(ctx, "number", &number_key, per_number).await?;
+    limits::take_all(
+        ctx,
+        &[
+            ("calls", org_id.to_owned(), limits::per_minute(per_minute)),
+            ("number", number_key, per_number),
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -49,6 +49,33 @@ pub async fn take(
     }
 }
 
+/// Counts one request against several limits in one round trip, all or nothing: refused
+/// by the first limit that refuses (and then none is spent). Fails open like `take`.
+pub async fn take_all(ctx: &Ctx, limits: &[(&'static str, String, Limit)]) -> Result<()> {
+    let keyed: Vec<(String, Limit)> = limits
+        .iter()
+        .map(|(policy, key, limit)| (format!("{policy}:{key}"), *limit))
+        .collect();
+    match ctx.presence.rate_limit_all(&keyed).await {
+        Ok(decisions) => {
+            for ((policy, _, _), d) in limits.iter().zip(decisions.iter()) {
+                if !d.allowed {
+                    crate::metrics::METRICS
+                        .rate_limit_refusals
+                        .with_label_values(&[policy])
+                        .inc();
+                    return Err(refused(policy, d));
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limits unavailable; failing open");
+            Ok(())
+        }
+    }
+}
+
 /// `rate` per minute, bursting to `rate`.
 pub fn per_minute(rate: u32) -> Limit {
     Limit {

@@ -278,6 +278,21 @@ impl Presence {
         self.guarded(pipe.query_async::<()>(&mut conn)).await
     }
 
+    /// Checks several shared rate limits in one round trip, all or nothing (see
+    /// `ratelimit::check_all`); the keys are prefixed here.
+    pub async fn rate_limit_all(
+        &self,
+        limits: &[(String, crate::ratelimit::Limit)],
+    ) -> redis::RedisResult<Vec<crate::ratelimit::Decision>> {
+        let mut conn = self.conn.clone();
+        let prefixed: Vec<(String, crate::ratelimit::Limit)> = limits
+            .iter()
+            .map(|(k, l)| (format!("{}rl:{k}", self.prefix), *l))
+            .collect();
+        self.guarded(crate::ratelimit::check_all(&mut conn, &prefixed))
+            .await
+    }
+
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING")

@@ -64,6 +64,70 @@ return {1, remaining, new_tat - now, 0}
 static GCRA: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(SCRIPT));
 
+/// Several limits at once, all or nothing: every key is checked first, and the request
+/// counts against all of them only when each allows it (a refusal by one spends none of
+/// the others). Returns per key {allowed, remaining, reset_us, retry_after_us}; ARGV holds
+/// (interval, tolerance) per key.
+const SCRIPT_ALL: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out = {}
+local tats = {}
+local refused = false
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  tats[i] = tat
+  if now < tat - tolerance then
+    refused = true
+    out[i] = {0, 0, tat - now, tat - tolerance - now}
+  end
+end
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local tolerance = tonumber(ARGV[2 * i])
+  if refused then
+    if not out[i] then out[i] = {1, 0, tats[i] - now, 0} end
+  else
+    local new_tat = tats[i] + interval
+    redis.call('SET', key, string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+    local remaining = math.floor((now + tolerance - new_tat) / interval) + 1
+    if remaining < 0 then remaining = 0 end
+    out[i] = {1, remaining, new_tat - now, 0}
+  end
+end
+return out
+"#;
+
+static GCRA_ALL: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(SCRIPT_ALL));
+
+/// Checks `limits` (keys already prefixed) in one round trip, all or nothing (see
+/// `SCRIPT_ALL`); one decision per limit, in order.
+pub async fn check_all(
+    conn: &mut redis::aio::ConnectionManager,
+    limits: &[(String, Limit)],
+) -> redis::RedisResult<Vec<Decision>> {
+    let mut invocation = GCRA_ALL.prepare_invoke();
+    for (key, limit) in limits {
+        let interval = limit.emission_interval_us();
+        let tolerance = interval * u64::from(limit.burst.max(1) - 1);
+        invocation.key(key).arg(interval).arg(tolerance);
+    }
+    let rows: Vec<(i64, i64, i64, i64)> = invocation.invoke_async(conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(allowed, remaining, reset_us, wait_us)| Decision {
+            allowed: allowed == 1,
+            remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
+            reset: Duration::from_micros(reset_us.max(0) as u64),
+            retry_after: Duration::from_micros(wait_us.max(0) as u64),
+        })
+        .collect())
+}
+
 /// Checks and counts one request against `limit` under `key` (already prefixed).
 pub async fn check(
     conn: &mut redis::aio::ConnectionManager,

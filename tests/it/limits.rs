@@ -83,6 +83,7 @@ async fn two_api_processes_enforce_one_organization_limit_once() {
 async fn calls_to_one_number_are_limited_per_hour() {
     let app = TestApp::spawn_tuned(|c| {
         c.limit_calls_per_number_per_hour = 2;
+        c.limit_calls_per_minute = 3;
         c.presence_window = Duration::from_secs(60);
         c.offer_timeout = Duration::from_secs(60);
     })
@@ -105,11 +106,18 @@ async fn calls_to_one_number_are_limited_per_hour() {
     assert_eq!(err.status(), Some(429));
     assert_eq!(err.code(), Some("rate_limited"));
     assert_eq!(app.counts().await, before, "a refused call writes nothing");
-    // Another number is not affected.
+    // Another number is not affected, and the refusal spent none of the organization's
+    // calls per minute (both quotas are taken together, all or nothing): the third call
+    // of the minute is placed, the fourth is refused by that limit.
     client
         .create_call(&CreateCall::for_agent("+12125551235", &agent_id), None)
         .await
         .unwrap();
+    let err = client
+        .create_call(&CreateCall::for_agent("+12125551236", &agent_id), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(429));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
