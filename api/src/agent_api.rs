@@ -153,11 +153,7 @@ impl AgentApi {
     ) -> Result<Paired, PairError> {
         // Pairing codes are short secrets: guessing is limited per client address.
         let per_ip = limits::per_minute(ctx.config.limit_pairing_per_ip_per_minute);
-        let ip = req
-            .extensions()
-            .get::<crate::problem::ClientIp>()
-            .map(|c| pushdial_core::limits::ip_key(c.0).to_string())
-            .unwrap_or_default();
+        let ip = crate::auth::client_key(req);
         limits::take(&ctx, "pairing", &ip, per_ip).await?;
         let b = body.0;
         let name = text::required("name", &b.name, 100)?;

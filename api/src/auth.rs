@@ -120,6 +120,14 @@ impl OrgScope {
     }
 }
 
+/// The client's address as per-address limits key it (an IPv6 client's /64).
+pub fn client_key(req: &Request) -> String {
+    req.extensions()
+        .get::<crate::problem::ClientIp>()
+        .map(|c| pushdial_core::limits::ip_key(c.0).to_string())
+        .unwrap_or_default()
+}
+
 /// The client's address and user agent, for the audit log.
 pub fn client_of(req: &Request) -> (Option<String>, Option<String>) {
     let ip = req

@@ -412,6 +412,7 @@ impl CallsApi {
     async fn stream(
         &self,
         auth: OrgAuth,
+        req: &poem::Request,
         ctx: poem::web::Data<&Ctx>,
         call_id: Path<String>,
         /// The organization, for console sessions (instead of `Pushdial-Organization`).
@@ -424,7 +425,7 @@ impl CallsApi {
         drop(conn);
         let slot = crate::streams::acquire(&[
             (format!("sse-org:{}", auth.org_id), 200),
-            (format!("sse-ip:{}", auth.ip.as_deref().unwrap_or("")), 20),
+            (format!("sse-ip:{}", crate::auth::client_key(req)), 20),
         ])?;
         let stream = follow(ctx.0.clone(), auth.org_id.clone(), id, slot);
         Ok(EventStream::new(stream.boxed())

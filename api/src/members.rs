@@ -528,7 +528,6 @@ impl MembersApi {
         let (removed, row) = store::delete_identity(&mut tx, user_id, &id)
             .await?
             .ok_or(Error::NotFound("identity"))?;
-        let row = row.ok_or(Error::NotFound("identity"))?;
         if !removed {
             return Err(Error::conflict(
                 "last_identity",

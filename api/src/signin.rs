@@ -19,11 +19,11 @@ use pushdial_core::signin::{self, Callback};
 use pushdial_core::store::accounts::{self as store, AuditEntry};
 use pushdial_core::{limits, Ctx, Error};
 
-use crate::auth::{check_origin, client_of, cookie};
+use crate::auth::{check_origin, client_key, client_of, cookie};
 use crate::problem::Problem;
 
-/// Where a browser lands after sign-in when it asked for no particular page.
-pub const DEFAULT_RETURN: &str = "/v1/me";
+/// Where a browser lands after sign-in when it asked for no particular page: the console.
+pub const DEFAULT_RETURN: &str = "/console/";
 
 fn problem(e: &Error) -> Response {
     Problem::from_core(e).into_poem()
@@ -59,13 +59,6 @@ fn state_cookie(ctx: &Ctx, value: &str, max_age: u64) -> String {
         signin::state_cookie_name(&ctx.config),
         sessions::secure(ctx)
     )
-}
-
-fn client_key(req: &Request) -> String {
-    req.extensions()
-        .get::<crate::problem::ClientIp>()
-        .map(|c| pushdial_core::limits::ip_key(c.0).to_string())
-        .unwrap_or_default()
 }
 
 /// The live session the request carries, if any.

@@ -287,13 +287,6 @@ fn not_callable() -> Error {
     }
 }
 
-fn client_ip(req: &Request) -> String {
-    req.extensions()
-        .get::<crate::problem::ClientIp>()
-        .map(|c| pushdial_core::limits::ip_key(c.0).to_string())
-        .unwrap_or_default()
-}
-
 #[OpenApi(tag = "Tags::WidgetApi")]
 impl WidgetApi {
     /// Widget configuration
@@ -366,7 +359,7 @@ impl WidgetApi {
         };
         // A visitor's address may ask only so often, whichever widgets it uses (before
         // anything else is looked at).
-        let ip = client_ip(req);
+        let ip = crate::auth::client_key(req);
         let per_ip = limits::per_minute(ctx.config.limit_widget_per_ip_per_minute);
         limits::take(&ctx, "widget_ip", &ip, per_ip).await?;
         // Availability before the number: a hidden widget answers every number alike.
@@ -520,7 +513,7 @@ impl WidgetApi {
         drop(conn);
         let slot = std::sync::Arc::new(crate::streams::acquire(&[
             (format!("sse-cb:{}", callback_id.0), 2),
-            (format!("sse-ip:{}", client_ip(req)), 20),
+            (format!("sse-ip:{}", crate::auth::client_key(req)), 20),
         ])?);
         let ctx = ctx.0.clone();
         let id = callback_id.0.clone();

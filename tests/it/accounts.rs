@@ -223,6 +223,28 @@ fn set_cookies(r: &reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+/// Drops every session's Redis copy (as a Redis restart would); returns how many there were.
+async fn forget_redis_sessions(app: &TestApp) -> usize {
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}session:*", app.config.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+    }
+    keys.len()
+}
+
 /// A signed-in user with an organization of their own: (browser, org id, user id).
 pub async fn owner_of_new_org(app: &TestApp, login: &str) -> (Browser, String, String) {
     let b = Browser::new(app);
@@ -579,22 +601,7 @@ async fn sessions_need_an_allowed_origin_expire_and_end_everywhere() {
     );
 
     // Losing Redis's copy (a restart) does not sign anyone out: Postgres has the session.
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}session:*", app.config.redis_prefix))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    assert_eq!(keys.len(), 1);
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    assert_eq!(forget_redis_sessions(&app).await, 1);
     assert_eq!(b.api(Method::GET, "/v1/me", None, None).await.0, 200);
 
     // Idle for longer than the idle timeout: the session has ended.
@@ -1484,6 +1491,11 @@ async fn github_sign_in_and_linking_a_second_identity() {
     let b = Browser::new(&app);
     let callback = b.through("/auth/github/login", "", |u| u).await;
     let r = b.http.get(&callback).send().await.unwrap();
+    // Asked for no page: the browser lands in the console.
+    assert_eq!(
+        r.headers().get(LOCATION).map(|v| v.to_str().unwrap()),
+        Some("/console/")
+    );
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "{:?}", r.text().await);
     let (_, me) = b.api(Method::GET, "/v1/me", None, None).await;
     assert_eq!(me["name"], "The Octocat");
@@ -1535,21 +1547,7 @@ async fn github_sign_in_and_linking_a_second_identity() {
         .execute(&app.db)
         .await
         .unwrap();
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}session:*", app.config.redis_prefix))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    forget_redis_sessions(&app).await;
     let r = b
         .http
         .get(format!("{}/auth/oidc/login?link=true", app.url))

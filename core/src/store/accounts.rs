@@ -107,12 +107,12 @@ pub async fn identities(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<
 }
 
 /// Unlinks one of a user's identities, unless it is their last (locks them all).
-/// `Ok(None)`: no such identity; `Ok(Some(false))`: it is the last one.
+/// `Ok(None)`: no such identity; `Ok(Some((false, _)))`: it is the last one, kept.
 pub async fn delete_identity(
     conn: &mut PgConnection,
     user_id: &str,
     id: &str,
-) -> sqlx::Result<Option<(bool, Option<IdentityRow>)>> {
+) -> sqlx::Result<Option<(bool, IdentityRow)>> {
     let all = sqlx::query_as!(
         IdentityRow,
         "select id, issuer, subject, user_id, provider, email, created_at
@@ -125,7 +125,7 @@ pub async fn delete_identity(
         return Ok(None);
     };
     if all.len() <= 1 {
-        return Ok(Some((false, Some(found))));
+        return Ok(Some((false, found)));
     }
     sqlx::query!(
         "delete from identities where user_id = $1 and id = $2",
@@ -134,7 +134,7 @@ pub async fn delete_identity(
     )
     .execute(conn)
     .await?;
-    Ok(Some((true, Some(found))))
+    Ok(Some((true, found)))
 }
 
 /// A membership as its user sees it (with the organization's name) or as its organization
