@@ -290,6 +290,8 @@ impl ApiKeysApi {
         entry.data = serde_json::json!({ "replaced_by": row.id, "old_key_expires_at": until });
         accounts::audit(&mut tx, &entry).await?;
         tx.commit().await?;
+        // Other processes hear of it from the database; this one knows now.
+        ctx.keys.forget(&format!("key:{}", old.id));
         let mut out = ApiKey::from(row);
         out.secret = Some(secret);
         Ok(KeyCreated::Created(Json(out)))
@@ -318,6 +320,8 @@ impl ApiKeysApi {
         }
         let row = get_key(&mut tx, &auth.org_id, &key.id).await?;
         tx.commit().await?;
+        // Other processes hear of it from the database; this one knows now.
+        ctx.keys.forget(&format!("key:{}", key.id));
         Ok(Json(row.into()))
     }
 

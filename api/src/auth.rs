@@ -457,13 +457,23 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
     if !(bearer.token.starts_with("pd_sk_") || bearer.token.starts_with("pd_pk_")) {
         return Err(invalid().into());
     }
-    let mut conn = ctx.db.acquire().await.map_err(|e| ApiError(e.into()))?;
-    let key = keys::find_by_hash(&mut conn, &secrets::hash(&bearer.token))
-        .await
-        .map_err(|e| ApiError(e.into()))?
-        .ok_or_else(invalid)?;
-    // Not held across the Redis round trips of the rate limits below.
-    drop(conn);
+    let hash = secrets::hash(&bearer.token);
+    let key = match ctx.keys.get(&hash) {
+        Some(key) => key,
+        None => {
+            let generation = ctx.keys.generation();
+            let mut conn = ctx.db.acquire().await.map_err(|e| ApiError(e.into()))?;
+            let key = keys::find_by_hash(&mut conn, &hash)
+                .await
+                .map_err(|e| ApiError(e.into()))?
+                .ok_or_else(invalid)?;
+            // Only secret keys are asked for often enough to be worth keeping.
+            if key.kind == "secret" {
+                ctx.keys.put(&hash, &key, generation);
+            }
+            key
+        }
+    };
     if key.revoked_at.is_some() {
         return Err(ApiError(Error::unauthenticated(
             "api_key_revoked",

@@ -67,19 +67,18 @@ problems!(
 
 /// Checks a call against the organization's dialing policy and finds its route (a
 /// reachable phone); reads only. Returns the route and the organization's calls-per-minute
-/// quota. Shared by `POST /v1/calls` and the widget's callbacks.
+/// quota. Shared by `POST /v1/calls` and the widget's callbacks, which hold one connection
+/// for the whole request (each pool checkout costs a round trip on its return).
 pub(crate) async fn route(
     ctx: &Ctx,
+    conn: &mut sqlx::PgConnection,
     org_id: &str,
     request: &CallRequest,
 ) -> Result<(calls::Routed, u32), Error> {
-    let mut conn = ctx.db.acquire().await?;
-    let per_minute = pushdial_core::dialing::check(&mut conn, org_id, &request.to)
-        .await?
+    let (routed, per_minute) = calls::route(ctx, conn, org_id, request).await?;
+    let per_minute = per_minute
         .and_then(|r| u32::try_from(r).ok())
         .unwrap_or(ctx.config.limit_calls_per_minute);
-    drop(conn);
-    let routed = calls::check_target(ctx, org_id, &request.target).await?;
     Ok((routed, per_minute))
 }
 
@@ -130,12 +129,13 @@ pub(crate) async fn place(
 /// After the commit: hands an inline first offer to the socket, or wakes the workers.
 pub(crate) async fn after_commit(
     ctx: &Ctx,
+    conn: &mut sqlx::PgConnection,
     row: &call_store::CallRow,
     first_offer: Option<&calls::FirstOffer>,
 ) {
     match first_offer {
         // Offered in the transaction: hand it to the socket now, no worker involved.
-        Some(offer) => calls::send_first_offer(ctx, row, offer).await,
+        Some(offer) => calls::send_first_offer(ctx, conn, row, offer).await,
         None => ctx.wake_workers().await,
     }
 }
@@ -246,10 +246,9 @@ impl CallsApi {
         let org_id = &auth.org_id;
         let idem =
             Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?.scoped(auth.user_id());
-        if let Some(call) = idem
-            .replay::<Call>(&mut *ctx.db.acquire().await?, org_id)
-            .await?
-        {
+        // One connection for the whole request, reads and transaction alike.
+        let mut conn = ctx.db.acquire().await?;
+        if let Some(call) = idem.replay::<Call>(&mut conn, org_id).await? {
             if auth.own_agent().is_some_and(|own| own != call.agent_id) {
                 return Err(Error::NotFound("call").into());
             }
@@ -280,7 +279,6 @@ impl CallsApi {
         // Before the target's state is looked at, so that nothing about other agents'
         // phones leaks: an agent may only name their own device.
         if let (Some(own), Target::Device(device_id)) = (auth.own_agent(), &request.target) {
-            let mut conn = ctx.db.acquire().await?;
             let owner = pushdial_core::store::devices::get(&mut conn, org_id, device_id)
                 .await?
                 .map(|d| d.agent_id);
@@ -288,14 +286,14 @@ impl CallsApi {
                 return Err(Error::NotFound("device").into());
             }
         }
-        let (routed, per_minute) = route(&ctx, org_id, &request).await?;
+        let (routed, per_minute) = route(&ctx, &mut conn, org_id, &request).await?;
         if auth.own_agent().is_some_and(|own| own != routed.agent_id) {
             return Err(Error::NotFound("device").into());
         }
         crate::auth::may_use_agent(&ctx, &auth, &routed.agent_id).await?;
         take_quotas(&ctx, org_id, &request, per_minute).await?;
 
-        let mut tx = ctx.db.begin().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(call) = idem.lock(&mut tx, org_id).await? {
             return Ok(CallCreated::Created(Json(call)));
         }
@@ -304,7 +302,7 @@ impl CallsApi {
         tracing::Span::current().record("call_id", call.id.as_str());
         idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
-        after_commit(&ctx, &row, first_offer.as_ref()).await;
+        after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
         tracing::info!(org_id = %org_id, "call queued");
         Ok(CallCreated::Created(Json(call)))
     }

@@ -296,6 +296,14 @@ pub async fn run(
                 .await;
         })
     };
+    // Keeps the in-memory answers of secret keys in step with the database.
+    let key_changes = {
+        let ctx = ctx.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            pushdial_core::keycache::follow(&ctx.keys, &ctx.config.database_url, stop).await;
+        })
+    };
     listener.set_nonblocking(true)?;
     let acceptor = TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(listener)?)?;
     let grace = ctx.config.shutdown_grace;
@@ -305,5 +313,6 @@ pub async fn run(
         .run_with_graceful_shutdown(app, async move { stop.wait().await }, Some(grace))
         .await;
     follower.abort();
+    key_changes.abort();
     result
 }

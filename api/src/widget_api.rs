@@ -419,7 +419,8 @@ impl WidgetApi {
             )?;
             // The phone may have gone away since it was picked, or the organization's call
             // quota may be spent: the request is then taken for later.
-            let admitted = match crate::calls::route(&ctx, &w.org_id, &request).await {
+            let mut conn = ctx.db.acquire().await?;
+            let admitted = match crate::calls::route(&ctx, &mut conn, &w.org_id, &request).await {
                 Ok((routed, per_minute)) => {
                     match crate::calls::take_quotas(&ctx, &w.org_id, &request, per_minute).await {
                         Ok(()) => Some(routed),
@@ -431,7 +432,7 @@ impl WidgetApi {
                 Err(e) => return Err(e.into()),
             };
             if let Some(routed) = admitted {
-                let mut tx = ctx.db.begin().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let (row, first_offer) =
                     crate::calls::place(&mut tx, &ctx, &w.org_id, &request, &routed).await?;
                 store::insert_callback(
@@ -450,7 +451,7 @@ impl WidgetApi {
                 .await?;
                 store::set_last_agent(&mut tx, &w.id, &agent_id).await?;
                 tx.commit().await?;
-                crate::calls::after_commit(&ctx, &row, first_offer.as_ref()).await;
+                crate::calls::after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
                 return Ok(CallbackAnswer::Created(Json(CallbackCreated {
                     id,
                     status: "calling".into(),

@@ -229,23 +229,23 @@ pub struct Routed {
 
 /// Resolves the target to an agent and checks that one of its devices is reachable
 /// (claim step S13); `no_device_reachable` otherwise (S19). Reads only.
-pub async fn check_target(ctx: &Ctx, org_id: &str, target: &Target) -> Result<Routed> {
-    let mut conn = ctx.db.acquire().await?;
+pub async fn check_target(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    org_id: &str,
+    target: &Target,
+) -> Result<Routed> {
     let (agent_id, devices, device_id) = match target {
         Target::Agent(agent_id) => {
-            let devices = device_store::routable(&mut conn, org_id, agent_id).await?;
+            let devices = device_store::routable(conn, org_id, agent_id).await?;
             // Devices imply the agent; only without any is it looked up (404 or 409).
-            if devices.is_empty()
-                && agent_store::get(&mut conn, org_id, agent_id)
-                    .await?
-                    .is_none()
-            {
+            if devices.is_empty() && agent_store::get(conn, org_id, agent_id).await?.is_none() {
                 return Err(Error::NotFound("agent"));
             }
             (agent_id.clone(), devices, None)
         }
         Target::Device(device_id) => {
-            let device = device_store::get(&mut conn, org_id, device_id)
+            let device = device_store::get(conn, org_id, device_id)
                 .await?
                 .ok_or(Error::NotFound("device"))?;
             if device.revoked_at.is_some() {
@@ -258,7 +258,47 @@ pub async fn check_target(ctx: &Ctx, org_id: &str, target: &Target) -> Result<Ro
             )
         }
     };
-    drop(conn);
+    pick(ctx, agent_id, devices, device_id).await
+}
+
+/// Checks a call against the organization's dialing policy and finds its route; reads
+/// only. For an agent, the policy, the agent and its devices come in one round trip.
+/// Returns the route and the plan's calls per minute, if the organization has its own.
+pub async fn route(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    org_id: &str,
+    request: &CallRequest,
+) -> Result<(Routed, Option<i32>)> {
+    match &request.target {
+        Target::Agent(agent_id) => {
+            let view = crate::store::orgs::route_view(conn, org_id, request.to.as_str(), agent_id)
+                .await?
+                .ok_or(Error::NotFound("organization"))?;
+            let per_minute = crate::dialing::decide(&view.dialing, &request.to)?;
+            // Devices imply the agent; only without any does its absence matter (404).
+            if view.devices.is_empty() && !view.agent_exists {
+                return Err(Error::NotFound("agent"));
+            }
+            let routed = pick(ctx, agent_id.clone(), view.devices, None).await?;
+            Ok((routed, per_minute))
+        }
+        Target::Device(_) => {
+            let per_minute = crate::dialing::check(conn, org_id, &request.to).await?;
+            let routed = check_target(ctx, conn, org_id, &request.target).await?;
+            Ok((routed, per_minute))
+        }
+    }
+}
+
+/// The first reachable of an agent's devices (most recently active first), or
+/// `no_device_reachable`.
+async fn pick(
+    ctx: &Ctx,
+    agent_id: String,
+    devices: Vec<DeviceRow>,
+    device_id: Option<String>,
+) -> Result<Routed> {
     let reach = reachability(ctx, &devices).await;
     // The device routing would offer first (the first reachable, most recently active).
     let Some((first, how)) = devices.iter().zip(reach).find(|(_, r)| r.is_reachable()) else {
@@ -378,19 +418,17 @@ pub async fn insert(
 /// Sends an offer recorded by `insert` to the device's socket. If it cannot be handed over
 /// now, its outbox job is made due at once, so that the worker delivers it (by push, or
 /// fails over) without waiting for the lease.
-pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) {
+pub async fn send_first_offer(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    call: &CallRow,
+    offer: &FirstOffer,
+) {
     let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
     let sent = ctx
         .presence
         .send_to_device(&offer.device_id, offer.instance.as_deref(), &message)
         .await;
-    let mut conn = match ctx.db.acquire().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "offer outbox not settled; it runs after the lease");
-            return;
-        }
-    };
     let settled = match sent {
         Ok(true) => {
             let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
@@ -398,11 +436,10 @@ pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) {
                 .click_to_offer
                 .with_label_values(&["socket"])
                 .observe(elapsed.as_secs_f64());
-            queue::delete(&mut conn, offer.outbox).await
+            queue::delete(conn, offer.outbox).await
         }
         _ => {
-            let hurried = queue::hurry_offer_outbox(&mut conn, &call.id).await;
-            drop(conn);
+            let hurried = queue::hurry_offer_outbox(conn, &call.id).await;
             ctx.wake_workers().await;
             hurried.map(|_| ())
         }

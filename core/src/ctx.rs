@@ -28,6 +28,8 @@ pub struct Ctx {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The configured sign-in providers.
     pub signin: Arc<crate::signin::Providers>,
+    /// What secret keys resolve to (filled and followed by the api role).
+    pub keys: Arc<crate::keycache::KeyCache>,
 }
 
 impl Ctx {
@@ -51,6 +53,10 @@ impl Ctx {
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(std::time::Duration::from_secs(5))
+            // No ping round trip before every acquire (sqlx still pings on release): a
+            // connection that broke while idle fails its next query, which answers 503, and
+            // is then closed rather than returned.
+            .test_before_acquire(false)
             .connect(&config.database_url)
             .await
             .map_err(|e| {
@@ -82,17 +88,35 @@ impl Ctx {
             webhook_schedule,
             trusted_proxies,
             signin,
+            keys: Default::default(),
         })
     }
 
     /// Wakes workers after jobs were committed: in this process at once, elsewhere through
     /// Redis. Both are hints (workers poll anyway), so a Redis failure is only logged.
     pub async fn wake_workers(&self) {
+        use std::sync::atomic::Ordering;
         // `notify_one` keeps a permit when the worker is not waiting yet, so no wake-up is lost.
         self.notifier.local.notify_one();
-        if let Err(e) = self.presence.publish_jobs().await {
-            tracing::debug!(error = %e, "job wake-up not published");
+        // Other processes hear a Redis publish, sent off the caller's path. At most one
+        // publishing task runs per burst: a wake while one is owed rides on it, and every
+        // wake is followed by a publish that starts after it.
+        if self.notifier.remote_owed.swap(true, Ordering::AcqRel) {
+            return;
         }
+        let presence = self.presence.clone();
+        let owed = self.notifier.remote_owed.clone();
+        tokio::spawn(async move {
+            loop {
+                owed.store(false, Ordering::Release);
+                if let Err(e) = presence.publish_jobs().await {
+                    tracing::debug!(error = %e, "job wake-up not published");
+                }
+                if !owed.load(Ordering::Acquire) {
+                    break;
+                }
+            }
+        });
     }
 }
 

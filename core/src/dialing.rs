@@ -27,6 +27,11 @@ pub async fn check(
     let org = orgs::dialing_view(conn, org_id, number.as_str())
         .await?
         .ok_or(Error::NotFound("organization"))?;
+    decide(&org, number)
+}
+
+/// Checks a destination against a policy already read (see `check`).
+pub fn decide(org: &orgs::DialingView, number: &PhoneNumber) -> Result<Option<i32>> {
     let kind = number.number_type().as_str();
     if org.blocked_number_types.iter().any(|t| t == kind) {
         return Err(refused(

@@ -13,6 +13,7 @@ pub mod dialing;
 pub mod egress;
 pub mod error;
 pub mod ids;
+pub mod keycache;
 pub mod lifecycle;
 pub mod limits;
 pub mod mail;

@@ -136,20 +136,6 @@ pub async fn complete(conn: &mut PgConnection, job: &Job, worker: &str) -> sqlx:
     Ok(done.rows_affected() == 1)
 }
 
-/// Whether `worker` still holds the job's lease; locks the job row until the transaction
-/// ends, so a rescue cannot slip in between this check and the work it guards.
-pub async fn holds_lease(conn: &mut PgConnection, job: &Job, worker: &str) -> sqlx::Result<bool> {
-    let row = sqlx::query_scalar!(
-        "select id from jobs where id = $1 and attempts = $2 and lease_owner = $3 for update",
-        job.id,
-        job.attempts,
-        worker
-    )
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.is_some())
-}
-
 /// Gives a failed job back for a later attempt, or buries it after its last attempt.
 pub async fn retry(
     conn: &mut PgConnection,
@@ -355,6 +341,9 @@ pub fn backoff(attempts: i32, retry_after: Option<Duration>) -> Duration {
 #[derive(Debug, Default, Clone)]
 pub struct Notifier {
     pub local: Arc<tokio::sync::Notify>,
+    /// A remote wake-up is owed: set by every wake, cleared by the publishing task just
+    /// before it publishes, so that wakes during a publish coalesce into one more.
+    pub remote_owed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[cfg(test)]

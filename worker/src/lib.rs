@@ -206,16 +206,18 @@ impl Worker {
             .with_label_values(&[job.kind.as_str()])
             .observe(job.waited_seconds.max(0.0));
         let started = std::time::Instant::now();
+        let finished = |r: Result<(), JobError>| r.map(|()| Ran::Finished);
         let result = match job.kind.as_str() {
-            kinds::CALL_OFFER => offer::offer_call(self, &job).await,
-            kinds::OFFER_TIMEOUT => offer::offer_timeout(self, &job).await,
-            kinds::OFFER_DELIVER => offer::deliver_offer(self, &job).await,
-            kinds::CALL_EXPIRE => offer::expire_call(self, &job).await,
+            kinds::CALL_OFFER => finished(offer::offer_call(self, &job).await),
+            kinds::OFFER_TIMEOUT => finished(offer::offer_timeout(self, &job).await),
+            kinds::OFFER_DELIVER => finished(offer::deliver_offer(self, &job).await),
+            kinds::CALL_EXPIRE => finished(offer::expire_call(self, &job).await),
             kinds::WEBHOOK_DELIVER => webhooks::deliver(self, &job).await,
             other => Err(JobError::from(format!("unknown job kind {other}"))),
         };
         let label = match &result {
-            Ok(()) => "done",
+            Ok(Ran::Settled { deferred: true }) => "deferred",
+            Ok(_) => "done",
             Err(e) if e.defer => "deferred",
             Err(_) => "failed",
         };
@@ -225,9 +227,12 @@ impl Worker {
         m.jobs_run
             .with_label_values(&[job.kind.as_str(), label])
             .inc();
+        if let Ok(Ran::Settled { .. }) = result {
+            return; // in the transaction of its work
+        }
         let outcome = match self.ctx.db.acquire().await {
             Ok(mut conn) => match &result {
-                Ok(()) => queue::complete(&mut conn, &job, &self.id).await,
+                Ok(_) => queue::complete(&mut conn, &job, &self.id).await,
                 Err(e) if e.defer => {
                     let delay = e.retry_after.unwrap_or_default();
                     tracing::debug!(reason = %e.message, ?delay, "job deferred");
@@ -248,6 +253,15 @@ impl Worker {
             Err(e) => tracing::warn!(error = %e, "job outcome not recorded; the lease will expire"),
         }
     }
+}
+
+/// What a job's function did with the job's row.
+pub enum Ran {
+    /// Nothing: the job is done, and `run_job` deletes it.
+    Finished,
+    /// It settled the row itself (deleted, or deferred to run again), in the transaction of
+    /// its work, so that the work and the job's end commit together.
+    Settled { deferred: bool },
 }
 
 /// Returns expired leases to the queue, twice per lease period, and purges what is kept

@@ -14,7 +14,7 @@ use pushdial_core::ratelimit::Limit;
 use pushdial_core::store::webhooks::{self as store, Delivery, NewAttempt};
 use pushdial_core::webhooks::{self, signing};
 
-use crate::{JobError, Worker};
+use crate::{JobError, Ran, Worker};
 
 /// How much of a receiver's answer is kept with the attempt.
 const KEPT_BODY: usize = 4096;
@@ -33,7 +33,7 @@ struct Answer {
     retry_after: Option<Duration>,
 }
 
-pub async fn deliver(worker: &Worker, job: &Job) -> Result<(), JobError> {
+pub async fn deliver(worker: &Worker, job: &Job) -> Result<Ran, JobError> {
     let message_id = job
         .payload
         .get("message_id")
@@ -42,14 +42,14 @@ pub async fn deliver(worker: &Worker, job: &Job) -> Result<(), JobError> {
     let ctx = &worker.ctx;
     let mut conn = ctx.db.acquire().await?;
     let Some(d) = store::delivery(&mut conn, message_id).await? else {
-        return Ok(());
+        return Ok(Ran::Finished);
     };
     if d.status != "pending" {
-        return Ok(());
+        return Ok(Ran::Finished);
     }
     if !d.enabled {
         store::fail_message(&mut conn, message_id, "the endpoint is disabled").await?;
-        return Ok(());
+        return Ok(Ran::Finished);
     }
     if let Some(key) = &d.ordering_key {
         if let Some(next) = store::blocked_until(&mut conn, &d.endpoint_id, key, message_id).await?
@@ -190,8 +190,9 @@ fn describe(e: &reqwest::Error) -> String {
     }
 }
 
-/// Records the attempt and decides what comes next.
-async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Result<(), JobError> {
+/// Records the attempt and decides what comes next, settling the job in the same
+/// transaction (one commit per attempt).
+async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Result<Ran, JobError> {
     let ctx = &worker.ctx;
     let attempt = d.attempts + 1;
     let success = answer.status.is_some_and(|s| (200..300).contains(&s));
@@ -231,18 +232,44 @@ async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Res
         .and_then(|n| chrono::Duration::from_std(n).ok())
         .map(|n| Utc::now() + n);
 
+    // Whether the endpoint has failed for too long, from the run of failures the delivery
+    // read (a run that this failure starts begins now).
+    let failing_since = if success {
+        None
+    } else {
+        Some(d.failing_since.unwrap_or_else(Utc::now))
+    };
+    let too_long = failing_since.is_some_and(|since| {
+        chrono::Duration::from_std(ctx.config.webhook_disable_after)
+            .is_ok_and(|limit| Utc::now() - since >= limit)
+    });
+    let reason = if gone {
+        Some("the endpoint answered 410 Gone")
+    } else if too_long {
+        Some("the endpoint kept failing")
+    } else {
+        None
+    };
+    // Retried later, unless the endpoint is being disabled (its messages fail with it).
+    let retry = next.filter(|_| !success && reason.is_none());
+
     let mut tx = ctx.db.begin().await?;
     // Only the lease holder records the outcome: a rescued (slow) delivery must not write
-    // over the worker that took it over.
-    if !queue::holds_lease(&mut tx, job, &worker.id).await? {
+    // over the worker that took it over. Settling the job checks the lease and locks the
+    // job's row until the commit, so a rescue cannot slip in between.
+    let held = match retry {
+        Some(delay) => queue::defer(&mut tx, job, &worker.id, delay).await?,
+        None => queue::complete(&mut tx, job, &worker.id).await?,
+    };
+    if !held {
         tracing::warn!(
             message_id = d.message_id,
             "lease lost during the delivery; outcome dropped"
         );
-        return Ok(());
+        return Ok(Ran::Settled { deferred: false });
     }
     // The endpoint row before the message rows, in the order disabling takes them.
-    let failing_since = store::note_outcome(&mut tx, &d.endpoint_id, success).await?;
+    store::note_outcome(&mut tx, &d.endpoint_id, success, d.failing_since).await?;
     store::record_attempt(
         &mut tx,
         NewAttempt {
@@ -260,17 +287,6 @@ async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Res
         next_at,
     )
     .await?;
-    let too_long = failing_since.is_some_and(|since| {
-        chrono::Duration::from_std(ctx.config.webhook_disable_after)
-            .is_ok_and(|limit| Utc::now() - since >= limit)
-    });
-    let reason = if gone {
-        Some("the endpoint answered 410 Gone")
-    } else if too_long {
-        Some("the endpoint kept failing")
-    } else {
-        None
-    };
     if let Some(reason) = reason {
         if store::disable_endpoint(&mut tx, &d.org_id, &d.endpoint_id, reason).await? {
             let data = serde_json::json!({ "id": d.endpoint_id, "object": "webhook_endpoint", "url": d.url, "disabled_reason": reason });
@@ -297,13 +313,12 @@ async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Res
     if reason.is_some() || woke {
         ctx.wake_workers().await;
     }
-    match next {
-        // Retry later, unless the endpoint was just disabled (its messages failed with it).
-        Some(delay) if !success && reason.is_none() => {
-            Err(JobError::defer(delay, format!("attempt {attempt} failed")))
-        }
-        _ => Ok(()),
+    if retry.is_some() {
+        tracing::debug!(attempt, "webhook attempt failed; retrying later");
     }
+    Ok(Ran::Settled {
+        deferred: retry.is_some(),
+    })
 }
 
 /// Time of one attempt, for the attempt log.

@@ -145,6 +145,82 @@ pub async fn dialing_view(
     .await
 }
 
+/// What routing a call to an agent needs, in one round trip: the dialing view, whether
+/// the agent exists, and its devices that are not revoked, most recently active first.
+#[derive(Debug, Clone)]
+pub struct RouteView {
+    pub dialing: DialingView,
+    pub agent_exists: bool,
+    pub devices: Vec<super::devices::DeviceRow>,
+}
+
+pub async fn route_view(
+    conn: &mut PgConnection,
+    org_id: &str,
+    e164: &str,
+    agent_id: &str,
+) -> sqlx::Result<Option<RouteView>> {
+    // One row per device (the organization's columns repeated), or one without a device.
+    let rows = sqlx::query!(
+        r#"select o.allowed_countries, o.blocked_number_types, o.limit_calls_per_minute,
+                  exists(select 1 from blocked_numbers b
+                         where b.org_id = o.id and starts_with($2, b.prefix)) as "blocked!",
+                  exists(select 1 from agents a where a.org_id = o.id and a.id = $3) as "agent_exists!",
+                  d.id as "device_id?", d.name as "name?", d.platform as "platform?",
+                  d.push_channel as "push_channel?", d.push_token as "push_token?",
+                  d.push_rejected_at as "push_rejected_at?", d.app_version as "app_version?",
+                  d.capabilities as "capabilities?", d.auto_dial as "auto_dial?",
+                  d.last_seen_at as "last_seen_at?", d.stream_seen_at as "stream_seen_at?",
+                  d.created_at as "created_at?"
+           from organizations o
+           left join devices d on d.org_id = o.id and d.agent_id = $3 and d.revoked_at is null
+           where o.id = $1
+           order by greatest(d.last_seen_at, d.stream_seen_at) desc nulls last, d.id desc"#,
+        org_id,
+        e164,
+        agent_id
+    )
+    .fetch_all(conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let dialing = DialingView {
+        allowed_countries: first.allowed_countries.clone(),
+        blocked_number_types: first.blocked_number_types.clone(),
+        blocked: first.blocked,
+        limit_calls_per_minute: first.limit_calls_per_minute,
+    };
+    let agent_exists = first.agent_exists;
+    let devices = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(super::devices::DeviceRow {
+                id: r.device_id?,
+                org_id: org_id.to_owned(),
+                agent_id: agent_id.to_owned(),
+                name: r.name.unwrap_or_default(),
+                platform: r.platform.unwrap_or_default(),
+                push_channel: r.push_channel,
+                push_token: r.push_token,
+                push_rejected_at: r.push_rejected_at,
+                app_version: r.app_version,
+                capabilities: r.capabilities.unwrap_or_default(),
+                auto_dial: r.auto_dial.unwrap_or_default(),
+                last_seen_at: r.last_seen_at,
+                stream_seen_at: r.stream_seen_at,
+                created_at: r.created_at.unwrap_or_default(),
+                revoked_at: None,
+            })
+        })
+        .collect();
+    Ok(Some(RouteView {
+        dialing,
+        agent_exists,
+        devices,
+    }))
+}
+
 /// Sets an organization's plan limits (`None` leaves one as it is; `Some(None)` returns it
 /// to the deployment default); `false` if there is no such organization.
 pub async fn set_limits(

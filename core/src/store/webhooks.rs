@@ -307,14 +307,19 @@ pub async fn disable_endpoint(
     Ok(done.rows_affected() == 1)
 }
 
-/// Records the outcome of a delivery on the endpoint's failure run; returns when the
-/// current run of failures started (`None` after a success). The row is written only when
-/// the run starts or ends, so deliveries to one endpoint do not queue on its row.
+/// Records the outcome of a delivery on the endpoint's failure run, given when the run
+/// started as the delivery read it (`seen`); returns when the current run started (`None`
+/// after a success). The row is written only when the run starts or ends, so deliveries to
+/// one endpoint do not queue on its row, and most outcomes cost no round trip at all.
 pub async fn note_outcome(
     conn: &mut PgConnection,
     id: &str,
     success: bool,
+    seen: Option<DateTime<Utc>>,
 ) -> sqlx::Result<Option<DateTime<Utc>>> {
+    if success != seen.is_some() {
+        return Ok(seen); // still succeeding, or still failing
+    }
     let changed = sqlx::query!(
         "update webhook_endpoints
             set failing_since = case when $2 then null else now() end
@@ -325,16 +330,12 @@ pub async fn note_outcome(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(row) = changed {
-        return Ok(row.failing_since);
-    }
-    sqlx::query_scalar!(
-        "select failing_since from webhook_endpoints where id = $1",
-        id
-    )
-    .fetch_optional(conn)
-    .await
-    .map(Option::flatten)
+    Ok(match changed {
+        Some(row) => row.failing_since,
+        // Another delivery made the same change a moment ago.
+        None if success => None,
+        None => Some(Utc::now()),
+    })
 }
 
 /// Fails an endpoint's pending messages (it was disabled); they can be recovered later.
@@ -374,6 +375,8 @@ pub struct Delivery {
     pub event_type: String,
     pub event_data: serde_json::Value,
     pub event_created_at: DateTime<Utc>,
+    /// When the endpoint's current run of failures started.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 pub async fn delivery(conn: &mut PgConnection, message_id: i64) -> sqlx::Result<Option<Delivery>> {
@@ -381,7 +384,8 @@ pub async fn delivery(conn: &mut PgConnection, message_id: i64) -> sqlx::Result<
         Delivery,
         r#"select m.id as message_id, m.org_id, m.endpoint_id, m.event_id, m.ordering_key, m.status, m.attempts,
                   e.url, e.enabled, e.secret_sealed, e.previous_secret_sealed, e.previous_secret_expires_at, e.rate_limit_per_s,
-                  v.type as event_type, v.data as event_data, v.created_at as event_created_at
+                  v.type as event_type, v.data as event_data, v.created_at as event_created_at,
+                  e.failing_since
            from webhook_messages m
            join webhook_endpoints e on e.id = m.endpoint_id
            join events v on v.id = m.event_id
@@ -522,10 +526,17 @@ pub async fn record_attempt(
     message_status: &str,
     next_attempt_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<()> {
+    // The attempt and the message's new state in one statement (one round trip).
     sqlx::query!(
-        "insert into webhook_attempts (org_id, endpoint_id, message_id, event_id, attempt, status_code,
-                                       response_body, error, duration_ms)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "with attempt as (
+             insert into webhook_attempts (org_id, endpoint_id, message_id, event_id, attempt,
+                                           status_code, response_body, error, duration_ms)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         )
+         update webhook_messages set attempts = $5, status = $10, next_attempt_at = $11,
+                last_status = $6, last_error = $8,
+                delivered_at = case when $10 = 'delivered' then now() end
+         where id = $3 and status = 'pending'",
         a.org_id,
         a.endpoint_id,
         a.message_id,
@@ -534,20 +545,9 @@ pub async fn record_attempt(
         a.status_code,
         a.response_body,
         a.error,
-        a.duration_ms
-    )
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query!(
-        "update webhook_messages set attempts = $2, status = $3, next_attempt_at = $4, last_status = $5,
-                last_error = $6, delivered_at = case when $3 = 'delivered' then now() end
-         where id = $1 and status = 'pending'",
-        a.message_id,
-        a.attempt,
+        a.duration_ms,
         message_status,
-        next_attempt_at,
-        a.status_code,
-        a.error
+        next_attempt_at
     )
     .execute(conn)
     .await?;
