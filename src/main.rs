@@ -3,6 +3,12 @@
 //! migrations; `admin create-org` bootstraps an organization.
 
 use clap::{Parser, Subcommand};
+
+// mimalloc rather than glibc's allocator: under load glibc's per-thread arenas kept growing
+// the api's resident memory (the soak's RSS climbed without a leak), and its malloc/free
+// were about a tenth of the api's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pushdial::Roles;
 use pushdial_core::Config;
 

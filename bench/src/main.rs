@@ -62,6 +62,10 @@ struct Args {
     /// sustains for the whole loop.
     #[arg(long, default_value_t = 200.0)]
     soak_rate: f64,
+    /// Arrival rate of the latency benchmark, instead of 70 % of the measured maximum
+    /// (to trace the latency curve; the throughput benchmark is then skipped).
+    #[arg(long)]
+    latency_rate: Option<f64>,
     /// Only these benchmarks (throughput, latency, offer, webhook, sockets, soak).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -1416,7 +1420,9 @@ async fn main() -> Result<()> {
     let started = chrono::Utc::now();
     println!("pushdial-bench: {} s per measurement", b.args.seconds);
     let mut max_rps = 0.0;
-    if wants("throughput") || wants("latency") {
+    if let Some(rate) = b.args.latency_rate {
+        max_rps = rate / 0.7;
+    } else if wants("throughput") || wants("latency") {
         println!("1. create-call throughput");
         max_rps = throughput(&b, &mut figures).await?;
     }
