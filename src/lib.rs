@@ -50,6 +50,13 @@ pub async fn run(
     stop: Stop,
 ) -> Result<(), String> {
     let ctx = Ctx::connect(config).await?;
+    if roles.api {
+        // libphonenumber's metadata loads, and its patterns compile, on first use (about
+        // 70 ms): do it before the first call waits for it.
+        tokio::task::spawn_blocking(pushdial_core::phone::warm_up)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let draining = pushdial_api::Draining(stop.clone());
     let (halt_trigger, halt) = pushdial_core::shutdown::channel();
     let drain = if roles.api {

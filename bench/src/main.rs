@@ -507,6 +507,32 @@ async fn run_closed(
     total
 }
 
+/// Create-call requests for `open_loop`, spread over `agents`.
+fn calls_to(
+    http: &reqwest::Client,
+    base: &str,
+    sk: &str,
+    agents: &Arc<Vec<String>>,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
+       + Send
+       + Sync
+       + 'static {
+    let (http, base, sk, agents) = (http.clone(), base.to_owned(), sk.to_owned(), agents.clone());
+    move |i| {
+        let (http, base, sk, agents) = (http.clone(), base.clone(), sk.clone(), agents.clone());
+        Box::pin(async move {
+            create_call(&http, &base, &sk, &agents[i as usize % agents.len()])
+                .await
+                .is_ok()
+        })
+    }
+}
+
+/// Load before an open-loop measurement, at its rate, not counted: a fresh api process
+/// opens its database connections and prepares its statements under the first requests
+/// (about 20 requests of up to 200 ms on the development machine).
+const WARM_UP: Duration = Duration::from_secs(2);
+
 /// Requests sent at a constant rate regardless of answers; each latency counted from the
 /// request's intended start (so a stall shows in every request it delayed).
 async fn open_loop<F, Fut>(rate: f64, time: Duration, one: F) -> (Histogram<u64>, u64)
@@ -527,6 +553,13 @@ where
         tasks.spawn(async move {
             let ok = one(i).await;
             let micros = intended.elapsed().as_micros() as u64;
+            if micros > 50_000 && std::env::var_os("BENCH_STALLS").is_some() {
+                eprintln!(
+                    "stall: request {i} at {:.3} s took {} ms",
+                    (intended - start).as_secs_f64(),
+                    micros / 1000
+                );
+            }
             if ok {
                 let _ = hist.lock().unwrap().record(micros.max(1));
             } else {
@@ -549,16 +582,15 @@ async fn latency(b: &Bench, max_rps: f64, figures: &mut Vec<Figure>) -> Result<(
     let rate = (max_rps * 0.7).max(1.0);
     let time = Duration::from_secs(b.args.seconds);
     let agents: Arc<Vec<String>> = Arc::new(devices.iter().map(|d| d.agent_id.clone()).collect());
-    let (http, base2, sk2) = (b.http.clone(), base.clone(), sk.clone());
-    let (hist, errors) = open_loop(rate, time, move |i| {
-        let (http, base, sk, agents) = (http.clone(), base2.clone(), sk2.clone(), agents.clone());
-        async move {
-            create_call(&http, &base, &sk, &agents[i as usize % agents.len()])
-                .await
-                .is_ok()
-        }
-    })
-    .await;
+    // Steady state, as pgbench's (connected before its clock starts): a fresh process
+    // first opens its database connections and prepares its statements.
+    open_loop(rate, WARM_UP, calls_to(&b.http, &base, &sk, &agents)).await;
+    let (hist, errors) = open_loop(rate, time, calls_to(&b.http, &base, &sk, &agents)).await;
+
+    // Where the time went: the api's own view of the same requests (its histogram, from
+    // reading the request to writing the answer), beside what the client saw.
+    let server = server_side(&b.http, &base, "/v1/calls", "POST").await;
+    println!("  the api's own timing of POST /v1/calls: {server}");
 
     // pgbench at the same rate, latency from scheduled start (time + schedule lag).
     let org_id = b.admin(&["create-org", "--name", "pgbench"])?["org_id"]
@@ -627,6 +659,57 @@ async fn latency(b: &Bench, max_rps: f64, figures: &mut Vec<Figure>) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// The share of an api route's requests above each bound of its latency histogram, as the
+/// api itself measured them (Prometheus text from `/metrics`).
+async fn server_side(http: &reqwest::Client, base: &str, route: &str, method: &str) -> String {
+    let Ok(text) = async {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await
+    }
+    .await
+    else {
+        return "unavailable".into();
+    };
+    let wanted = format!("route=\"{route}\"");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("pushdial_http_request_duration_seconds_bucket")
+                && l.contains(&wanted)
+                && l.contains(&format!("method=\"{method}\""))
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let n: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, n))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let Some(&(_, total)) = buckets.last() else {
+        return "no samples".into();
+    };
+    buckets
+        .iter()
+        .filter(|(le, _)| le.is_finite() && *le >= 0.005)
+        .map(|(le, n)| {
+            format!(
+                "{:.2} % over {} ms",
+                100.0 * (total - n) / total.max(1.0),
+                le * 1000.0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -713,6 +796,8 @@ async fn click_to_offer(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let rate = b.args.offer_rate;
     let agents: Arc<Vec<String>> = Arc::new(devices.iter().map(|d| d.agent_id.clone()).collect());
+    // Warm-up calls: their offers arrive too, but only calls in `created` are counted.
+    open_loop(rate, WARM_UP, calls_to(&b.http, &base, &sk, &agents)).await;
     let (http, base2, sk2, created2) = (b.http.clone(), base.clone(), sk.clone(), created.clone());
     let cpu0 = cpu_by_command();
     let t0 = Instant::now();
@@ -900,45 +985,58 @@ async fn webhooks(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
         )
         .await?;
     let endpoint_id = endpoint["id"].as_str().context("endpoint id")?.to_owned();
-    let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let rate = 1000.0;
     let time = Duration::from_secs(b.args.seconds);
-    let (http, base2, sk2, committed2, ep) = (
-        b.http.clone(),
-        base.clone(),
-        sk.clone(),
-        committed.clone(),
-        endpoint_id.clone(),
-    );
-    let (_, errors) = open_loop(rate, time, move |_| {
-        let (http, base, sk, committed, ep) = (
-            http.clone(),
-            base2.clone(),
-            sk2.clone(),
-            committed2.clone(),
-            ep.clone(),
+    // Test events of the endpoint, each noted in `committed` with the time its 202 came.
+    let test_events = |committed: Arc<Mutex<HashMap<String, Instant>>>| {
+        let (http, base, sk, ep) = (
+            b.http.clone(),
+            base.clone(),
+            sk.clone(),
+            endpoint_id.clone(),
         );
-        async move {
-            let r = http
-                .post(format!("{base}/v1/webhook_endpoints/{ep}/test"))
-                .bearer_auth(&sk)
-                .send()
-                .await;
-            match r {
-                Ok(r) if r.status() == 202 => {
-                    let at = Instant::now();
-                    let v: Value = r.json().await.unwrap_or_default();
-                    committed
-                        .lock()
-                        .unwrap()
-                        .insert(v["event_id"].as_str().unwrap_or("").to_owned(), at);
-                    true
+        move |_| {
+            let (http, base, sk, committed, ep) = (
+                http.clone(),
+                base.clone(),
+                sk.clone(),
+                committed.clone(),
+                ep.clone(),
+            );
+            async move {
+                let r = http
+                    .post(format!("{base}/v1/webhook_endpoints/{ep}/test"))
+                    .bearer_auth(&sk)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 202 => {
+                        let at = Instant::now();
+                        let v: Value = r.json().await.unwrap_or_default();
+                        committed
+                            .lock()
+                            .unwrap()
+                            .insert(v["event_id"].as_str().unwrap_or("").to_owned(), at);
+                        true
+                    }
+                    _ => false,
                 }
-                _ => false,
             }
         }
-    })
-    .await;
+    };
+    // Warm-up: the same load, delivered and then forgotten.
+    let warm: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    open_loop(rate, WARM_UP, test_events(warm.clone())).await;
+    let warm_sent = warm.lock().unwrap().len();
+    let warm_start = Instant::now();
+    while b.hook.arrived.lock().unwrap().len() < warm_sent
+        && warm_start.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.hook.arrived.lock().unwrap().clear();
+    let committed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (_, errors) = open_loop(rate, time, test_events(committed.clone())).await;
     // Let the queue drain, timing the sustained delivery rate at the same time.
     let sent = committed.lock().unwrap().len();
     let drain_start = Instant::now();

@@ -66,6 +66,11 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
+    /// PostgreSQL connections each process opens at start and keeps open, so that the first
+    /// requests after a start do not wait for connections to be made (at most the maximum).
+    #[arg(long, env = "PUSHDIAL_DB_MIN_CONNECTIONS", default_value_t = 4)]
+    pub db_min_connections: u32,
+
     /// Prefix of every Redis key and channel, so several deployments can share one Redis.
     #[arg(long, env = "PUSHDIAL_REDIS_PREFIX", default_value = "pd:")]
     pub redis_prefix: String,

@@ -52,6 +52,7 @@ impl Ctx {
         }
         let db = sqlx::postgres::PgPoolOptions::new()
             .max_connections(config.db_max_connections)
+            .min_connections(config.db_min_connections.min(config.db_max_connections))
             .acquire_timeout(std::time::Duration::from_secs(5))
             // No ping round trip before every acquire (sqlx still pings on release): a
             // connection that broke while idle fails its next query, which answers 503, and

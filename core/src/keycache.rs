@@ -88,6 +88,9 @@ impl KeyCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         entries.clear();
         self.listening.store(on, Ordering::Release);
+        crate::metrics::METRICS
+            .key_cache_listening
+            .set(i64::from(on));
     }
 
     pub fn len(&self) -> usize {

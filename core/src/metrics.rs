@@ -29,6 +29,8 @@ pub struct Metrics {
     pub job_duration: HistogramVec,
     pub redis_in_flight: IntGauge,
     pub redis_available: IntGauge,
+    /// 1 while this process hears key changes (and so may answer keys from memory).
+    pub key_cache_listening: IntGauge,
     pub redis_errors: IntCounterVec,
 }
 
@@ -86,6 +88,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("redis_available gauge");
     redis_available.set(1);
     let _ = r.register(Box::new(redis_available.clone()));
+    let key_cache_listening = IntGauge::new(
+        "pushdial_key_cache_listening",
+        "1 while this process hears changes of API keys, so that it may answer them from memory",
+    )
+    .expect("key_cache_listening gauge");
+    let _ = r.register(Box::new(key_cache_listening.clone()));
     Metrics {
         http_requests: counter(
             &r,
@@ -178,6 +186,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ),
         redis_in_flight,
         redis_available,
+        key_cache_listening,
         redis_errors: counter(
             &r,
             "pushdial_redis_errors_total",

@@ -195,6 +195,21 @@ impl PhoneNumber {
 }
 
 /// Whether `s` is an ISO 3166 alpha-2 region libphonenumber knows.
+/// Loads the numbering metadata and compiles the patterns that checking a number uses, so
+/// that the first request does not pay for it.
+pub fn warm_up() {
+    for sample in [
+        "+14155550123",
+        "+442071838750",
+        "+33142685300",
+        "+4930901820",
+    ] {
+        if let Ok(n) = PhoneNumber::parse("to", sample) {
+            let _ = n.number_type();
+        }
+    }
+}
+
 pub fn is_country(s: &str) -> bool {
     s.len() == 2 && s.parse::<phonenumber::country::Id>().is_ok()
 }

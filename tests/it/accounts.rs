@@ -1663,3 +1663,121 @@ async fn an_invitation_that_cannot_be_emailed_is_withdrawn() {
     assert_eq!(status, 201);
     assert_eq!(inv["delivery"], "link");
 }
+
+/// Each api process keeps what secret keys resolve to in memory; a change made anywhere
+/// (another replica, `pushdial admin`, SQL by hand) reaches every process through the
+/// database's notifications, so a revoked key stops everywhere and a new plan limit applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_changes_reach_every_api_process() {
+    let app = TestApp::spawn().await;
+    let (replica, _replica_stop) = app.spawn_api_replica().await;
+    let new_key = |name: &'static str| {
+        let app = &app;
+        async move {
+            let (status, created) = app
+                .api(
+                    Method::POST,
+                    "/v1/api_keys",
+                    Some(json!({"name": name, "type": "secret"})),
+                )
+                .await;
+            assert_eq!(status, 201, "{created}");
+            (
+                created["id"].as_str().unwrap().to_owned(),
+                created["secret"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let on_replica = |key: String| {
+        let url = format!("{replica}/v1/agents");
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            let policy = r
+                .headers()
+                .get("ratelimit-policy")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or_default();
+            (status, body["code"].as_str().map(str::to_owned), policy)
+        }
+    };
+    // The cache is in play: once the replica listens for changes (soon after it starts),
+    // a revocation that notifies nobody goes unnoticed there.
+    let quiet_revoke = |id: String| {
+        let db = app.db.clone();
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            sqlx::query("alter table api_keys disable trigger api_keys_changed")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("update api_keys set revoked_at = now() where id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::query("alter table api_keys enable trigger api_keys_changed")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the replica to answer a key from memory",
+        || async {
+            let (quiet_id, quiet_secret) = new_key("quiet").await;
+            assert_eq!(on_replica(quiet_secret.clone()).await.0, 200);
+            quiet_revoke(quiet_id).await;
+            (on_replica(quiet_secret).await.0 == 200).then_some(())
+        },
+    )
+    .await;
+
+    let (id, secret) = new_key("replica").await;
+    assert_eq!(on_replica(secret.clone()).await.0, 200);
+    // Revoked through the first process: the replica refuses it.
+    let (status, _) = app
+        .api(Method::DELETE, &format!("/v1/api_keys/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    eventually(
+        Duration::from_secs(2),
+        "the replica to refuse the key",
+        || {
+            let secret = secret.clone();
+            async move {
+                let (status, code, _) = on_replica(secret).await;
+                (status == 401 && code.as_deref() == Some("api_key_revoked")).then_some(())
+            }
+        },
+    )
+    .await;
+
+    // A plan limit changed by hand reaches the replica's rate-limit policy.
+    let (_, other_secret) = new_key("limits").await;
+    assert_eq!(on_replica(other_secret.clone()).await.0, 200);
+    sqlx::query("update organizations set limit_api_per_second = 7 where id = $1")
+        .bind(&app.org.org_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(2),
+        "the new limit on the replica",
+        || {
+            let secret = other_secret.clone();
+            async move {
+                let (_, _, policy) = on_replica(secret).await;
+                (policy.as_deref() == Some("\"org\";q=7;w=1")).then_some(())
+            }
+        },
+    )
+    .await;
+}

@@ -131,6 +131,7 @@ pub fn test_config(database_url: &str, prefix: &str) -> Config {
     c.webhook_timeout = Duration::from_secs(1);
     c.job_poll_interval = Duration::from_millis(200);
     c.db_max_connections = 10;
+    c.db_min_connections = 1;
     c.shutdown_grace = Duration::from_secs(2);
     c.shutdown_drain = Duration::ZERO;
     c
