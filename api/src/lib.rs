@@ -30,7 +30,7 @@ pub mod widgets;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, TcpAcceptor};
+use poem::listener::TcpAcceptor;
 use poem::web::Data;
 use poem::{get, handler, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::{OpenApiService, Tags as TagsDerive};
@@ -305,9 +305,7 @@ pub async fn run(
         })
     };
     listener.set_nonblocking(true)?;
-    let acceptor = NoDelay(TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(
-        listener,
-    )?)?);
+    let acceptor = TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(listener)?)?;
     let grace = ctx.config.shutdown_grace;
     let app = app(ctx, sockets, draining, stop.clone());
     let server = poem::Server::new_with_acceptor(acceptor);
@@ -317,32 +315,4 @@ pub async fn run(
     follower.abort();
     key_changes.abort();
     result
-}
-
-/// Accepts connections with Nagle's algorithm off, as HTTP servers do: a small write (an
-/// offer on an agent's socket, a stream event, a response) leaves at once instead of
-/// waiting for the peer's delayed acknowledgement of the previous one (up to 40 ms).
-struct NoDelay(TcpAcceptor);
-
-impl Acceptor for NoDelay {
-    type Io = tokio::net::TcpStream;
-
-    fn local_addr(&self) -> Vec<poem::web::LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(
-        &mut self,
-    ) -> std::io::Result<(
-        Self::Io,
-        poem::web::LocalAddr,
-        poem::web::RemoteAddr,
-        poem::http::uri::Scheme,
-    )> {
-        let accepted = self.0.accept().await?;
-        if let Err(e) = accepted.0.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-        Ok(accepted)
-    }
 }
