@@ -13,6 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use pushdial_core::calls::{self, CallRequest, RawCallRequest, Target};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
+use pushdial_core::ratelimit::Limit;
 use pushdial_core::store::calls::{self as call_store, CallFilter};
 use pushdial_core::{limits, Ctx, Error};
 
@@ -65,43 +66,39 @@ problems!(
     CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
 
-/// Checks a call against the organization's dialing policy and finds its route (a
-/// reachable phone); reads only. Returns the route and the organization's calls-per-minute
-/// quota. Shared by `POST /v1/calls` and the widget's callbacks, which hold one connection
-/// for the whole request (each pool checkout costs a round trip on its return).
+/// The quotas a placed call takes: the organization's calls per minute (its plan's, or
+/// the deployment's) and calls per destination per hour.
+pub(crate) fn quotas(
+    ctx: &Ctx,
+    org_id: &str,
+    request: &CallRequest,
+    per_minute: Option<i32>,
+) -> Vec<(&'static str, String, Limit)> {
+    let per_minute = per_minute
+        .and_then(|r| u32::try_from(r).ok())
+        .unwrap_or(ctx.config.limit_calls_per_minute);
+    vec![
+        ("calls", org_id.to_owned(), limits::per_minute(per_minute)),
+        (
+            "number",
+            format!("{org_id}:{}", request.to.as_str()),
+            limits::per_hour(ctx.config.limit_calls_per_number_per_hour),
+        ),
+    ]
+}
+
+/// Checks a call against the dialing policy, finds its route (a reachable phone) and takes
+/// its quotas: one database read and one Redis round trip, on the caller's connection.
+/// Shared by `POST /v1/calls` and the widget's callbacks.
 pub(crate) async fn route(
     ctx: &Ctx,
     conn: &mut sqlx::PgConnection,
     org_id: &str,
     request: &CallRequest,
-) -> Result<(calls::Routed, u32), Error> {
-    let (routed, per_minute) = calls::route(ctx, conn, org_id, request).await?;
-    let per_minute = per_minute
-        .and_then(|r| u32::try_from(r).ok())
-        .unwrap_or(ctx.config.limit_calls_per_minute);
-    Ok((routed, per_minute))
-}
-
-/// Takes the organization's call quotas (per minute, and per destination per hour); only
-/// calls that will be placed take them, never refusals.
-pub(crate) async fn take_quotas(
-    ctx: &Ctx,
-    org_id: &str,
-    request: &CallRequest,
-    per_minute: u32,
-) -> Result<(), Error> {
-    // One round trip; a refusal by one spends neither.
-    let number_key = format!("{org_id}:{}", request.to.as_str());
-    let per_number = limits::per_hour(ctx.config.limit_calls_per_number_per_hour);
-    limits::take_all(
-        ctx,
-        &[
-            ("calls", org_id.to_owned(), limits::per_minute(per_minute)),
-            ("number", number_key, per_number),
-        ],
-    )
-    .await?;
-    Ok(())
+) -> Result<calls::Routed, Error> {
+    let candidates = calls::candidates(conn, org_id, request).await?;
+    let quotas = quotas(ctx, org_id, request, candidates.per_minute);
+    calls::reach_and_take(ctx, candidates, &quotas).await
 }
 
 /// Writes the call (and its first offer when the phone is live) in the caller's
@@ -286,12 +283,17 @@ impl CallsApi {
                 return Err(Error::NotFound("device").into());
             }
         }
-        let (routed, per_minute) = route(&ctx, &mut conn, org_id, &request).await?;
-        if auth.own_agent().is_some_and(|own| own != routed.agent_id) {
+        let candidates = calls::candidates(&mut conn, org_id, &request).await?;
+        if auth
+            .own_agent()
+            .is_some_and(|own| own != candidates.agent_id)
+        {
             return Err(Error::NotFound("device").into());
         }
-        crate::auth::may_use_agent(&ctx, &auth, &routed.agent_id).await?;
-        take_quotas(&ctx, org_id, &request, per_minute).await?;
+        crate::auth::may_use_agent(&ctx, &auth, &candidates.agent_id).await?;
+        // Only now, when nothing else can refuse it, does the call take its quotas.
+        let quotas = quotas(&ctx, org_id, &request, candidates.per_minute);
+        let routed = calls::reach_and_take(&ctx, candidates, &quotas).await?;
 
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(call) = idem.lock(&mut tx, org_id).await? {

@@ -421,14 +421,10 @@ impl WidgetApi {
             // quota may be spent: the request is then taken for later.
             let mut conn = ctx.db.acquire().await?;
             let admitted = match crate::calls::route(&ctx, &mut conn, &w.org_id, &request).await {
-                Ok((routed, per_minute)) => {
-                    match crate::calls::take_quotas(&ctx, &w.org_id, &request, per_minute).await {
-                        Ok(()) => Some(routed),
-                        Err(Error::RateLimited { .. }) => None,
-                        Err(e) => return Err(e.into()),
-                    }
+                Ok(routed) => Some(routed),
+                Err(Error::Conflict { .. } | Error::NotFound(_) | Error::RateLimited { .. }) => {
+                    None
                 }
-                Err(Error::Conflict { .. } | Error::NotFound(_)) => None,
                 Err(e) => return Err(e.into()),
             };
             if let Some(routed) = admitted {

@@ -11,7 +11,6 @@ use crate::ids::{self, Kind};
 use crate::lifecycle::{self, CallStatus, Plan, Refusal};
 use crate::phone::PhoneNumber;
 use crate::queue::{self, kinds};
-use crate::store::agents as agent_store;
 use crate::store::calls::{self as call_store, CallRow, NewCall, NewEvent};
 use crate::store::devices::{self as device_store, DeviceRow};
 use crate::text::has_control;
@@ -48,11 +47,27 @@ impl Reach {
 /// reachable; it only keeps a push channel fresh.
 pub async fn reachability(ctx: &Ctx, devices: &[DeviceRow]) -> Vec<Reach> {
     let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
-    let now = Utc::now();
-    let live: Vec<Option<Option<String>>> = match ctx.presence.instances(&ids).await {
-        Ok(instances) => instances.into_iter().map(|i| i.map(Some)).collect(),
+    let live = match ctx.presence.instances(&ids).await {
+        Ok(instances) => Some(instances),
         Err(e) => {
             tracing::warn!(error = %e, "presence from Redis unavailable; using Postgres heartbeats");
+            None
+        }
+    };
+    reach_of(ctx, devices, live, Utc::now())
+}
+
+/// How each device can be reached, given where Redis says their sockets are (`None`:
+/// Redis could not tell, and Postgres heartbeats stand in).
+fn reach_of(
+    ctx: &Ctx,
+    devices: &[DeviceRow],
+    live: Option<Vec<Option<String>>>,
+    now: DateTime<Utc>,
+) -> Vec<Reach> {
+    let live: Vec<Option<Option<String>>> = match live {
+        Some(instances) => instances.into_iter().map(|i| i.map(Some)).collect(),
+        None => {
             let window = chrono::Duration::from_std(ctx.config.presence_window).unwrap_or_default();
             devices
                 .iter()
@@ -64,26 +79,27 @@ pub async fn reachability(ctx: &Ctx, devices: &[DeviceRow]) -> Vec<Reach> {
                 .collect()
         }
     };
-    let staleness = chrono::Duration::from_std(ctx.config.push_staleness).unwrap_or_default();
     devices
         .iter()
         .zip(live)
-        .map(|(d, live)| {
-            if d.revoked_at.is_some() {
-                Reach::Offline
-            } else if let Some(instance) = live {
-                Reach::Live(instance)
-            } else if d.push_channel.is_some()
-                && d.push_token.is_some()
-                && d.push_rejected_at.is_none()
-                && d.last_seen_at.is_some_and(|t| now - t <= staleness)
-            {
-                Reach::Push
-            } else {
-                Reach::Offline
-            }
+        .map(|(d, live)| match live {
+            _ if d.revoked_at.is_some() => Reach::Offline,
+            Some(instance) => Reach::Live(instance),
+            None if push_ready(ctx, d, now) => Reach::Push,
+            None => Reach::Offline,
         })
         .collect()
+}
+
+/// A push channel that was not rejected, of a device that checked in within the
+/// staleness window.
+fn push_ready(ctx: &Ctx, d: &DeviceRow, now: DateTime<Utc>) -> bool {
+    let staleness = chrono::Duration::from_std(ctx.config.push_staleness).unwrap_or_default();
+    d.revoked_at.is_none()
+        && d.push_channel.is_some()
+        && d.push_token.is_some()
+        && d.push_rejected_at.is_none()
+        && d.last_seen_at.is_some_and(|t| now - t <= staleness)
 }
 
 /// Who a new call goes to.
@@ -227,49 +243,25 @@ pub struct Routed {
     pub live: Option<(String, Option<String>)>,
 }
 
-/// Resolves the target to an agent and checks that one of its devices is reachable
-/// (claim step S13); `no_device_reachable` otherwise (S19). Reads only.
-pub async fn check_target(
-    ctx: &Ctx,
-    conn: &mut PgConnection,
-    org_id: &str,
-    target: &Target,
-) -> Result<Routed> {
-    let (agent_id, devices, device_id) = match target {
-        Target::Agent(agent_id) => {
-            let devices = device_store::routable(conn, org_id, agent_id).await?;
-            // Devices imply the agent; only without any is it looked up (404 or 409).
-            if devices.is_empty() && agent_store::get(conn, org_id, agent_id).await?.is_none() {
-                return Err(Error::NotFound("agent"));
-            }
-            (agent_id.clone(), devices, None)
-        }
-        Target::Device(device_id) => {
-            let device = device_store::get(conn, org_id, device_id)
-                .await?
-                .ok_or(Error::NotFound("device"))?;
-            if device.revoked_at.is_some() {
-                return Err(Error::conflict("device_revoked", "the device was revoked"));
-            }
-            (
-                device.agent_id.clone(),
-                vec![device],
-                Some(device_id.clone()),
-            )
-        }
-    };
-    pick(ctx, agent_id, devices, device_id).await
+/// What a call may go to, read from the database once its destination passed the dialing
+/// policy: its agent, the device it names (if any), the agent's devices (most recently
+/// active first), and the plan's calls per minute if the organization has its own.
+#[derive(Debug, Clone)]
+pub struct Candidates {
+    pub agent_id: String,
+    pub device_id: Option<String>,
+    pub devices: Vec<DeviceRow>,
+    pub per_minute: Option<i32>,
 }
 
-/// Checks a call against the organization's dialing policy and finds its route; reads
-/// only. For an agent, the policy, the agent and its devices come in one round trip.
-/// Returns the route and the plan's calls per minute, if the organization has its own.
-pub async fn route(
-    ctx: &Ctx,
+/// Checks a call against the organization's dialing policy and reads what it may go to
+/// (claim step S13); reads only. For an agent, the policy, the agent and its devices come
+/// in one round trip.
+pub async fn candidates(
     conn: &mut PgConnection,
     org_id: &str,
     request: &CallRequest,
-) -> Result<(Routed, Option<i32>)> {
+) -> Result<Candidates> {
     match &request.target {
         Target::Agent(agent_id) => {
             let view = crate::store::orgs::route_view(conn, org_id, request.to.as_str(), agent_id)
@@ -280,40 +272,78 @@ pub async fn route(
             if view.devices.is_empty() && !view.agent_exists {
                 return Err(Error::NotFound("agent"));
             }
-            let routed = pick(ctx, agent_id.clone(), view.devices, None).await?;
-            Ok((routed, per_minute))
+            Ok(Candidates {
+                agent_id: agent_id.clone(),
+                device_id: None,
+                devices: view.devices,
+                per_minute,
+            })
         }
-        Target::Device(_) => {
+        Target::Device(device_id) => {
             let per_minute = crate::dialing::check(conn, org_id, &request.to).await?;
-            let routed = check_target(ctx, conn, org_id, &request.target).await?;
-            Ok((routed, per_minute))
+            let device = device_store::get(conn, org_id, device_id)
+                .await?
+                .ok_or(Error::NotFound("device"))?;
+            if device.revoked_at.is_some() {
+                return Err(Error::conflict("device_revoked", "the device was revoked"));
+            }
+            Ok(Candidates {
+                agent_id: device.agent_id.clone(),
+                device_id: Some(device_id.clone()),
+                devices: vec![device],
+                per_minute,
+            })
         }
     }
 }
 
-/// The first reachable of an agent's devices (most recently active first), or
-/// `no_device_reachable`.
-async fn pick(
+/// Picks the device routing would offer the call to first (the first reachable, most
+/// recently active) — `no_device_reachable` (claim step S19) when there is none — and
+/// takes `quotas` all or nothing, in one Redis round trip: only a call that will be placed
+/// spends quota. While Redis cannot answer, presence comes from Postgres heartbeats and
+/// the quotas fail open.
+pub async fn reach_and_take(
     ctx: &Ctx,
-    agent_id: String,
-    devices: Vec<DeviceRow>,
-    device_id: Option<String>,
+    c: Candidates,
+    quotas: &[(&'static str, String, crate::ratelimit::Limit)],
 ) -> Result<Routed> {
-    let reach = reachability(ctx, &devices).await;
-    // The device routing would offer first (the first reachable, most recently active).
-    let Some((first, how)) = devices.iter().zip(reach).find(|(_, r)| r.is_reachable()) else {
-        return Err(Error::conflict(
+    let now = Utc::now();
+    let ids: Vec<String> = c.devices.iter().map(|d| d.id.clone()).collect();
+    let push: Vec<bool> = c.devices.iter().map(|d| push_ready(ctx, d, now)).collect();
+    let unreachable = || {
+        Error::conflict(
             "no_device_reachable",
             "no phone is connected for this agent: pair one, or open the pushdial app on the phone",
-        ));
+        )
     };
+    if c.devices.is_empty() {
+        return Err(unreachable());
+    }
+    let (live, decisions) = match ctx
+        .presence
+        .reach_and_take(&ids, &push, &crate::limits::keyed(quotas))
+        .await
+    {
+        Ok((live, decisions)) => (Some(live), Some(decisions)),
+        Err(e) => {
+            tracing::warn!(error = %e, "presence and quotas unavailable in Redis; using Postgres heartbeats, quotas open");
+            (None, None)
+        }
+    };
+    let reach = reach_of(ctx, &c.devices, live, now);
+    let Some((first, how)) = c.devices.iter().zip(reach).find(|(_, r)| r.is_reachable()) else {
+        return Err(unreachable());
+    };
+    if let Some(decisions) = decisions {
+        crate::limits::judge(quotas, &decisions)?;
+    }
     let live = match how {
         Reach::Live(instance) => Some((first.id.clone(), instance)),
         _ => None,
     };
     Ok(Routed {
-        agent_id,
-        device_id,
+        agent_id: c.agent_id,
+        device_id: c.device_id,
         live,
     })
 }

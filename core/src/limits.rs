@@ -52,28 +52,35 @@ pub async fn take(
 /// Counts one request against several limits in one round trip, all or nothing: refused
 /// by the first limit that refuses (and then none is spent). Fails open like `take`.
 pub async fn take_all(ctx: &Ctx, limits: &[(&'static str, String, Limit)]) -> Result<()> {
-    let keyed: Vec<(String, Limit)> = limits
-        .iter()
-        .map(|(policy, key, limit)| (format!("{policy}:{key}"), *limit))
-        .collect();
-    match ctx.presence.rate_limit_all(&keyed).await {
-        Ok(decisions) => {
-            for ((policy, _, _), d) in limits.iter().zip(decisions.iter()) {
-                if !d.allowed {
-                    crate::metrics::METRICS
-                        .rate_limit_refusals
-                        .with_label_values(&[policy])
-                        .inc();
-                    return Err(refused(policy, d));
-                }
-            }
-            Ok(())
-        }
+    match ctx.presence.rate_limit_all(&keyed(limits)).await {
+        Ok(decisions) => judge(limits, &decisions),
         Err(e) => {
             tracing::warn!(error = %e, "rate limits unavailable; failing open");
             Ok(())
         }
     }
+}
+
+/// The keys of `limits` as Redis knows them (before the deployment's prefix).
+pub fn keyed(limits: &[(&'static str, String, Limit)]) -> Vec<(String, Limit)> {
+    limits
+        .iter()
+        .map(|(policy, key, limit)| (format!("{policy}:{key}"), *limit))
+        .collect()
+}
+
+/// Refused by the first limit that refused, if any.
+pub fn judge(limits: &[(&'static str, String, Limit)], decisions: &[Decision]) -> Result<()> {
+    for ((policy, _, _), d) in limits.iter().zip(decisions) {
+        if !d.allowed {
+            crate::metrics::METRICS
+                .rate_limit_refusals
+                .with_label_values(&[policy])
+                .inc();
+            return Err(refused(policy, d));
+        }
+    }
+    Ok(())
 }
 
 /// `rate` per minute, bursting to `rate`.

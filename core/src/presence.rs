@@ -293,6 +293,27 @@ impl Presence {
             .await
     }
 
+    /// Where each device's socket is and, when some device can be reached, the call
+    /// quotas taken — one round trip (see `ratelimit::reach_and_take`; limit keys are
+    /// prefixed here).
+    pub async fn reach_and_take(
+        &self,
+        device_ids: &[String],
+        push_ok: &[bool],
+        limits: &[(String, crate::ratelimit::Limit)],
+    ) -> redis::RedisResult<(Vec<Option<String>>, Vec<crate::ratelimit::Decision>)> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = device_ids.iter().map(|d| self.presence_key(d)).collect();
+        let prefixed: Vec<(String, crate::ratelimit::Limit)> = limits
+            .iter()
+            .map(|(k, l)| (format!("{}rl:{k}", self.prefix), *l))
+            .collect();
+        self.guarded(crate::ratelimit::reach_and_take(
+            &mut conn, &keys, push_ok, &prefixed,
+        ))
+        .await
+    }
+
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING")
