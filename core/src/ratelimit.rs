@@ -141,7 +141,10 @@ fn push_limits(invocation: &mut redis::ScriptInvocation<'_>, limits: &[(String, 
     }
 }
 
-fn decisions(rows: Vec<(i64, i64, i64, i64)>) -> Vec<Decision> {
+/// A decision as the scripts return it: {allowed, remaining, reset_us, retry_after_us}.
+type Row = (i64, i64, i64, i64);
+
+fn decisions(rows: Vec<Row>) -> Vec<Decision> {
     rows.into_iter()
         .map(|(allowed, remaining, reset_us, wait_us)| Decision {
             allowed: allowed == 1,
@@ -167,8 +170,7 @@ pub async fn reach_and_take(
         invocation.key(key).arg(if *push { "1" } else { "0" });
     }
     push_limits(&mut invocation, limits);
-    let (live, rows): (Vec<String>, Vec<(i64, i64, i64, i64)>) =
-        invocation.invoke_async(conn).await?;
+    let (live, rows): (Vec<String>, Vec<Row>) = invocation.invoke_async(conn).await?;
     let live = live
         .into_iter()
         .map(|i| (!i.is_empty()).then_some(i))
@@ -184,7 +186,7 @@ pub async fn check_all(
 ) -> redis::RedisResult<Vec<Decision>> {
     let mut invocation = GCRA_ALL.prepare_invoke();
     push_limits(&mut invocation, limits);
-    let rows: Vec<(i64, i64, i64, i64)> = invocation.invoke_async(conn).await?;
+    let rows: Vec<Row> = invocation.invoke_async(conn).await?;
     Ok(decisions(rows))
 }
 

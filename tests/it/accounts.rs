@@ -833,7 +833,7 @@ async fn members_roles_and_invitations() {
     let (alice_phone, alice_device) = app
         .pair_device_with_code(code["code"].as_str().unwrap(), "Alice's phone")
         .await;
-    let _stream = alice_phone.connect_stream().await.unwrap();
+    let _stream = live_stream(&alice_phone).await;
     let r = alice
         .http
         .post(format!("{}/v1/calls", app.url))

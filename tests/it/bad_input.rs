@@ -79,7 +79,7 @@ async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
     let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
     let client = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
     let call = client
         .create_call(
             &pushdial_sdk::CreateCall::for_agent("+14155550123", &agent_id),

@@ -415,6 +415,18 @@ impl RunningAgent {
     }
 }
 
+/// A hand-held agent stream, once the server has said hello: it has marked the device
+/// live by then, so a call made next finds the socket.
+pub async fn live_stream(device: &AgentClient) -> pushdial_sdk::Stream {
+    let mut stream = device.connect_stream().await.unwrap();
+    let hello = next_message(&mut stream, Duration::from_secs(5), |m| {
+        matches!(m, pushdial_sdk::ServerMessage::Hello { .. }).then_some(())
+    })
+    .await;
+    assert_eq!(hello, Next::Got(()), "the server's hello");
+    stream
+}
+
 /// How waiting on a hand-held agent stream ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next<T> {

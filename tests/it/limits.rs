@@ -169,7 +169,7 @@ async fn flood_limit_refuses_with_retry_after_and_refused_calls_take_no_quota() 
         .unwrap_err();
     assert_eq!(err.code(), Some("no_device_reachable"));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
     client
         .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
         .await
