@@ -94,7 +94,7 @@ async fn phone_reports_follow_the_lifecycle_rules() {
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
     // A hand-driven phone: holds the socket, acks and reports by itself.
-    let mut stream = device.connect_stream().await.unwrap();
+    let mut stream = live_stream(&device).await;
     let call = client
         .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)
         .await
@@ -158,7 +158,7 @@ async fn phone_that_declines_ends_the_call_and_cancel_reaches_the_phone() {
     let app = TestApp::spawn().await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let mut stream = device.connect_stream().await.unwrap();
+    let mut stream = live_stream(&device).await;
 
     let first = client
         .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
@@ -207,7 +207,7 @@ async fn expired_call_is_never_dialed_and_its_number_never_sent() {
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let mut stream = device.connect_stream().await.unwrap();
+    let mut stream = live_stream(&device).await;
 
     // Acknowledged but never dialed: expires at its deadline.
     let mut request = CreateCall::for_agent("+14155550123", &agent_id);
@@ -254,7 +254,7 @@ async fn revoking_a_device_closes_its_socket_and_its_token_stops_working() {
     let app = TestApp::spawn().await;
     let client = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
-    let mut stream = device.connect_stream().await.unwrap();
+    let mut stream = live_stream(&device).await;
     assert!(client.get_agent(&agent_id).await.unwrap().reachable);
 
     let revoked = client.revoke_device(&device_id).await.unwrap();

@@ -17,7 +17,7 @@ async fn numbers_are_judged_by_type_country_and_blocklist() {
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
 
     let (status, org) = app.api(Method::GET, "/v1/organization", None).await;
     assert_eq!(status, 200);

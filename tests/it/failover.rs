@@ -62,7 +62,7 @@ async fn call_fails_not_delivered_when_no_device_acknowledges() {
     let app = TestApp::spawn().await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let mut silent = device.connect_stream().await.unwrap();
+    let mut silent = live_stream(&device).await;
     let call = client
         .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
         .await

@@ -11,7 +11,7 @@ async fn idempotency_key_replays_refuses_other_bodies_and_concurrent_use() {
     let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
     let request = CreateCall::for_agent("+14155550123", &agent_id);
 
     let first = client

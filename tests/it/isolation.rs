@@ -13,7 +13,7 @@ async fn another_organization_sees_nothing_of_ours() {
     let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
     let ours = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&ours, "Ann").await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
     let call = ours
         .create_call(&CreateCall::for_agent("+14155550123", &agent_id), None)
         .await

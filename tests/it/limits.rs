@@ -90,7 +90,7 @@ async fn calls_to_one_number_are_limited_per_hour() {
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
     for _ in 0..2 {
         client
             .create_call(&CreateCall::for_agent("+12125551234", &agent_id), None)

@@ -12,8 +12,8 @@ async fn calls_page_with_cursors_and_filter_by_status_and_agent() {
     let client = app.client();
     let (ann, ann_phone, _) = app.agent_with_device(&client, "Ann").await;
     let (bob, bob_phone, _) = app.agent_with_device(&client, "Bob").await;
-    let _s1 = ann_phone.connect_stream().await.unwrap();
-    let _s2 = bob_phone.connect_stream().await.unwrap();
+    let _s1 = live_stream(&ann_phone).await;
+    let _s2 = live_stream(&bob_phone).await;
     let mut ids = vec![];
     for i in 0..5 {
         let agent = if i == 4 { &bob } else { &ann };

@@ -142,7 +142,7 @@ async fn json_logs_and_traces_follow_a_call_from_request_to_job() {
     let (phone, _) = AgentClient::pair(&url, &code.code, "phone", "cli")
         .await
         .unwrap();
-    let mut stream = phone.connect_stream().await.unwrap();
+    let mut stream = live_stream(&phone).await;
     eventually(Duration::from_secs(5), "the phone online", || async {
         client
             .get_agent(&agent.id)

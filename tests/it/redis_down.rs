@@ -19,7 +19,7 @@ async fn presence_falls_back_to_postgres_while_redis_is_down() {
     .await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
     eventually(Duration::from_secs(5), "the agent to be online", || async {
         client
             .get_agent(&agent_id)

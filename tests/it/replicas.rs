@@ -134,7 +134,7 @@ async fn two_apis_and_two_workers_cooperate() {
 
     // The phone holds its socket on api B; api A sees it present.
     let phone_on_b = AgentClient::new(&b_url, phone.token()).unwrap();
-    let mut stream = phone_on_b.connect_stream().await.unwrap();
+    let mut stream = live_stream(&phone_on_b).await;
     eventually(Duration::from_secs(5), "presence through A", || async {
         via_a
             .get_agent(&agent.id)
@@ -240,7 +240,7 @@ async fn two_apis_and_two_workers_cooperate() {
         "a reconnect hint before the socket closes"
     );
     let phone_on_a = AgentClient::new(&a_url, phone.token()).unwrap();
-    let mut stream_a = phone_on_a.connect_stream().await.unwrap();
+    let mut stream_a = live_stream(&phone_on_a).await;
     eventually(
         Duration::from_secs(5),
         "the phone reachable through A again",

@@ -13,7 +13,7 @@ async fn shutdown_tells_connected_agents_to_reconnect() {
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
     let (other_device, _) = app.pair_device(&client, &agent_id, "second phone").await;
-    let mut stream = device.connect_stream().await.unwrap();
+    let mut stream = live_stream(&device).await;
     let mut phone = RunningAgent::start(other_device, Duration::ZERO).await;
     assert!(*phone.connected.borrow());
 

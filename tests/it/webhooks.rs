@@ -550,7 +550,7 @@ async fn device_reachability_changes_are_announced() {
     let client = app.client();
     let (_, device, device_id) = app.agent_with_device(&client, "Ann").await;
 
-    let mut stream = device.connect_stream().await.unwrap();
+    let mut stream = live_stream(&device).await;
     let got = receiver.wait_for(1).await;
     assert_eq!(got[0].kind(), "device.reachable");
     assert_eq!(got[0].json()["data"]["id"], device_id.as_str());
@@ -718,7 +718,7 @@ async fn one_calls_retries_never_hold_up_another_call_and_resend_or_recover_neve
     let ep = endpoint["id"].as_str().unwrap().to_owned();
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
-    let _stream = device.connect_stream().await.unwrap();
+    let _stream = live_stream(&device).await;
 
     // The receiver chokes on the first call; the second call is unaffected.
     let mut first_req = CreateCall::for_agent("+14155550123", &agent_id);
