@@ -4,13 +4,13 @@
 
 use clap::{Parser, Subcommand};
 
-// mimalloc rather than glibc's allocator: under load glibc's per-thread arenas kept growing
-// the api's resident memory (the soak's RSS climbed without a leak), and its malloc/free
-// were about a tenth of the api's CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use pushdial::Roles;
 use pushdial_core::Config;
+
+// mimalloc rather than glibc's allocator, for speed: under load glibc's malloc and free
+// were about a tenth of the api's CPU (perf, 2-core development machine).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Click-to-call through the caller's own phone.
 ///
