@@ -49,18 +49,6 @@ pub async fn take(
     }
 }
 
-/// Counts one request against several limits in one round trip, all or nothing: refused
-/// by the first limit that refuses (and then none is spent). Fails open like `take`.
-pub async fn take_all(ctx: &Ctx, limits: &[(&'static str, String, Limit)]) -> Result<()> {
-    match ctx.presence.rate_limit_all(&keyed(limits)).await {
-        Ok(decisions) => judge(limits, &decisions),
-        Err(e) => {
-            tracing::warn!(error = %e, "rate limits unavailable; failing open");
-            Ok(())
-        }
-    }
-}
-
 /// The keys of `limits` as Redis knows them (before the deployment's prefix).
 pub fn keyed(limits: &[(&'static str, String, Limit)]) -> Vec<(String, Limit)> {
     limits

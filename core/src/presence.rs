@@ -278,21 +278,6 @@ impl Presence {
         self.guarded(pipe.query_async::<()>(&mut conn)).await
     }
 
-    /// Checks several shared rate limits in one round trip, all or nothing (see
-    /// `ratelimit::check_all`); the keys are prefixed here.
-    pub async fn rate_limit_all(
-        &self,
-        limits: &[(String, crate::ratelimit::Limit)],
-    ) -> redis::RedisResult<Vec<crate::ratelimit::Decision>> {
-        let mut conn = self.conn.clone();
-        let prefixed: Vec<(String, crate::ratelimit::Limit)> = limits
-            .iter()
-            .map(|(k, l)| (format!("{}rl:{k}", self.prefix), *l))
-            .collect();
-        self.guarded(crate::ratelimit::check_all(&mut conn, &prefixed))
-            .await
-    }
-
     /// Where each device's socket is and, when some device can be reached, the call
     /// quotas taken — one round trip (see `ratelimit::reach_and_take`; limit keys are
     /// prefixed here).

@@ -105,9 +105,6 @@ local function take_all(first_key, first_arg)
 end
 "#;
 
-static GCRA_ALL: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(&format!("{TAKE_ALL_FN}return take_all(1, 1)")));
-
 /// Where each of n devices' sockets are (KEYS[1..n], their presence keys), and the limits
 /// in KEYS[n+1..] taken all or nothing as `take_all` does — but only when some device can
 /// be reached: live, or its push flag (ARGV[1 + i]) set. ARGV[1] is n. Returns {instances
@@ -176,18 +173,6 @@ pub async fn reach_and_take(
         .map(|i| (!i.is_empty()).then_some(i))
         .collect();
     Ok((live, decisions(rows)))
-}
-
-/// Checks `limits` (keys already prefixed) in one round trip, all or nothing (see
-/// `TAKE_ALL_FN`); one decision per limit, in order.
-pub async fn check_all(
-    conn: &mut redis::aio::ConnectionManager,
-    limits: &[(String, Limit)],
-) -> redis::RedisResult<Vec<Decision>> {
-    let mut invocation = GCRA_ALL.prepare_invoke();
-    push_limits(&mut invocation, limits);
-    let rows: Vec<Row> = invocation.invoke_async(conn).await?;
-    Ok(decisions(rows))
 }
 
 /// Checks and counts one request against `limit` under `key` (already prefixed).
