@@ -237,8 +237,8 @@ impl AgentsApi {
         if auth.own_agent().is_some_and(|own| own != agent_id) {
             return Err(Error::NotFound("agent").into());
         }
-        crate::auth::may_use_agent(&ctx, &auth, &agent_id).await?;
         let mut conn = ctx.db.begin().await?;
+        crate::auth::may_use_agent(&mut conn, &auth, &agent_id).await?;
         agent_store::get(&mut conn, &auth.org_id, &agent_id)
             .await?
             .ok_or(Error::NotFound("agent"))?;

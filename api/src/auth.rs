@@ -332,15 +332,19 @@ pub fn check_origin(ctx: &Ctx, req: &Request) -> Result<(), Error> {
 /// Refuses an admin (not an owner) acting on an owner's agent — pairing a phone to it,
 /// revoking its phones, or calling through them: admins manage everyone but owners.
 /// Secret keys, owners, and members acting on their own agent pass.
-pub async fn may_use_agent(ctx: &Ctx, scope: &OrgScope, agent_id: &str) -> Result<(), Error> {
+/// Asks on the request's own connection, so that a request never holds two.
+pub async fn may_use_agent(
+    conn: &mut sqlx::PgConnection,
+    scope: &OrgScope,
+    agent_id: &str,
+) -> Result<(), Error> {
     match &scope.actor {
         Actor::Member {
             role: Role::Admin,
             agent_id: own,
             ..
         } if own != agent_id => {
-            let mut conn = ctx.db.acquire().await?;
-            let role = account_store::role_of_agent(&mut conn, &scope.org_id, agent_id).await?;
+            let role = account_store::role_of_agent(conn, &scope.org_id, agent_id).await?;
             if role.as_deref() == Some("owner") {
                 return Err(Error::forbidden(
                     "role_forbidden",

@@ -290,7 +290,7 @@ impl CallsApi {
         {
             return Err(Error::NotFound("device").into());
         }
-        crate::auth::may_use_agent(&ctx, &auth, &candidates.agent_id).await?;
+        crate::auth::may_use_agent(&mut conn, &auth, &candidates.agent_id).await?;
         // Only now, when nothing else can refuse it, does the call take its quotas.
         let quotas = quotas(&ctx, org_id, &request, candidates.per_minute);
         let routed = calls::reach_and_take(&ctx, candidates, &quotas).await?;

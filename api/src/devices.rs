@@ -137,10 +137,10 @@ impl DevicesApi {
         device_id: Path<String>,
     ) -> Result<Json<Device>, DeviceError> {
         let before = one(&ctx, &auth, &device_id.0).await?;
-        crate::auth::may_use_agent(&ctx, &auth, &before.agent_id).await?;
+        let mut tx = ctx.db.begin().await?;
+        crate::auth::may_use_agent(&mut tx, &auth, &before.agent_id).await?;
         let id = before.id.clone();
         let was_reachable = before.reachable;
-        let mut tx = ctx.db.begin().await?;
         device_store::revoke(&mut tx, &auth.org_id, &id).await?;
         pushdial_core::accounts::audit(&mut tx, &auth.audit("device.revoked", "device", &id))
             .await?;

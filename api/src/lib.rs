@@ -105,7 +105,10 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
          `/auth/{provider}/login`) opens it with the member's role, in the organization named \
          by the `Pushdial-Organization` header, and state-changing requests must then come \
          from an allowed `Origin`. Device tokens (`pd_dev_…`) open the agent API. Errors are \
-         RFC 9457 problem documents with a stable `code`; every response carries `Request-Id`.",
+         RFC 9457 problem documents with a stable `code`; every response carries `Request-Id`. \
+         Any request may be answered `503` with code `overloaded` and `Retry-After` when the \
+         instance is at its limit of requests in progress: retry it after that delay (with \
+         the same `Idempotency-Key` for a create).",
     )
 }
 
@@ -220,6 +223,7 @@ pub fn app(
     stop: Stop,
 ) -> impl poem::Endpoint<Output = Response> {
     let flood = Arc::new(limits::FloodLimit::new(ctx.config.limit_ip_per_second));
+    let admission = Arc::new(limits::Admission::new(ctx.config.in_flight_limit()));
     let trusted = ctx.trusted_proxies.clone();
     let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
     let paths = spec["paths"]
@@ -262,6 +266,7 @@ pub fn app(
             flood,
             routes,
             trusted: Arc::new(trusted),
+            admission,
         })
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -48,6 +48,52 @@ impl FloodLimit {
     }
 }
 
+/// Bounded admission: at most `limit` requests of this process in progress at once.
+/// Past it, a request is refused at once (503) rather than queued: under overload a queue
+/// only grows (each waiter holds memory and, soon, a timed-out database acquire), while a
+/// fast refusal keeps the requests already admitted fast and tells clients to come back.
+pub struct Admission {
+    limit: usize,
+    in_flight: AtomicUsize,
+}
+
+/// A request's place among those in progress, given back when dropped.
+pub struct Admitted<'a>(&'a Admission);
+
+impl Admission {
+    pub fn new(limit: usize) -> Self {
+        Admission {
+            limit: limit.max(1),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// A place, or `None` when `limit` requests are already in progress.
+    pub fn try_admit(&self) -> Option<Admitted<'_>> {
+        let admitted = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .is_ok();
+        admitted.then(|| {
+            pushdial_core::metrics::METRICS.http_in_flight.inc();
+            Admitted(self)
+        })
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        pushdial_core::metrics::METRICS.http_in_flight.dec();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -69,5 +115,21 @@ mod tests {
         std::thread::sleep(Duration::from_millis(2500));
         flood.limiter.retain_recent();
         assert_eq!(flood.tracked(), 0, "idle keys are pruned");
+    }
+
+    #[test]
+    fn admits_up_to_the_limit_and_frees_places_when_done() {
+        let admission = Admission::new(2);
+        let first = admission.try_admit().unwrap();
+        let second = admission.try_admit().unwrap();
+        assert!(
+            admission.try_admit().is_none(),
+            "a third at once is refused"
+        );
+        drop(first);
+        let third = admission.try_admit();
+        assert!(third.is_some(), "a finished request frees its place");
+        drop((second, third));
+        assert_eq!(admission.in_flight.load(Ordering::Acquire), 0);
     }
 }

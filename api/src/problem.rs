@@ -253,8 +253,10 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 /// Gives each request an id (task-local and `Request-Id` header), refuses a client IP
 /// over the per-process flood limit, refuses bodies over `MAX_BODY` — declared or streamed
-/// — with a problem document before anything reads them, and writes the rate-limit headers
-/// (`RateLimit-Policy`, `RateLimit`, `Retry-After`) that handlers recorded.
+/// — with a problem document before anything reads them, reads every body before the
+/// request is admitted, answers 503 at once past the process's limit of requests in
+/// progress (`Admission`), and writes the rate-limit headers (`RateLimit-Policy`,
+/// `RateLimit`, `Retry-After`) that handlers recorded.
 /// The client's address (behind trusted proxies: from `X-Forwarded-For`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
@@ -263,6 +265,7 @@ pub struct RequestIdMiddleware {
     pub flood: std::sync::Arc<crate::limits::FloodLimit>,
     pub routes: std::sync::Arc<Routes>,
     pub trusted: std::sync::Arc<Vec<ipnet::IpNet>>,
+    pub admission: std::sync::Arc<crate::limits::Admission>,
 }
 
 impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
@@ -274,6 +277,7 @@ impl<E: Endpoint> Middleware<E> for RequestIdMiddleware {
             flood: self.flood.clone(),
             routes: self.routes.clone(),
             trusted: self.trusted.clone(),
+            admission: self.admission.clone(),
         }
     }
 }
@@ -283,6 +287,7 @@ pub struct RequestIdEndpoint<E> {
     flood: std::sync::Arc<crate::limits::FloodLimit>,
     routes: std::sync::Arc<Routes>,
     trusted: std::sync::Arc<Vec<ipnet::IpNet>>,
+    admission: std::sync::Arc<crate::limits::Admission>,
 }
 
 impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
@@ -351,16 +356,38 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             if declared.is_some_and(|n| n > MAX_BODY) {
                 return too_large();
             }
-            if declared.is_none() && !is_upgrade(&req) {
-                // A streamed body: read it up to the limit, then hand it on as bytes.
-                match req.take_body().into_bytes_limit(MAX_BODY).await {
-                    Ok(bytes) => req.set_body(bytes),
-                    Err(poem::error::ReadBodyError::PayloadTooLarge) => return too_large(),
-                    Err(e) => {
+            let upgrade = is_upgrade(&req);
+            if !upgrade {
+                // The body is read whole (up to the limit, within a time) before the
+                // request is admitted, so that a slow sender holds no place among the
+                // requests in progress.
+                let read = req.take_body().into_bytes_limit(MAX_BODY);
+                match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+                    Ok(Ok(bytes)) => req.set_body(bytes),
+                    Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => return too_large(),
+                    Ok(Err(e)) => {
                         return Problem::new(400, "unreadable_body", e.to_string()).into_poem()
+                    }
+                    Err(_) => {
+                        let detail = format!(
+                            "the request body did not arrive within {} s",
+                            BODY_READ_TIMEOUT.as_secs()
+                        );
+                        return Problem::new(408, "request_timeout", detail).into_poem();
                     }
                 }
             }
+            // Sockets live for hours and are capped on their own; health checks and
+            // metrics must answer precisely when the process is busiest.
+            let counted = !upgrade && !matches!(route, "/healthz" | "/readyz" | "/metrics");
+            let _place = if counted {
+                match self.admission.try_admit() {
+                    Some(place) => Some(place),
+                    None => return overloaded(route, self.admission.limit()),
+                }
+            } else {
+                None
+            };
             let mut resp = match self.inner.call(req).await {
                 Ok(r) => r.into_response(),
                 Err(e) => catch_all(e).await,
@@ -487,6 +514,29 @@ fn route_label<'a>(routes: &'a Routes, path: &str) -> &'a str {
 
 fn is_upgrade(req: &Request) -> bool {
     req.headers().contains_key(poem::http::header::UPGRADE)
+}
+
+/// How long a request's body may take to arrive.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The answer when this process already serves as many requests as it admits.
+fn overloaded(route: &str, limit: usize) -> Response {
+    pushdial_core::metrics::METRICS
+        .requests_shed
+        .with_label_values(&[route])
+        .inc();
+    let detail = format!(
+        "this instance is serving its limit of {limit} requests at once; retry in a moment"
+    );
+    let mut resp = Problem::new(503, "overloaded", detail).into_poem();
+    rate_headers(
+        &mut resp,
+        &RateState {
+            policy: None,
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        },
+    );
+    resp
 }
 
 fn too_large() -> Response {

@@ -1123,21 +1123,42 @@ fn answer_offer(http: reqwest::Client, base: String, token: String) -> impl Fn(S
     move |id| {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         tokio::spawn(async move {
-            let ack = http
-                .post(format!("{base}/agent/v1/calls/{id}/ack"))
-                .bearer_auth(&token)
-                .send()
-                .await;
-            if matches!(ack, Ok(ref r) if r.status().is_success()) {
-                let _ = http
-                    .post(format!("{base}/agent/v1/calls/{id}/events"))
-                    .bearer_auth(&token)
-                    .json(&json!({"status": "completed", "duration_s": 1}))
-                    .send()
-                    .await;
+            let ack = format!("{base}/agent/v1/calls/{id}/ack");
+            if agent_post(&http, &ack, &token, None).await {
+                let report = format!("{base}/agent/v1/calls/{id}/events");
+                let done = json!({"status": "completed", "duration_s": 1});
+                agent_post(&http, &report, &token, Some(&done)).await;
             }
         });
     }
+}
+
+/// One POST of a phone agent, retried as the reference agent does when the server is
+/// unreachable, overloaded (503) or limiting (429): after `Retry-After`, else a growing
+/// pause, for up to about a minute. `true` once it succeeded.
+async fn agent_post(http: &reqwest::Client, url: &str, token: &str, body: Option<&Value>) -> bool {
+    let mut pause = Duration::from_millis(100);
+    for _ in 0..12 {
+        let mut req = http.post(url).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status().as_u16() != 429 && !r.status().is_server_error() => return false,
+            Ok(r) => {
+                let after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                tokio::time::sleep(after.unwrap_or(pause)).await;
+            }
+            Err(_) => tokio::time::sleep(pause).await,
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+    false
 }
 
 fn psql_value(database_url: &str, sql: &str) -> String {
@@ -1205,13 +1226,16 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
         })
     };
     let (http, base2, sk2, created2) = (b.http.clone(), base.clone(), sk.clone(), created.clone());
+    let failures: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let failures2 = failures.clone();
     let (_, errors) = open_loop(rate, time, move |i| {
-        let (http, base, sk, agents, created) = (
+        let (http, base, sk, agents, created, failures) = (
             http.clone(),
             base2.clone(),
             sk2.clone(),
             agents.clone(),
             created2.clone(),
+            failures2.clone(),
         );
         async move {
             match create_call(&http, &base, &sk, &agents[i as usize % agents.len()]).await {
@@ -1222,7 +1246,18 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
                         .push(call["id"].as_str().unwrap_or("").to_owned());
                     true
                 }
-                Err(_) => false,
+                Err(e) => {
+                    // "create call: 503 Service Unavailable {…"overloaded"…}" → status and code
+                    let text = e.to_string();
+                    let code = text
+                        .split("\"code\":\"")
+                        .nth(1)
+                        .and_then(|rest| rest.split('"').next())
+                        .unwrap_or("");
+                    let kind = format!("{} {code}", text.chars().take(16).collect::<String>());
+                    *failures.lock().unwrap().entry(kind).or_insert(0) += 1;
+                    false
+                }
             }
         }
     })
@@ -1238,9 +1273,10 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     let by_status: Value = serde_json::from_str(&statuses).unwrap_or_default();
     let completed = by_status["completed"].as_i64().unwrap_or(0);
     println!(
-        "  soak: {} calls created at {rate}/s for {} s ({errors} errors); by status {by_status}",
+        "  soak: {} calls created at {rate}/s for {} s ({errors} errors: {:?}); by status {by_status}",
         ids.len(),
-        time.as_secs()
+        time.as_secs(),
+        failures.lock().unwrap()
     );
     let samples = samples.lock().unwrap().clone();
     let max = |k: &str| {

@@ -591,6 +591,9 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
         Ok(Plan::Unchanged) => Ok(call.clone()),
         Ok(Plan::Advance { inferred }) => {
             let device = change.device_id.or(call.device_id.as_deref());
+            // Expiry only applies before dialing, and an offer's timeout only while the
+            // call is offered: once past both, the call's timers would run for nothing.
+            let timers_moot = current.is_before_dialing() && !change.status.is_before_dialing();
             let updated = call_store::set_status(
                 conn,
                 &call.org_id,
@@ -598,6 +601,7 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
                 change.status.as_str(),
                 change.reason,
                 change.duration_s,
+                timers_moot,
             )
             .await?;
             for skipped in inferred {

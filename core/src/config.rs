@@ -66,6 +66,13 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 
+    /// Requests one api process serves at once; beyond it a request is answered 503
+    /// (`overloaded`, `Retry-After: 1`) at once instead of queueing for a database
+    /// connection. Default: 8 per pool connection (`PUSHDIAL_DB_MAX_CONNECTIONS`). Agent
+    /// sockets and health checks are not counted.
+    #[arg(long, env = "PUSHDIAL_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+
     /// PostgreSQL connections each process opens at start and keeps open, so that the first
     /// requests after a start do not wait for connections to be made (at most the maximum).
     #[arg(long, env = "PUSHDIAL_DB_MIN_CONNECTIONS", default_value_t = 4)]
@@ -360,6 +367,14 @@ impl Config {
                 std::process::exit(2)
             }
         }
+    }
+
+    /// Requests one api process serves at once (`PUSHDIAL_MAX_IN_FLIGHT`, or 8 per pool
+    /// connection).
+    pub fn in_flight_limit(&self) -> usize {
+        self.max_in_flight
+            .unwrap_or(self.db_max_connections as usize * 8)
+            .max(1)
     }
 
     /// The public base URL without a trailing slash.

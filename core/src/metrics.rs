@@ -32,6 +32,9 @@ pub struct Metrics {
     /// 1 while this process hears key changes (and so may answer keys from memory).
     pub key_cache_listening: IntGauge,
     pub redis_errors: IntCounterVec,
+    /// Requests of this api process being served (admitted, not yet answered).
+    pub http_in_flight: IntGauge,
+    pub requests_shed: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -94,6 +97,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     )
     .expect("key_cache_listening gauge");
     let _ = r.register(Box::new(key_cache_listening.clone()));
+    let http_in_flight = IntGauge::new(
+        "pushdial_http_requests_in_flight",
+        "Requests this api process admitted and has not answered yet",
+    )
+    .expect("http_in_flight gauge");
+    let _ = r.register(Box::new(http_in_flight.clone()));
     Metrics {
         http_requests: counter(
             &r,
@@ -192,6 +201,13 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pushdial_redis_errors_total",
             "Redis commands that failed, by cause",
             &["cause"],
+        ),
+        http_in_flight,
+        requests_shed: counter(
+            &r,
+            "pushdial_requests_shed_total",
+            "Requests answered 503 at once because the process was at its limit of requests in progress, by route",
+            &["route"],
         ),
         registry: r,
     }

@@ -112,6 +112,11 @@ async fn phone_reports_follow_the_lifecycle_rules() {
         "delivered",
         "the ack infers nothing beyond delivered"
     );
+    // Not dialing yet: the call can still expire, and its offer's timeout still waits.
+    assert_eq!(
+        pending_timers(&app, &call.id).await,
+        ["call.expire", "call.offer_timeout"]
+    );
 
     // Jumping to completed records the skipped states as inferred.
     let mut completed = Report::new("completed");
@@ -119,6 +124,9 @@ async fn phone_reports_follow_the_lifecycle_rules() {
     let done = device.report(&call.id, &completed).await.unwrap();
     assert_eq!(done.status, "completed");
     assert_eq!(done.duration_s, Some(42));
+    // Ended: its timers could change nothing, so they are gone with the transition
+    // instead of waiting in the queue for a worker to find that out.
+    assert!(pending_timers(&app, &call.id).await.is_empty());
     // Repeating the final state is idempotent: same answer, no new event.
     let again = device.report(&call.id, &completed).await.unwrap();
     assert_eq!(again.status, "completed");
@@ -274,4 +282,16 @@ async fn revoking_a_device_closes_its_socket_and_its_token_stops_working() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("no_device_reachable"));
+}
+
+/// The kinds of the call's expiry and offer-timeout jobs still waiting in the queue.
+async fn pending_timers(app: &TestApp, call_id: &str) -> Vec<String> {
+    sqlx::query_scalar(
+        "select kind from jobs where payload ->> 'call_id' = $1
+           and kind in ('call.expire', 'call.offer_timeout') order by kind",
+    )
+    .bind(call_id)
+    .fetch_all(&app.db)
+    .await
+    .unwrap()
 }

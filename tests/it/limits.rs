@@ -227,3 +227,56 @@ async fn a_key_limit_below_the_organization_limit_applies_per_key() {
         "{statuses:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_limit_of_requests_in_progress_an_instance_answers_503_at_once() {
+    let app = TestApp::spawn_tuned(|c| c.max_in_flight = Some(1)).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        http.get(format!("{}{path}", app.url))
+            .bearer_auth(&app.org.secret_key)
+            .send()
+    };
+    // The one place is taken by a listing that waits on a lock this test holds.
+    let mut lock = app.db.begin().await.unwrap();
+    sqlx::query("lock table agents in access exclusive mode")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let held = tokio::spawn(get("/v1/agents"));
+    eventually(Duration::from_secs(10), "the listing to wait", || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity
+             where wait_event_type = 'Lock' and datname = current_database()",
+        )
+        .fetch_one(&app.db)
+        .await
+        .ok()?;
+        (waiting > 0).then_some(())
+    })
+    .await;
+
+    let refused = get("/v1/calls").await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "overloaded");
+    // Health checks are not counted: a busy instance still says it is alive.
+    let health = http.get(format!("{}/healthz", app.url)).send().await;
+    assert_eq!(health.unwrap().status(), 200);
+    let metrics = http.get(format!("{}/metrics", app.url)).send().await;
+    let metrics = metrics.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("pushdial_requests_shed_total{route=\"/v1/calls\"} 1"),
+        "{metrics}"
+    );
+
+    lock.rollback().await.unwrap();
+    assert_eq!(held.await.unwrap().unwrap().status(), 200);
+    // The finished request gave its place back.
+    assert_eq!(get("/v1/calls").await.unwrap().status(), 200);
+}

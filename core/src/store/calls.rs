@@ -152,7 +152,8 @@ pub async fn list(
     Ok(page.finish(rows))
 }
 
-/// Writes a new status (and what comes with it) on a call.
+/// Writes a new status (and what comes with it) on a call; with `drop_timers`, also deletes
+/// the call's pending expiry and offer-timeout jobs, which can no longer change anything.
 pub async fn set_status(
     conn: &mut PgConnection,
     org_id: &str,
@@ -160,10 +161,18 @@ pub async fn set_status(
     status: &str,
     reason: Option<&str>,
     duration_s: Option<i32>,
+    drop_timers: bool,
 ) -> sqlx::Result<CallRow> {
+    // The timers' delete rides in the same statement (no extra round trip); a timer a
+    // worker holds right now is left to it, and finds nothing to do.
     sqlx::query_as!(
         CallRow,
-        "update calls set status = $2, reason = coalesce($3, reason),
+        "with timers as (
+             delete from jobs
+             where $6 and payload ->> 'call_id' = $1
+               and kind in ('call.expire', 'call.offer_timeout') and lease_owner is null
+         )
+         update calls set status = $2, reason = coalesce($3, reason),
                 duration_s = coalesce($4, duration_s), updated_at = now()
          where id = $1 and org_id = $5
          returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
@@ -172,7 +181,8 @@ pub async fn set_status(
         status,
         reason,
         duration_s,
-        org_id
+        org_id,
+        drop_timers
     )
     .fetch_one(conn)
     .await

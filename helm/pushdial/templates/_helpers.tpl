@@ -141,6 +141,7 @@ values are left out, so the binary's defaults apply. Lists are joined with comma
   "workerConcurrency" "PUSHDIAL_WORKER_CONCURRENCY"
   "dbMaxConnections" "PUSHDIAL_DB_MAX_CONNECTIONS"
   "dbMinConnections" "PUSHDIAL_DB_MIN_CONNECTIONS"
+  "maxInFlight" "PUSHDIAL_MAX_IN_FLIGHT"
   "redisPrefix" "PUSHDIAL_REDIS_PREFIX"
   "loopbackPushUrl" "PUSHDIAL_LOOPBACK_PUSH_URL"
   "shutdownDrain" "PUSHDIAL_SHUTDOWN_DRAIN"
