@@ -1,6 +1,7 @@
 //! `GET /agent/v1/stream`: the WebSocket an agent holds to be reachable at once. On
 //! connect the device is marked live in Redis (pointing at this instance) and in Postgres
-//! (the fallback); heartbeats refresh both; offers published for this instance are
+//! (the fallback); heartbeats refresh both (the fallback in one write per second for all
+//! of the instance's sockets); offers published for this instance are
 //! forwarded to the socket. A socket silent for a whole presence window is closed, so
 //! presence never outlives the connection by more than one window.
 
@@ -34,6 +35,69 @@ pub enum Outgoing {
 pub struct Sockets {
     next: AtomicU64,
     by_device: Mutex<HashMap<String, (u64, mpsc::Sender<Outgoing>)>>,
+    touches: std::sync::Arc<Touches>,
+}
+
+/// How long heartbeats wait to be written to the presence fallback together.
+const TOUCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The heartbeats of this instance's sockets, written to the Postgres fallback in one
+/// statement per second rather than one transaction each: agents that connected
+/// together heartbeat together, and 20,000 sockets would otherwise be ~700 commits a
+/// second. Redis, the primary presence, is still written on every heartbeat.
+#[derive(Default)]
+struct Touches {
+    /// Devices whose heartbeat waits for the next write, with their organization; and
+    /// whether that write is scheduled.
+    pending: Mutex<(HashMap<String, String>, bool)>,
+    /// When each device's heartbeat was last written, for the guard of `clear_stream`.
+    /// Held while a write is in progress, so that a closing socket reads its outcome.
+    written: tokio::sync::Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+}
+
+impl Touches {
+    fn touch(self: &std::sync::Arc<Self>, ctx: &Ctx, org_id: &str, device_id: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.0.insert(device_id.to_owned(), org_id.to_owned());
+        if !pending.1 {
+            pending.1 = true;
+            let (touches, ctx) = (self.clone(), ctx.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(TOUCH_EVERY).await;
+                touches.write(&ctx).await;
+            });
+        }
+    }
+
+    async fn write(&self, ctx: &Ctx) {
+        let mut written = self.written.lock().await;
+        let batch: Vec<(String, String)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.1 = false;
+            std::mem::take(&mut pending.0).into_iter().collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let result = match ctx.db.acquire().await {
+            Ok(mut conn) => device_store::touch_streams(&mut conn, &batch).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(rows) => written.extend(rows),
+            Err(e) => {
+                tracing::warn!(devices = batch.len(), error = %e, "presence fallback not written");
+            }
+        }
+    }
+
+    /// A closing socket's device: no more writes for it; when it was last written.
+    async fn forget(&self, device_id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let mut written = self.written.lock().await;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.0.remove(device_id);
+        written.remove(device_id)
+    }
 }
 
 impl Sockets {
@@ -142,8 +206,9 @@ async fn serve_socket(
     let was_reachable = devices::is_reachable(&ctx, &org_id, &device_id)
         .await
         .unwrap_or(true);
-    // When this socket last wrote the Postgres fallback; a newer socket's write is later.
-    let mut written = refresh(&ctx, &org_id, &device_id).await;
+    // When this socket wrote the Postgres fallback on connecting (its heartbeats' writes
+    // are kept by `Touches`); a newer socket's write is later.
+    let written = refresh(&ctx, &org_id, &device_id).await;
     announce(&ctx, &org_id, &device_id, was_reachable).await;
     tracing::info!(device_id = %device_id, "agent connected");
 
@@ -164,7 +229,10 @@ async fn serve_socket(
                     // Any frame (heartbeat, ping, pong) shows the device is there.
                     last_heard = Instant::now();
                     if last_refresh.elapsed() >= heartbeat / 2 {
-                        written = refresh(&ctx, &org_id, &device_id).await.or(written);
+                        if let Err(e) = ctx.presence.mark_live(&device_id, &ctx.instance_id).await {
+                            tracing::warn!(device_id = %device_id, error = %e, "presence not written to Redis");
+                        }
+                        sockets.touches.touch(&ctx, &org_id, &device_id);
                         last_refresh = Instant::now();
                     }
                 }
@@ -198,6 +266,8 @@ async fn serve_socket(
     pushdial_core::metrics::METRICS.agent_sockets.dec();
     // Only forget presence if no newer socket of this device took over on this instance.
     if !sockets_has(&sockets, &device_id) {
+        // The latest of this socket's writes: its heartbeats', else its connection's.
+        let written = sockets.touches.forget(&device_id).await.or(written);
         if let Err(e) = ctx.presence.clear(&device_id, &ctx.instance_id).await {
             tracing::warn!(device_id = %device_id, error = %e, "presence not cleared in Redis");
         }
@@ -224,8 +294,8 @@ fn sockets_has(sockets: &Sockets, device_id: &str) -> bool {
     sockets.lock().contains_key(device_id)
 }
 
-/// Marks the device live for another presence window, in Redis and in Postgres; returns
-/// the time written to Postgres.
+/// Marks a newly connected device live, in Redis and in Postgres at once (so that it is
+/// reachable before its first heartbeat); returns the time written to Postgres.
 async fn refresh(
     ctx: &Ctx,
     org_id: &str,

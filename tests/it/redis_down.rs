@@ -55,3 +55,39 @@ async fn presence_falls_back_to_postgres_while_redis_is_down() {
     let failed = wait_for_status(&client, &call.id, "failed", Duration::from_secs(10)).await;
     assert_eq!(failed.reason.as_deref(), Some("not_delivered"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_phone_reachable_through_postgres_until_it_disconnects() {
+    let redis = PrivateRedis::start().await;
+    let url = redis.url.clone();
+    let window = Duration::from_secs(6);
+    let app = TestApp::spawn_tuned(move |c| {
+        c.redis_url = url;
+        c.presence_window = window;
+    })
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    // The reference agent heartbeats every third of a window, as the server's hello says.
+    let phone = RunningAgent::start(device, Duration::from_millis(100)).await;
+    drop(redis);
+
+    // Past a whole window since the connection's own write, only the heartbeats (written
+    // together, once a second) can keep the phone reachable.
+    tokio::time::sleep(window + Duration::from_secs(2)).await;
+    let agent = client.get_agent(&agent_id).await.unwrap();
+    assert!(agent.reachable, "heartbeats reached PostgreSQL");
+    assert_eq!(agent.presence, "online");
+
+    // Disconnecting clears the heartbeat at once, not when the window runs out.
+    phone.stop().await;
+    eventually(
+        Duration::from_secs(2),
+        "the phone to be offline",
+        || async {
+            let agent = client.get_agent(&agent_id).await.ok()?;
+            (!agent.reachable).then_some(())
+        },
+    )
+    .await;
+}

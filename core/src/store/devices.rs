@@ -235,6 +235,26 @@ pub async fn touch_stream(
     .map(Option::flatten)
 }
 
+/// Records the heartbeats of many live sockets (`(device, organization)` pairs) in one
+/// statement; returns the time written for each device found.
+pub async fn touch_streams(
+    conn: &mut PgConnection,
+    devices: &[(String, String)],
+) -> sqlx::Result<Vec<(String, DateTime<Utc>)>> {
+    let (ids, orgs): (Vec<String>, Vec<String>) = devices.iter().cloned().unzip();
+    let rows = sqlx::query!(
+        r#"update devices d set stream_seen_at = now(), last_seen_at = now()
+           from unnest($1::text[], $2::text[]) as t(id, org_id)
+           where d.id = t.id and d.org_id = t.org_id
+           returning d.id, d.stream_seen_at as "seen!""#,
+        &ids,
+        &orgs
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.seen)).collect())
+}
+
 /// Forgets a closed socket in the fallback too — unless a newer socket of the device
 /// refreshed it after `last_written` (this socket's last heartbeat).
 pub async fn clear_stream(
