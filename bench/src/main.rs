@@ -1136,7 +1136,8 @@ fn answer_offer(http: reqwest::Client, base: String, token: String) -> impl Fn(S
 
 /// One POST of a phone agent, retried as the reference agent does when the server is
 /// unreachable, overloaded (503) or limiting (429): after `Retry-After`, else a growing
-/// pause, for up to about a minute. `true` once it succeeded.
+/// pause, each spread by a random half either way (agents refused together must not all
+/// come back together), for up to about a minute. `true` once it succeeded.
 async fn agent_post(http: &reqwest::Client, url: &str, token: &str, body: Option<&Value>) -> bool {
     let mut pause = Duration::from_millis(100);
     for _ in 0..12 {
@@ -1153,13 +1154,18 @@ async fn agent_post(http: &reqwest::Client, url: &str, token: &str, body: Option
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
                     .map(Duration::from_secs);
-                tokio::time::sleep(after.unwrap_or(pause)).await;
+                tokio::time::sleep(jitter(after.unwrap_or(pause))).await;
             }
-            Err(_) => tokio::time::sleep(pause).await,
+            Err(_) => tokio::time::sleep(jitter(pause)).await,
         }
         pause = (pause * 2).min(Duration::from_secs(5));
     }
     false
+}
+
+/// `d` spread uniformly over [d/2, 3d/2).
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.5 + rand::random::<f64>())
 }
 
 fn psql_value(database_url: &str, sql: &str) -> String {
@@ -1323,6 +1329,8 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
             (max * 0.6).round()
         }
     };
+    // The ladder's last step overloaded the loop on purpose: let it drain first.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     clear_jobs(&b.args.database_url)?;
     println!("  soak at {rate}/s");
     let time = Duration::from_secs(b.args.soak_seconds);

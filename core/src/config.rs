@@ -68,8 +68,9 @@ pub struct Config {
 
     /// Requests one api process serves at once; beyond it a request is answered 503
     /// (`overloaded`, `Retry-After: 1`) at once instead of queueing for a database
-    /// connection. Default: 8 per pool connection (`PUSHDIAL_DB_MAX_CONNECTIONS`). Agent
-    /// sockets and health checks are not counted.
+    /// connection. Default: 32 per pool connection (`PUSHDIAL_DB_MAX_CONNECTIONS`): room
+    /// for a burst to queue well under a second at the pool's pace. Agent sockets and
+    /// health checks are not counted.
     #[arg(long, env = "PUSHDIAL_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
 
@@ -369,11 +370,11 @@ impl Config {
         }
     }
 
-    /// Requests one api process serves at once (`PUSHDIAL_MAX_IN_FLIGHT`, or 8 per pool
+    /// Requests one api process serves at once (`PUSHDIAL_MAX_IN_FLIGHT`, or 32 per pool
     /// connection).
     pub fn in_flight_limit(&self) -> usize {
         self.max_in_flight
-            .unwrap_or(self.db_max_connections as usize * 8)
+            .unwrap_or(self.db_max_connections as usize * 32)
             .max(1)
     }
 
