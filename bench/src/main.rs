@@ -1266,7 +1266,7 @@ async fn loop_max(b: &Bench, base: &str, sk: &str, agents: &Arc<Vec<String>>) ->
     drive(&b.http, base, sk, agents, 100.0, WARM_UP).await;
     let mut best = 0.0;
     for rate in [
-        100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0, 1200.0,
+        100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0,
     ] {
         let before = completed_calls(&b.args.database_url);
         let run = drive(&b.http, base, sk, agents, rate, Duration::from_secs(8)).await;
