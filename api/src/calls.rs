@@ -123,18 +123,25 @@ pub(crate) async fn place(
     .await
 }
 
-/// After the commit: hands an inline first offer to the socket, or wakes the workers.
-pub(crate) async fn after_commit(
+/// After the commit: hands an inline first offer to the socket (and settles its outbox
+/// job on the request's connection), or wakes the workers — beside the response, not
+/// before it: the call is recorded as offered, and should this process stop before the
+/// hand-over, the outbox job sends the offer after its lease.
+pub(crate) fn after_commit(
     ctx: &Ctx,
-    conn: &mut sqlx::PgConnection,
-    row: &call_store::CallRow,
-    first_offer: Option<&calls::FirstOffer>,
+    mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    row: call_store::CallRow,
+    first_offer: Option<calls::FirstOffer>,
 ) {
-    match first_offer {
-        // Offered in the transaction: hand it to the socket now, no worker involved.
-        Some(offer) => calls::send_first_offer(ctx, conn, row, offer).await,
-        None => ctx.wake_workers().await,
-    }
+    use tracing::Instrument;
+    let ctx = ctx.clone();
+    let work = async move {
+        match first_offer {
+            Some(offer) => calls::send_first_offer(&ctx, &mut conn, &row, &offer).await,
+            None => ctx.wake_workers().await,
+        }
+    };
+    tokio::spawn(work.instrument(tracing::Span::current()));
 }
 
 /// One item of a call's live stream.
@@ -304,7 +311,7 @@ impl CallsApi {
         tracing::Span::current().record("call_id", call.id.as_str());
         idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
-        after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
+        after_commit(&ctx, conn, row, first_offer);
         tracing::info!(org_id = %org_id, "call queued");
         Ok(CallCreated::Created(Json(call)))
     }
