@@ -123,25 +123,27 @@ pub(crate) async fn place(
     .await
 }
 
-/// After the commit: hands an inline first offer to the socket (and settles its outbox
-/// job on the request's connection), or wakes the workers — beside the response, not
-/// before it: the call is recorded as offered, and should this process stop before the
-/// hand-over, the outbox job sends the offer after its lease.
-pub(crate) fn after_commit(
+/// After the commit: hands an inline first offer to the socket before the response (the
+/// phone should ring as soon as possible), then settles its outbox job on the request's
+/// connection beside the response; or wakes the workers. Should this process stop in
+/// between, the outbox job covers it after its lease.
+pub(crate) async fn after_commit(
     ctx: &Ctx,
     mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
     row: call_store::CallRow,
     first_offer: Option<calls::FirstOffer>,
 ) {
     use tracing::Instrument;
-    let ctx = ctx.clone();
-    let work = async move {
-        match first_offer {
-            Some(offer) => calls::send_first_offer(&ctx, &mut conn, &row, &offer).await,
-            None => ctx.wake_workers().await,
-        }
+    let Some(offer) = first_offer else {
+        ctx.wake_workers().await;
+        return;
     };
-    tokio::spawn(work.instrument(tracing::Span::current()));
+    let handed = calls::send_first_offer(ctx, &row, &offer).await;
+    let ctx = ctx.clone();
+    let settle = async move {
+        calls::settle_first_offer(&ctx, &mut conn, &row, &offer, handed).await;
+    };
+    tokio::spawn(settle.instrument(tracing::Span::current()));
 }
 
 /// One item of a call's live stream.
@@ -311,7 +313,7 @@ impl CallsApi {
         tracing::Span::current().record("call_id", call.id.as_str());
         idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
-        after_commit(&ctx, conn, row, first_offer);
+        after_commit(&ctx, conn, row, first_offer).await;
         tracing::info!(org_id = %org_id, "call queued");
         Ok(CallCreated::Created(Json(call)))
     }

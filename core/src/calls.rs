@@ -445,30 +445,38 @@ pub async fn insert(
     ))
 }
 
-/// Sends an offer recorded by `insert` to the device's socket. If it cannot be handed over
-/// now, its outbox job is made due at once, so that the worker delivers it (by push, or
-/// fails over) without waiting for the lease.
-pub async fn send_first_offer(
-    ctx: &Ctx,
-    conn: &mut PgConnection,
-    call: &CallRow,
-    offer: &FirstOffer,
-) {
+/// Sends an offer recorded by `insert` to the device's socket; `true` when it was handed
+/// over. `settle_first_offer` then settles its outbox job.
+pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) -> bool {
     let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
     let sent = ctx
         .presence
         .send_to_device(&offer.device_id, offer.instance.as_deref(), &message)
         .await;
-    let settled = match sent {
-        Ok(true) => {
-            let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
-            crate::metrics::METRICS
-                .click_to_offer
-                .with_label_values(&["socket"])
-                .observe(elapsed.as_secs_f64());
-            queue::delete(conn, offer.outbox).await
-        }
-        _ => {
+    let handed = matches!(sent, Ok(true));
+    if handed {
+        let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
+        crate::metrics::METRICS
+            .click_to_offer
+            .with_label_values(&["socket"])
+            .observe(elapsed.as_secs_f64());
+    }
+    handed
+}
+
+/// After `send_first_offer`: a handed-over offer's outbox job is deleted; one that could
+/// not be handed over has its outbox job made due at once, so that the worker delivers it
+/// (by push, or fails over) without waiting for the lease.
+pub async fn settle_first_offer(
+    ctx: &Ctx,
+    conn: &mut PgConnection,
+    call: &CallRow,
+    offer: &FirstOffer,
+    handed: bool,
+) {
+    let settled = match handed {
+        true => queue::delete(conn, offer.outbox).await,
+        false => {
             let hurried = queue::hurry_offer_outbox(conn, &call.id).await;
             ctx.wake_workers().await;
             hurried.map(|_| ())
