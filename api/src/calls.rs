@@ -123,27 +123,22 @@ pub(crate) async fn place(
     .await
 }
 
-/// After the commit: hands an inline first offer to the socket before the response (the
-/// phone should ring as soon as possible), then settles its outbox job on the request's
-/// connection beside the response; or wakes the workers. Should this process stop in
-/// between, the outbox job covers it after its lease.
+/// After the commit: hands an inline first offer to the socket (or, if it cannot be
+/// handed over, to the worker at once), or wakes the workers.
 pub(crate) async fn after_commit(
     ctx: &Ctx,
-    mut conn: sqlx::pool::PoolConnection<sqlx::Postgres>,
-    row: call_store::CallRow,
-    first_offer: Option<calls::FirstOffer>,
+    conn: &mut sqlx::PgConnection,
+    row: &call_store::CallRow,
+    first_offer: Option<&calls::FirstOffer>,
 ) {
-    use tracing::Instrument;
-    let Some(offer) = first_offer else {
-        ctx.wake_workers().await;
-        return;
-    };
-    let handed = calls::send_first_offer(ctx, &row, &offer).await;
-    let ctx = ctx.clone();
-    let settle = async move {
-        calls::settle_first_offer(&ctx, &mut conn, &row, &offer, handed).await;
-    };
-    tokio::spawn(settle.instrument(tracing::Span::current()));
+    match first_offer {
+        Some(offer) => {
+            if !calls::send_first_offer(ctx, row, offer).await {
+                calls::hurry_first_offer(ctx, conn, row).await;
+            }
+        }
+        None => ctx.wake_workers().await,
+    }
 }
 
 /// One item of a call's live stream.
@@ -313,7 +308,7 @@ impl CallsApi {
         tracing::Span::current().record("call_id", call.id.as_str());
         idem.save(&mut tx, org_id, 201, &call).await?;
         tx.commit().await?;
-        after_commit(&ctx, conn, row, first_offer).await;
+        after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
         tracing::info!(org_id = %org_id, "call queued");
         Ok(CallCreated::Created(Json(call)))
     }

@@ -447,7 +447,7 @@ impl WidgetApi {
                 .await?;
                 store::set_last_agent(&mut tx, &w.id, &agent_id).await?;
                 tx.commit().await?;
-                crate::calls::after_commit(&ctx, conn, row, first_offer).await;
+                crate::calls::after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
                 return Ok(CallbackAnswer::Created(Json(CallbackCreated {
                     id,
                     status: "calling".into(),

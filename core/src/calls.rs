@@ -421,6 +421,10 @@ pub async fn insert(
     let offer = serde_json::json!({ "call_id": id, "org_id": org_id, "device_id": device });
     let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
     let lease = chrono::Duration::from_std(ctx.config.job_lease).unwrap_or_default();
+    // The outbox job (`call.deliver`) sends the offer after the lease if this process
+    // stops between this commit and the inline send; once the offer is handed over it is
+    // deleted with others (`Ctx::handed_offers`), or by the phone's ack, whichever comes
+    // first, so that a create costs one commit, not two.
     let jobs = queue::enqueue_all(
         conn,
         &[
@@ -446,7 +450,7 @@ pub async fn insert(
 }
 
 /// Sends an offer recorded by `insert` to the device's socket; `true` when it was handed
-/// over. `settle_first_offer` then settles its outbox job.
+/// over (its outbox job is then swept). If not, `hurry_first_offer` hands it to the worker.
 pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) -> bool {
     let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
     let sent = ctx
@@ -455,6 +459,7 @@ pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) -> 
         .await;
     let handed = matches!(sent, Ok(true));
     if handed {
+        ctx.handed_offers.add(&ctx.db, offer.outbox);
         let elapsed = (Utc::now() - call.created_at).to_std().unwrap_or_default();
         crate::metrics::METRICS
             .click_to_offer
@@ -464,26 +469,13 @@ pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) -> 
     handed
 }
 
-/// After `send_first_offer`: a handed-over offer's outbox job is deleted; one that could
-/// not be handed over has its outbox job made due at once, so that the worker delivers it
-/// (by push, or fails over) without waiting for the lease.
-pub async fn settle_first_offer(
-    ctx: &Ctx,
-    conn: &mut PgConnection,
-    call: &CallRow,
-    offer: &FirstOffer,
-    handed: bool,
-) {
-    let settled = match handed {
-        true => queue::delete(conn, offer.outbox).await,
-        false => {
-            let hurried = queue::hurry_offer_outbox(conn, &call.id).await;
-            ctx.wake_workers().await;
-            hurried.map(|_| ())
-        }
-    };
-    if let Err(e) = settled {
-        tracing::warn!(error = %e, "offer outbox not settled; it runs after the lease");
+/// An offer `send_first_offer` could not hand over: its outbox job is made due at once, so
+/// that the worker delivers it (by push, or fails over) without waiting for the lease.
+pub async fn hurry_first_offer(ctx: &Ctx, conn: &mut PgConnection, call: &CallRow) {
+    let hurried = queue::hurry_offer_outbox(conn, &call.id).await;
+    ctx.wake_workers().await;
+    if let Err(e) = hurried {
+        tracing::warn!(error = %e, "offer outbox not hurried; it runs after the lease");
     }
 }
 
@@ -602,6 +594,8 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
             // Expiry only applies before dialing, and an offer's timeout only while the
             // call is offered: once past both, the call's timers would run for nothing.
             let timers_moot = current.is_before_dialing() && !change.status.is_before_dialing();
+            // An offer's outbox job only matters while the call waits on that offer.
+            let outbox_moot = current == CallStatus::Offered;
             let updated = call_store::set_status(
                 conn,
                 &call.org_id,
@@ -610,6 +604,7 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
                 change.reason,
                 change.duration_s,
                 timers_moot,
+                outbox_moot,
             )
             .await?;
             for skipped in inferred {

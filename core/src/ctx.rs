@@ -30,6 +30,8 @@ pub struct Ctx {
     pub signin: Arc<crate::signin::Providers>,
     /// What secret keys resolve to (filled and followed by the api role).
     pub keys: Arc<crate::keycache::KeyCache>,
+    /// Outbox jobs of offers handed over inline, deleted together (`calls::sweep_outbox`).
+    pub handed_offers: Arc<crate::queue::Sweep>,
 }
 
 impl Ctx {
@@ -90,6 +92,7 @@ impl Ctx {
             trusted_proxies,
             signin,
             keys: Default::default(),
+            handed_offers: Default::default(),
         })
     }
 

@@ -346,6 +346,53 @@ pub struct Notifier {
     pub remote_owed: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// How long a handed-over offer's outbox job waits to be deleted with others.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(20);
+
+/// Outbox jobs whose work was done inline, deleted in one statement every `SWEEP_EVERY`
+/// rather than one commit each. Losing a sweep (the process stops first) only lets those
+/// jobs run after their lease, which their work tolerates (agents ignore duplicate offers).
+#[derive(Debug, Default)]
+pub struct Sweep {
+    pending: std::sync::Mutex<(Vec<i64>, bool)>,
+}
+
+impl Sweep {
+    /// Deletes job `id` with the next sweep (scheduled here when none is).
+    pub fn add(self: &Arc<Self>, db: &sqlx::PgPool, id: i64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.0.push(id);
+        if !pending.1 {
+            pending.1 = true;
+            let (sweep, db) = (self.clone(), db.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                sweep.run(&db).await;
+            });
+        }
+    }
+
+    async fn run(&self, db: &sqlx::PgPool) {
+        let ids = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.1 = false;
+            std::mem::take(&mut pending.0)
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let deleted = sqlx::query!(
+            "delete from jobs where id = any($1) and lease_owner is null",
+            &ids
+        )
+        .execute(db)
+        .await;
+        if let Err(e) = deleted {
+            tracing::warn!(jobs = ids.len(), error = %e, "handed-over outbox jobs not deleted; they run after their lease");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

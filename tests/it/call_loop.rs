@@ -101,6 +101,13 @@ async fn phone_reports_follow_the_lifecycle_rules() {
         .unwrap();
     let offer = next_offer(&mut stream).await;
     assert_eq!(offer, call.id);
+    // The offer was handed over: its outbox job (which would send it again after its
+    // lease) is swept away, while the call's expiry and offer timeout still wait.
+    eventually(Duration::from_secs(2), "the outbox job to go", || async {
+        let jobs = pending_jobs(&app, &call.id).await;
+        (jobs == ["call.expire", "call.offer_timeout"]).then_some(())
+    })
+    .await;
 
     let ack = device.ack(&call.id).await.unwrap();
     assert_eq!(ack.to, "+12125551234");
@@ -114,7 +121,7 @@ async fn phone_reports_follow_the_lifecycle_rules() {
     );
     // Not dialing yet: the call can still expire, and its offer's timeout still waits.
     assert_eq!(
-        pending_timers(&app, &call.id).await,
+        pending_jobs(&app, &call.id).await,
         ["call.expire", "call.offer_timeout"]
     );
 
@@ -126,7 +133,7 @@ async fn phone_reports_follow_the_lifecycle_rules() {
     assert_eq!(done.duration_s, Some(42));
     // Ended: its timers could change nothing, so they are gone with the transition
     // instead of waiting in the queue for a worker to find that out.
-    assert!(pending_timers(&app, &call.id).await.is_empty());
+    assert!(pending_jobs(&app, &call.id).await.is_empty());
     // Repeating the final state is idempotent: same answer, no new event.
     let again = device.report(&call.id, &completed).await.unwrap();
     assert_eq!(again.status, "completed");
@@ -284,14 +291,11 @@ async fn revoking_a_device_closes_its_socket_and_its_token_stops_working() {
     assert_eq!(err.code(), Some("no_device_reachable"));
 }
 
-/// The kinds of the call's expiry and offer-timeout jobs still waiting in the queue.
-async fn pending_timers(app: &TestApp, call_id: &str) -> Vec<String> {
-    sqlx::query_scalar(
-        "select kind from jobs where payload ->> 'call_id' = $1
-           and kind in ('call.expire', 'call.offer_timeout') order by kind",
-    )
-    .bind(call_id)
-    .fetch_all(&app.db)
-    .await
-    .unwrap()
+/// The kinds of the call's jobs still waiting in the queue.
+async fn pending_jobs(app: &TestApp, call_id: &str) -> Vec<String> {
+    sqlx::query_scalar("select kind from jobs where payload ->> 'call_id' = $1 order by kind")
+        .bind(call_id)
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
 }

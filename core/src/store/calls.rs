@@ -152,8 +152,10 @@ pub async fn list(
     Ok(page.finish(rows))
 }
 
-/// Writes a new status (and what comes with it) on a call; with `drop_timers`, also deletes
-/// the call's pending expiry and offer-timeout jobs, which can no longer change anything.
+/// Writes a new status (and what comes with it) on a call. With `drop_timers` it also
+/// deletes the call's pending expiry and offer-timeout jobs, and with `drop_outbox` its
+/// offer's outbox job: jobs that can no longer change anything.
+#[allow(clippy::too_many_arguments)] // one per column or job set the statement writes
 pub async fn set_status(
     conn: &mut PgConnection,
     org_id: &str,
@@ -162,15 +164,20 @@ pub async fn set_status(
     reason: Option<&str>,
     duration_s: Option<i32>,
     drop_timers: bool,
+    drop_outbox: bool,
 ) -> sqlx::Result<CallRow> {
-    // The timers' delete rides in the same statement (no extra round trip); a timer a
-    // worker holds right now is left to it, and finds nothing to do.
+    // The jobs' deletes ride in the same statement (no extra round trip), each on its own
+    // partial index; a job a worker holds right now is left to it, and finds nothing to do.
     sqlx::query_as!(
         CallRow,
         "with timers as (
              delete from jobs
              where $6 and payload ->> 'call_id' = $1
                and kind in ('call.expire', 'call.offer_timeout') and lease_owner is null
+         ), outbox as (
+             delete from jobs
+             where $7 and payload ->> 'call_id' = $1
+               and kind = 'call.deliver' and lease_owner is null
          )
          update calls set status = $2, reason = coalesce($3, reason),
                 duration_s = coalesce($4, duration_s), updated_at = now()
@@ -182,7 +189,8 @@ pub async fn set_status(
         reason,
         duration_s,
         org_id,
-        drop_timers
+        drop_timers,
+        drop_outbox
     )
     .fetch_one(conn)
     .await
