@@ -541,6 +541,21 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send + 'static,
 {
+    open_loop_windowed(rate, time, None, one).await
+}
+
+/// `open_loop`, also recording each success into `window` (which a sampler may empty to
+/// see the latency of the last interval rather than of the whole run).
+async fn open_loop_windowed<F, Fut>(
+    rate: f64,
+    time: Duration,
+    window: Option<Arc<Mutex<Histogram<u64>>>>,
+    one: F,
+) -> (Histogram<u64>, u64)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
     let one = Arc::new(one);
     let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -550,7 +565,8 @@ where
     for i in 0..total {
         let intended = start + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(intended.into()).await;
-        let (one, hist, errors) = (one.clone(), hist.clone(), errors.clone());
+        let (one, hist, errors, window) =
+            (one.clone(), hist.clone(), errors.clone(), window.clone());
         tasks.spawn(async move {
             let ok = one(i).await;
             let micros = intended.elapsed().as_micros() as u64;
@@ -563,6 +579,9 @@ where
             }
             if ok {
                 let _ = hist.lock().unwrap().record(micros.max(1));
+                if let Some(window) = &window {
+                    let _ = window.lock().unwrap().record(micros.max(1));
+                }
             } else {
                 errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -1192,12 +1211,13 @@ async fn drive(
     agents: &Arc<Vec<String>>,
     rate: f64,
     time: Duration,
+    window: Option<Arc<Mutex<Histogram<u64>>>>,
 ) -> Drive {
     let failures: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let created = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (http, base, sk, agents) = (http.clone(), base.to_owned(), sk.to_owned(), agents.clone());
     let (failures2, created2) = (failures.clone(), created.clone());
-    let (latency, errors) = open_loop(rate, time, move |i| {
+    let (latency, errors) = open_loop_windowed(rate, time, window, move |i| {
         let (http, base, sk, agents, created, failures) = (
             http.clone(),
             base.clone(),
@@ -1263,13 +1283,22 @@ async fn await_completed(database_url: &str, before: u64, n: u64, within: Durati
 /// creation's p99 under 100 ms (a queue that does not grow). 8 s per step.
 async fn loop_max(b: &Bench, base: &str, sk: &str, agents: &Arc<Vec<String>>) -> f64 {
     // Not counted: a fresh process's first requests open connections and load data.
-    drive(&b.http, base, sk, agents, 100.0, WARM_UP).await;
+    drive(&b.http, base, sk, agents, 100.0, WARM_UP, None).await;
     let mut best = 0.0;
     for rate in [
         100.0, 150.0, 200.0, 250.0, 300.0, 400.0, 500.0, 600.0, 800.0, 1000.0,
     ] {
         let before = completed_calls(&b.args.database_url);
-        let run = drive(&b.http, base, sk, agents, rate, Duration::from_secs(8)).await;
+        let run = drive(
+            &b.http,
+            base,
+            sk,
+            agents,
+            rate,
+            Duration::from_secs(8),
+            None,
+        )
+        .await;
         let done = await_completed(
             &b.args.database_url,
             before,
@@ -1334,14 +1363,17 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     clear_jobs(&b.args.database_url)?;
     println!("  soak at {rate}/s");
     let time = Duration::from_secs(b.args.soak_seconds);
-    // Samples every 30 s: queue depth, dead tuples of jobs, RSS of api and worker.
+    // Samples every 30 s: queue depth, dead tuples of jobs and calls, RSS of api and
+    // worker, and creation's latency over the last interval.
     let samples: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let window = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
     let sampler = {
-        let (db, samples, api_pid, worker_pid) = (
+        let (db, samples, api_pid, worker_pid, window) = (
             b.args.database_url.clone(),
             samples.clone(),
             api.pid(),
             worker.pid(),
+            window.clone(),
         );
         let started = Instant::now();
         tokio::spawn(async move {
@@ -1354,10 +1386,21 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
                     &db,
                     "select n_dead_tup from pg_stat_user_tables where relname = 'jobs'",
                 );
+                let calls_dead = psql_value(
+                    &db,
+                    "select n_dead_tup from pg_stat_user_tables where relname = 'calls'",
+                );
+                let last = std::mem::replace(
+                    &mut *window.lock().unwrap(),
+                    Histogram::<u64>::new(3).unwrap(),
+                );
                 let sample = json!({
                     "t_s": started.elapsed().as_secs(),
+                    "create_p50_ms": (ms(&last, 0.5) * 10.0).round() / 10.0,
+                    "create_p99_ms": (ms(&last, 0.99) * 10.0).round() / 10.0,
                     "ready_jobs": depth.parse::<i64>().unwrap_or(-1),
                     "jobs_dead_tuples": dead.parse::<i64>().unwrap_or(-1),
+                    "calls_dead_tuples": calls_dead.parse::<i64>().unwrap_or(-1),
                     "api_rss_mib": rss_bytes(api_pid) / (1024 * 1024),
                     "worker_rss_mib": rss_bytes(worker_pid) / (1024 * 1024),
                 });
@@ -1368,7 +1411,16 @@ async fn soak(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
         })
     };
     let before = completed_calls(&b.args.database_url);
-    let run = drive(&b.http, &base, &sk, &agents, rate, time).await;
+    let run = drive(
+        &b.http,
+        &base,
+        &sk,
+        &agents,
+        rate,
+        time,
+        Some(window.clone()),
+    )
+    .await;
     let completed = await_completed(
         &b.args.database_url,
         before,
