@@ -1,6 +1,7 @@
-//! The per-process flood limit: requests per client IP per second, in memory (`governor`),
-//! checked before anything else. Its keys are pruned regularly so memory does not grow with
-//! the number of distinct addresses. It is the one limit left while Redis is down.
+//! The per-process limits, in memory. The flood limit: requests per client IP per second
+//! (`governor`), checked before anything else; its keys are pruned regularly so memory does
+//! not grow with the number of distinct addresses, and it is the one limit left while Redis
+//! is down. Bounded admission (`Admission`): requests in progress at once.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -305,7 +305,12 @@ async fn refresh(
         tracing::warn!(device_id, error = %e, "presence not written to Redis");
     }
     let written = match ctx.db.acquire().await {
-        Ok(mut conn) => device_store::touch_stream(&mut conn, org_id, device_id).await,
+        Ok(mut conn) => {
+            let device = [(device_id.to_owned(), org_id.to_owned())];
+            device_store::touch_streams(&mut conn, &device)
+                .await
+                .map(|written| written.into_iter().next().map(|(_, at)| at))
+        }
         Err(e) => Err(e),
     };
     match written {

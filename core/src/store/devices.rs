@@ -217,26 +217,9 @@ pub async fn touch_seen(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx
     Ok(())
 }
 
-/// Records a heartbeat on a live socket (the presence fallback when Redis is down);
-/// returns the time written.
-pub async fn touch_stream(
-    conn: &mut PgConnection,
-    org_id: &str,
-    id: &str,
-) -> sqlx::Result<Option<DateTime<Utc>>> {
-    sqlx::query_scalar!(
-        "update devices set stream_seen_at = now(), last_seen_at = now() where id = $1 and org_id = $2
-         returning stream_seen_at",
-        id,
-        org_id
-    )
-    .fetch_optional(conn)
-    .await
-    .map(Option::flatten)
-}
-
-/// Records the heartbeats of many live sockets (`(device, organization)` pairs) in one
-/// statement; returns the time written for each device found.
+/// Records the heartbeats of live sockets (`(device, organization)` pairs: one on connect,
+/// all of an api's once a second) in one statement, for the presence fallback when Redis
+/// is down; returns the time written for each device found.
 pub async fn touch_streams(
     conn: &mut PgConnection,
     devices: &[(String, String)],
