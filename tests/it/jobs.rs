@@ -219,17 +219,108 @@ async fn a_bloated_jobs_table_is_vacuumed_by_a_worker() {
     })
     .await;
     let mut conn = db.acquire().await.unwrap();
-    assert!(
-        !queue::vacuum_if_bloated(&mut conn, 1_000_000)
-            .await
-            .unwrap(),
-        "below the threshold nothing is done"
-    );
-    assert!(queue::vacuum_if_bloated(&mut conn, 1000).await.unwrap());
+    let jobs = |tended: &[queue::Tended]| tended.iter().find(|t| t.table == "jobs").cloned();
+    // Below the threshold it is not vacuumed; its 6,000 changes are analyzed, though.
+    let tended = queue::tend_tables(&mut conn, 1_000_000).await.unwrap();
+    assert_eq!(jobs(&tended).map(|t| t.vacuumed), Some(false), "{tended:?}");
+    let tended = queue::tend_tables(&mut conn, 1000).await.unwrap();
+    assert_eq!(jobs(&tended).map(|t| t.vacuumed), Some(true), "{tended:?}");
     eventually(Duration::from_secs(15), "dead rows removed", || async {
         (dead().await < 3000).then_some(())
     })
     .await;
+}
+
+/// Where autovacuum does not keep statistics, a statement a connection prepared while
+/// `calls` was nearly empty keeps a plan that finds a call by walking all of its
+/// organization's calls. Once a worker analyzes the grown table, the same prepared
+/// statement is planned again, and finds the call by its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_planned_on_an_empty_table_is_planned_again_once_it_has_statistics() {
+    use pushdial_core::queue;
+    let db = sqlx::PgPool::connect(&fresh_database().await)
+        .await
+        .unwrap();
+    sqlx::query("alter table calls set (autovacuum_enabled = false)")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "insert into organizations (id, name) values ('org_plan', 'plans');
+         insert into agents (id, org_id, name) values ('agt_plan', 'org_plan', 'a');
+         insert into calls (id, org_id, agent_id, to_number, confirm, status, expires_at)
+         values ('call_first', 'org_plan', 'agt_plan', '+14155550123', 'prompt', 'queued', now());",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    // A long-lived pool connection: the statement is prepared once, its plan kept.
+    let mut conn = db.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "set plan_cache_mode = force_generic_plan;
+         prepare lookup(text, text) as
+           select id from calls where org_id = $1 and id = $2 for update;",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    async fn plan(conn: &mut sqlx::PgConnection) -> String {
+        let lines: Vec<String> =
+            sqlx::query_scalar("explain execute lookup('org_plan', 'call_first')")
+                .fetch_all(conn)
+                .await
+                .unwrap();
+        lines.join("\n")
+    }
+    let planned_empty = plan(&mut conn).await;
+    sqlx::query(
+        "insert into calls (id, org_id, agent_id, to_number, confirm, status, expires_at)
+         select 'call_' || i, 'org_plan', 'agt_plan', '+14155550123', 'prompt', 'completed', now()
+         from generate_series(1, 20000) i",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(15), "the inserts counted", || async {
+        let n: Option<i64> = sqlx::query_scalar(
+            "select n_mod_since_analyze from pg_stat_user_tables where relname = 'calls'",
+        )
+        .fetch_optional(&db)
+        .await
+        .unwrap();
+        (n.unwrap_or(0) >= 20_000).then_some(())
+    })
+    .await;
+    // Whether the index scan itself looks for the id (not a filter over the scan's rows).
+    let by_id = |plan: &str| {
+        plan.lines()
+            .any(|l| l.contains("Index Cond") && l.contains("id = $2"))
+    };
+    assert!(
+        !by_id(&planned_empty) && !by_id(&plan(&mut conn).await),
+        "the plan made on the empty table, kept as the table grew, scans the organization:\n{planned_empty}"
+    );
+    let mut other = db.acquire().await.unwrap();
+    let tended = queue::tend_tables(&mut other, queue::VACUUM_DEAD_ROWS)
+        .await
+        .unwrap();
+    assert!(
+        tended.contains(&queue::Tended {
+            table: "calls".into(),
+            vacuumed: false
+        }),
+        "{tended:?}"
+    );
+    let replanned = plan(&mut conn).await;
+    assert!(
+        by_id(&replanned),
+        "with statistics, the call is found by its id:\n{replanned}"
+    );
+    // Analyzed a moment ago: not again within five minutes.
+    let again = queue::tend_tables(&mut other, queue::VACUUM_DEAD_ROWS)
+        .await
+        .unwrap();
+    assert!(!again.iter().any(|t| t.table == "calls"), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -294,10 +294,17 @@ async fn rescue_loop(ctx: Ctx, stop: Stop) {
             if let Err(e) = queue::purge(&mut conn).await {
                 tracing::warn!(error = %e, "purge failed");
             }
-            match queue::vacuum_if_bloated(&mut conn, queue::VACUUM_DEAD_ROWS).await {
-                Ok(true) => tracing::info!("vacuumed the jobs table (autovacuum had not kept up)"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "jobs table not vacuumed"),
+            match queue::tend_tables(&mut conn, queue::VACUUM_DEAD_ROWS).await {
+                Ok(tended) => {
+                    for t in tended {
+                        tracing::info!(
+                            table = %t.table,
+                            vacuumed = t.vacuumed,
+                            "tended a table autovacuum had not kept up with"
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "tables not tended"),
             }
         }
     }
