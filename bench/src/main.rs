@@ -395,6 +395,7 @@ async fn throughput(b: &Bench, figures: &mut Vec<Figure>) -> Result<f64> {
     let mut best = 0.0f64;
     for &c in &b.args.concurrency {
         let cpu0 = cpu_by_command();
+        let busy0 = busy_seconds();
         let t0 = Instant::now();
         let (done, errors) = run_closed(
             &b.http,
@@ -405,26 +406,56 @@ async fn throughput(b: &Bench, figures: &mut Vec<Figure>) -> Result<f64> {
             Duration::from_secs(b.args.seconds),
         )
         .await;
-        cpu_share(&cpu0, &cpu_by_command(), t0.elapsed());
+        let busy = busy_seconds() - busy0;
+        let shares = cpu_share(&cpu0, &cpu_by_command(), t0.elapsed());
         let rps = done as f64 / b.args.seconds as f64;
         best = best.max(rps);
         let threads = c.min(2).to_string();
-        let out = pgbench(
-            &b.args.database_url,
-            &script,
-            &[
+        // pgbench's connections end with it, and their processes' time with them: the
+        // machine's busy time is read while it runs, a second from each end.
+        let run = {
+            let (url, script, dir) = (b.args.database_url.clone(), script.clone(), dir.clone());
+            let extra: Vec<String> = vec![
                 "-c".into(),
                 c.to_string(),
                 "-j".into(),
                 threads,
                 "-T".into(),
                 b.args.seconds.to_string(),
-            ],
-            &dir,
-        )?;
+            ];
+            tokio::task::spawn_blocking(move || pgbench(&url, &script, &extra, &dir))
+        };
+        let window = Duration::from_secs(b.args.seconds.saturating_sub(2).max(1));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pg_busy0 = busy_seconds();
+        tokio::time::sleep(window).await;
+        let pg_busy = busy_seconds() - pg_busy0;
+        let out = run.await??;
         let tps = pgbench_tps(&out)?;
         let ratio = rps / tps;
         println!("  throughput c={c}: {rps:.0} calls/s, pgbench {tps:.0} tx/s ({errors} errors)");
+        // What each costs the machine: CPU time per call and per pgbench transaction.
+        let per_call = busy / done.max(1) as f64 * 1e6;
+        let per_tx = pg_busy / (tps * window.as_secs_f64()).max(1.0) * 1e6;
+        let part = |name: &str| {
+            shares.get(name).and_then(Value::as_f64).unwrap_or(0.0) / rps.max(1.0) * 1e6
+        };
+        println!(
+            "  CPU per call {per_call:.0} µs (postgres {:.0}, pushdial {:.0}, redis {:.0}, load generator {:.0}); per pgbench transaction {per_tx:.0} µs",
+            part("postgres"),
+            part("pushdial"),
+            part("redis-server"),
+            part("pushdial-bench"),
+        );
+        figures.push(figure(
+            "1 create-call throughput",
+            &format!("CPU µs per call at concurrency {c} (all processes)"),
+            per_call,
+            "µs",
+            "CPU µs per pgbench transaction, same concurrency",
+            per_tx,
+            None,
+        ));
         figures.push(figure(
             "1 create-call throughput",
             &format!("calls/s at concurrency {c}"),
@@ -1551,6 +1582,28 @@ fn cpu_share(before: &HashMap<String, f64>, after: &HashMap<String, f64>, wall: 
 }
 
 /// CPU seconds (user + system) the process used so far.
+/// CPU time the whole machine has spent busy (not idle or waiting for I/O), in seconds.
+fn busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy / 100.0
+}
+
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
