@@ -108,7 +108,9 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
          RFC 9457 problem documents with a stable `code`; every response carries `Request-Id`. \
          Any request may be answered `503` with code `overloaded` and `Retry-After` when the \
          instance is at its limit of requests in progress: retry it after that delay (with \
-         the same `Idempotency-Key` for a create).",
+         the same `Idempotency-Key` for a create). A body over 64 KiB is answered `413` \
+         (`payload_too_large`), and one that does not arrive whole within 15 s `408` \
+         (`request_timeout`).",
     )
 }
 

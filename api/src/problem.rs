@@ -331,6 +331,20 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
         if let Some(call_id) = req.uri().path().split('/').find(|s| s.starts_with("call_")) {
             span.record("call_id", call_id);
         }
+        // A website's widget can read a refusal only with CORS headers; these refusals come
+        // before the widget's gate, which adds them to everything else it lets through.
+        let widget_origin = req
+            .uri()
+            .path()
+            .starts_with("/widget/v1/")
+            .then(|| req.headers().get(poem::http::header::ORIGIN))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // A preflight costs nothing to answer, and a refused one would hide the real
+        // request's answer (and its Retry-After) from the page.
+        let preflight = widget_origin.is_some() && method == "OPTIONS";
+        // `Err`: refused here, before the request reached the service.
         let work = async {
             if let Some(wait) =
                 ip.and_then(|ip| self.flood.check(pushdial_core::limits::ip_key(ip)))
@@ -346,7 +360,7 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
                     retry_after: Some(wait),
                 };
                 rate_headers(&mut resp, &refusal);
-                return resp;
+                return Err(resp);
             }
             let declared = req
                 .headers()
@@ -354,7 +368,7 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<usize>().ok());
             if declared.is_some_and(|n| n > MAX_BODY) {
-                return too_large();
+                return Err(too_large());
             }
             let upgrade = is_upgrade(&req);
             if !upgrade {
@@ -364,26 +378,27 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
                 let read = req.take_body().into_bytes_limit(MAX_BODY);
                 match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
                     Ok(Ok(bytes)) => req.set_body(bytes),
-                    Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => return too_large(),
+                    Ok(Err(poem::error::ReadBodyError::PayloadTooLarge)) => return Err(too_large()),
                     Ok(Err(e)) => {
-                        return Problem::new(400, "unreadable_body", e.to_string()).into_poem()
+                        return Err(Problem::new(400, "unreadable_body", e.to_string()).into_poem())
                     }
                     Err(_) => {
                         let detail = format!(
                             "the request body did not arrive within {} s",
                             BODY_READ_TIMEOUT.as_secs()
                         );
-                        return Problem::new(408, "request_timeout", detail).into_poem();
+                        return Err(Problem::new(408, "request_timeout", detail).into_poem());
                     }
                 }
             }
             // Sockets live for hours and are capped on their own; health checks and
             // metrics must answer precisely when the process is busiest.
-            let counted = !upgrade && !matches!(route, "/healthz" | "/readyz" | "/metrics");
+            let counted =
+                !upgrade && !preflight && !matches!(route, "/healthz" | "/readyz" | "/metrics");
             let _place = if counted {
                 match self.admission.try_admit() {
                     Some(place) => Some(place),
-                    None => return overloaded(route, self.admission.limit()),
+                    None => return Err(overloaded(route, self.admission.limit())),
                 }
             } else {
                 None
@@ -394,9 +409,9 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
             };
             let rate = RATE.try_with(|r| r.borrow().clone()).unwrap_or_default();
             rate_headers(&mut resp, &rate);
-            resp
+            Ok(resp)
         };
-        let mut resp = {
+        let resp = {
             use tracing::Instrument;
             REQUEST_ID
                 .scope(
@@ -405,6 +420,15 @@ impl<E: Endpoint> Endpoint for RequestIdEndpoint<E> {
                 )
                 .instrument(span.clone())
                 .await
+        };
+        let mut resp = match resp {
+            Ok(resp) => resp,
+            Err(mut refused) => {
+                if let Some(origin) = &widget_origin {
+                    crate::widget_api::cors(&mut refused, origin);
+                }
+                refused
+            }
         };
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();

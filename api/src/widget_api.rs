@@ -79,7 +79,9 @@ pub struct WidgetGateEndpoint<E> {
     inner: E,
 }
 
-fn cors(resp: &mut Response, origin: &str) {
+/// The CORS headers of a widget's answer to `origin` (no credentials: the widget sends
+/// its publishable key, never a cookie).
+pub(crate) fn cors(resp: &mut Response, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(origin) {
         resp.headers_mut()
             .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);

@@ -265,6 +265,35 @@ async fn past_its_limit_of_requests_in_progress_an_instance_answers_503_at_once(
     );
     let problem: serde_json::Value = refused.json().await.unwrap();
     assert_eq!(problem["code"], "overloaded");
+    // A website's widget can read the refusal and when to come back (CORS), and its
+    // preflight is answered, not refused, so that the page sees that answer at all.
+    let site = "https://shop.example";
+    let preflight = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/widget/v1/callbacks", app.url),
+        )
+        .header("origin", site)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let from_site = http
+        .post(format!("{}/widget/v1/callbacks", app.url))
+        .header("origin", site)
+        // Refused before the key is even looked at.
+        .bearer_auth("pd_pk_not_looked_at")
+        .json(&serde_json::json!({ "phone": "+14155550123", "consent": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_site.status(), 503);
+    assert_eq!(from_site.headers()["access-control-allow-origin"], site);
+    let exposed = from_site.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("retry-after"), "{exposed}");
     // Health checks are not counted: a busy instance still says it is alive.
     let health = http.get(format!("{}/healthz", app.url)).send().await;
     assert_eq!(health.unwrap().status(), 200);
