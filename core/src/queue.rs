@@ -241,17 +241,19 @@ pub struct Tended {
 pub async fn tend_tables(conn: &mut PgConnection, jobs_min_dead: i64) -> sqlx::Result<Vec<Tended>> {
     const LOCK: i64 = 0x7075_7368_6469_616c; // "pushdial"
     let due = sqlx::query!(
-        r#"select s.relname::text as "table!",
-                  s.n_dead_tup > case when s.relname = 'jobs' then $1::bigint
-                                      else 1000 + 0.4 * greatest(c.reltuples, 0) end as "vacuum!"
-           from pg_stat_user_tables s join pg_class c on c.oid = s.relid
-           where s.schemaname = current_schema()
-             and (s.n_dead_tup > case when s.relname = 'jobs' then $1::bigint
-                                      else 1000 + 0.4 * greatest(c.reltuples, 0) end
-                  or (s.n_mod_since_analyze > 100 + 0.2 * greatest(c.reltuples, 0)
-                      and coalesce(greatest(s.last_analyze, s.last_autoanalyze), '-infinity')
-                          < now() - interval '5 minutes'))
-           order by s.relname"#,
+        r#"select name as "table!", bloated as "vacuum!"
+           from (select s.relname::text as name,
+                        s.n_dead_tup > case when s.relname = 'jobs' then $1::bigint
+                                            else 1000 + 0.4 * greatest(c.reltuples, 0) end
+                          as bloated,
+                        s.n_mod_since_analyze > 100 + 0.2 * greatest(c.reltuples, 0)
+                          and coalesce(greatest(s.last_analyze, s.last_autoanalyze), '-infinity')
+                              < now() - interval '5 minutes'
+                          as stale
+                 from pg_stat_user_tables s join pg_class c on c.oid = s.relid
+                 where s.schemaname = current_schema()) t
+           where bloated or stale
+           order by name"#,
         jobs_min_dead
     )
     .fetch_all(&mut *conn)

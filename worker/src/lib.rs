@@ -264,11 +264,33 @@ pub enum Ran {
     Settled { deferred: bool },
 }
 
+/// Vacuums and analyzes what autovacuum has not kept up with (`queue::tend_tables`).
+async fn tend_tables(ctx: Ctx) {
+    let tended = match ctx.db.acquire().await {
+        Ok(mut conn) => queue::tend_tables(&mut conn, queue::VACUUM_DEAD_ROWS).await,
+        Err(e) => Err(e),
+    };
+    match tended {
+        Ok(tended) => {
+            for t in tended {
+                tracing::info!(
+                    table = %t.table,
+                    vacuumed = t.vacuumed,
+                    "tended a table autovacuum had not kept up with"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "tables not tended"),
+    }
+}
+
 /// Returns expired leases to the queue, twice per lease period, and purges what is kept
-/// only for a while (about once a minute).
+/// only for a while (about once a minute), when it also tends the tables — beside the
+/// loop, on a connection of its own, so that a long VACUUM never holds the rescue up.
 async fn rescue_loop(ctx: Ctx, stop: Stop) {
     let period = (ctx.config.job_lease / 2).max(Duration::from_millis(100));
     let mut last_purge = tokio::time::Instant::now();
+    let mut tending: Option<AbortOnDrop> = None;
     loop {
         tokio::select! {
             _ = stop.wait() => return,
@@ -294,17 +316,8 @@ async fn rescue_loop(ctx: Ctx, stop: Stop) {
             if let Err(e) = queue::purge(&mut conn).await {
                 tracing::warn!(error = %e, "purge failed");
             }
-            match queue::tend_tables(&mut conn, queue::VACUUM_DEAD_ROWS).await {
-                Ok(tended) => {
-                    for t in tended {
-                        tracing::info!(
-                            table = %t.table,
-                            vacuumed = t.vacuumed,
-                            "tended a table autovacuum had not kept up with"
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "tables not tended"),
+            if tending.as_ref().is_none_or(|t| t.0.is_finished()) {
+                tending = Some(AbortOnDrop(tokio::spawn(tend_tables(ctx.clone()))));
             }
         }
     }
