@@ -295,14 +295,15 @@ impl CallsApi {
             return Err(Error::NotFound("device").into());
         }
         crate::auth::may_use_agent(&mut conn, &auth, &candidates.agent_id).await?;
-        // Only now, when nothing else can refuse it, does the call take its quotas.
-        let quotas = quotas(&ctx, org_id, &request, candidates.per_minute);
-        let routed = calls::reach_and_take(&ctx, candidates, &quotas).await?;
-
+        // The key is held before the quotas are taken: a retry racing the first request
+        // (409) or finding its answer committed since `replay` spends no quota.
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         if let Some(call) = idem.lock(&mut tx, org_id).await? {
             return Ok(CallCreated::Created(Json(call)));
         }
+        // Only now, when nothing else can refuse it, does the call take its quotas.
+        let quotas = quotas(&ctx, org_id, &request, candidates.per_minute);
+        let routed = calls::reach_and_take(&ctx, candidates, &quotas).await?;
         let (row, first_offer) = place(&mut tx, &ctx, org_id, &request, &routed).await?;
         let call = Call::from(row.clone());
         tracing::Span::current().record("call_id", call.id.as_str());

@@ -109,3 +109,43 @@ async fn agent_creation_is_idempotent_too_and_keys_are_per_route() {
     assert_eq!(bad_key.status(), 400);
     assert_eq!(app.count("agents").await, 1);
 }
+
+/// A retry that finds its key held by the request still in flight is refused (409) before
+/// it takes any quota: the organization's one call a minute is still there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_refused_while_its_key_is_in_use_spends_no_quota() {
+    let app = TestApp::spawn_tuned(|c| {
+        c.presence_window = Duration::from_secs(60);
+        c.limit_calls_per_minute = 1;
+    })
+    .await;
+    let client = app.client();
+    let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
+    let _stream = live_stream(&device).await;
+    let request = CreateCall::for_agent("+14155550123", &agent_id);
+
+    let mut tx = app.db.begin().await.unwrap();
+    assert!(
+        pushdial_core::store::idempotency::try_lock(&mut tx, &app.org.org_id, "order-7")
+            .await
+            .unwrap()
+    );
+    let err = client
+        .create_call(&request, Some("order-7"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("idempotency_key_in_use"));
+    tx.rollback().await.unwrap();
+
+    let call = client
+        .create_call(&request, Some("order-8"))
+        .await
+        .expect("the minute's one call is still there");
+    assert_eq!(call.agent_id, agent_id);
+    // And it is the only one: the quota holds.
+    let err = client
+        .create_call(&request, Some("order-9"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(429));
+}
