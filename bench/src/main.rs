@@ -573,28 +573,50 @@ impl CoreSplit {
         if postgres.is_empty() {
             bail!("no postgres process on this machine (a remote database)");
         }
-        for (group, cpus) in [(postgres, "0".to_owned()), (others, rest)] {
-            for pid in group {
-                let allowed = std::fs::read_to_string(format!("/proc/{pid}/status"))
-                    .unwrap_or_default()
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-                    .map(|v| v.trim().to_owned());
-                let Some(allowed) = allowed else { continue };
-                taskset(pid, &cpus)?;
-                split.before.push((pid, allowed));
-            }
+        let allowed = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(|v| v.trim().to_owned())
+        };
+        let plan: Vec<(u32, String, String)> = [(postgres, "0".to_owned()), (others, rest)]
+            .into_iter()
+            .flat_map(|(group, cpus)| group.into_iter().map(move |pid| (pid, cpus.clone())))
+            .filter_map(|(pid, cpus)| allowed(pid).map(|was| (pid, was, cpus)))
+            .collect();
+        // Written before anything moves, for `scripts/bench` to restore should this
+        // process be killed before it does so itself.
+        let record: String = plan
+            .iter()
+            .map(|(pid, was, _)| format!("{pid} {was}\n"))
+            .collect();
+        std::fs::write(cores_file(), record).context("recording the cores to restore")?;
+        for (pid, was, cpus) in plan {
+            split.before.push((pid, was));
+            taskset(pid, &cpus)?;
         }
         Ok(split)
     }
 }
 
+/// Where the cores to restore are recorded while the split lasts (`scripts/bench` reads
+/// the same path).
+fn cores_file() -> std::path::PathBuf {
+    std::env::temp_dir().join("pushdial-bench-cores")
+}
+
 impl Drop for CoreSplit {
     fn drop(&mut self) {
+        let mut restored = true;
         for (pid, allowed) in &self.before {
             if let Err(e) = taskset(*pid, allowed) {
+                restored = false;
                 eprintln!("pushdial-bench: the cores of process {pid} were not restored: {e:#}");
             }
+        }
+        if restored {
+            let _ = std::fs::remove_file(cores_file());
         }
     }
 }
