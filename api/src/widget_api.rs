@@ -366,7 +366,7 @@ impl WidgetApi {
         limits::take(&ctx, "widget_ip", &ip, per_ip).await?;
         // Availability before the number: a hidden widget answers every number alike.
         let agent = if widgets::open_now(&w, chrono::Utc::now()) {
-            widgets::pick_agent(&ctx, &w).await?
+            widgets::take_turn(&ctx, &w).await?
         } else {
             None
         };
@@ -447,7 +447,6 @@ impl WidgetApi {
                     client_ip.as_deref(),
                 )
                 .await?;
-                store::set_last_agent(&mut tx, &w.id, &agent_id).await?;
                 tx.commit().await?;
                 crate::calls::after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
                 return Ok(CallbackAnswer::Created(Json(CallbackCreated {

@@ -206,14 +206,52 @@ pub fn open_now(widget: &WidgetRow, now: DateTime<Utc>) -> bool {
     }
 }
 
-/// The agent a visitor's call goes to now: among the widget's agents with a reachable
+/// The agent a visitor's call would go to now: among the widget's agents with a reachable
 /// phone, the one idle longest (or the next after the last, for round robin). `None` when
-/// nobody is reachable.
+/// nobody is reachable. It claims nothing: see `take_turn`.
 pub async fn pick_agent(ctx: &Ctx, widget: &WidgetRow) -> Result<Option<String>> {
+    let available = available_agents(ctx, widget).await?;
+    Ok(choose(widget, &available, widget.last_agent_id.as_deref()))
+}
+
+/// The agent a visitor's call goes to, as `pick_agent`, with the turn taken: for round
+/// robin the widget's last agent moves to the one picked only if no other request moved
+/// it since it was read (compare and set), so that callbacks arriving together go to
+/// different agents. The turn is taken even if that agent's phone then goes away.
+pub async fn take_turn(ctx: &Ctx, widget: &WidgetRow) -> Result<Option<String>> {
+    let available = available_agents(ctx, widget).await?;
+    if widget.routing != "round_robin" {
+        return Ok(choose(widget, &available, None));
+    }
+    let mut conn = ctx.db.acquire().await?;
+    let mut last = widget.last_agent_id.clone();
+    // Each failed claim means another request took a turn; a few rounds settle it.
+    for _ in 0..8 {
+        let Some(next) = choose(widget, &available, last.as_deref()) else {
+            return Ok(None);
+        };
+        if store::claim_turn(
+            &mut conn,
+            &widget.org_id,
+            &widget.id,
+            last.as_deref(),
+            &next,
+        )
+        .await?
+        {
+            return Ok(Some(next));
+        }
+        last = store::last_agent(&mut conn, &widget.org_id, &widget.id).await?;
+    }
+    Ok(choose(widget, &available, last.as_deref()))
+}
+
+/// The widget's agents with a reachable phone, the one idle longest first.
+async fn available_agents(ctx: &Ctx, widget: &WidgetRow) -> Result<Vec<String>> {
     let mut conn = ctx.db.acquire().await?;
     let candidates = store::candidates(&mut conn, &widget.org_id, &widget.agent_ids).await?;
     if candidates.is_empty() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let ids: Vec<String> = candidates.iter().map(|(id, _)| id.clone()).collect();
     let devices: Vec<_> = device_store::list(&mut conn, &widget.org_id, Some(&ids))
@@ -229,25 +267,30 @@ pub async fn pick_agent(ctx: &Ctx, widget: &WidgetRow) -> Result<Option<String>>
         .filter(|(_, r)| r.is_reachable())
         .map(|(d, _)| d.agent_id.as_str())
         .collect();
-    let available: Vec<&str> = candidates
-        .iter()
-        .map(|(id, _)| id.as_str())
-        .filter(|id| reachable.contains(id))
-        .collect();
+    // Candidates come oldest last call first.
+    Ok(candidates
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| reachable.contains(id.as_str()))
+        .collect())
+}
+
+/// The widget's choice among `available` (idle longest first): the first, or for round
+/// robin the next id after `last` (wrapping around).
+fn choose(widget: &WidgetRow, available: &[String], last: Option<&str>) -> Option<String> {
     if widget.routing == "round_robin" {
-        let mut sorted = available.clone();
+        let mut sorted: Vec<&String> = available.iter().collect();
         sorted.sort_unstable();
-        let next = match &widget.last_agent_id {
+        let next = match last {
             Some(last) => sorted
                 .iter()
-                .find(|id| **id > last.as_str())
+                .find(|id| id.as_str() > last)
                 .or(sorted.first()),
             None => sorted.first(),
         };
-        return Ok(next.map(|s| (*s).to_owned()));
+        return next.map(|s| (*s).clone());
     }
-    // Candidates come oldest last call first.
-    Ok(available.first().map(|s| (*s).to_owned()))
+    available.first().cloned()
 }
 
 /// What the visitor sees of their callback: `calling`, `connected`, `completed`, `failed`

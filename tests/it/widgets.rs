@@ -540,3 +540,47 @@ async fn a_call_can_be_followed_live_until_it_ends() {
     assert_eq!(r.status(), 404);
     agent.stop().await;
 }
+
+/// Round robin takes turns even when visitors ask at the same moment: each request claims
+/// its turn (compare and set), so four callbacks at once reach two agents twice each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_takes_turns_when_visitors_ask_together() {
+    let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
+    let client = app.client();
+    let (ann, ann_phone, _) = app.agent_with_device(&client, "Ann").await;
+    let (bob, bob_phone, _) = app.agent_with_device(&client, "Bob").await;
+    let _ann = live_stream(&ann_phone).await;
+    let _bob = live_stream(&bob_phone).await;
+    let w = widget(&app, json!({"routing": "round_robin"})).await;
+    let key = w["publishable_key"].as_str().unwrap().to_owned();
+
+    let asks = (0..4).map(|i| {
+        let (app, key) = (&app, key.clone());
+        async move {
+            visit(
+                app,
+                &key,
+                Some(SHOP),
+                Method::POST,
+                "/widget/v1/callbacks",
+                Some(json!({"phone": format!("+1415555012{i}"), "consent": true})),
+            )
+            .await
+        }
+    });
+    for (status, _, body) in futures::future::join_all(asks).await {
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "calling", "{body}");
+    }
+    let (status, calls) = app.api(Method::GET, "/v1/calls", None).await;
+    assert_eq!(status, 200, "{calls}");
+    let to = |agent: &str| {
+        calls["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["agent_id"] == agent)
+            .count()
+    };
+    assert_eq!((to(&ann), to(&bob)), (2, 2), "{calls}");
+}

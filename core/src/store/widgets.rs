@@ -210,16 +210,42 @@ pub async fn using_key(
     .await
 }
 
-/// Records the agent that got the widget's last call (round robin).
-pub async fn set_last_agent(conn: &mut PgConnection, id: &str, agent_id: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        "update widgets set last_agent_id = $2 where id = $1",
+/// Takes the widget's next round-robin turn for `next`, if its last agent is still `seen`
+/// (compare and set): `false` when another request took a turn since.
+pub async fn claim_turn(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    seen: Option<&str>,
+    next: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "update widgets set last_agent_id = $4
+         where id = $1 and org_id = $2 and last_agent_id is not distinct from $3",
         id,
-        agent_id
+        org_id,
+        seen,
+        next
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+/// The agent that took the widget's last round-robin turn.
+pub async fn last_agent(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<String>> {
+    Ok(sqlx::query_scalar!(
+        "select last_agent_id from widgets where id = $1 and org_id = $2",
+        id,
+        org_id
+    )
+    .fetch_optional(conn)
+    .await?
+    .flatten())
 }
 
 /// The candidate agents of a widget (its list, or every agent of the organization) with
