@@ -243,6 +243,16 @@ impl Backoff {
     }
 }
 
+/// The delay before retrying after `e`: the backoff's, but never sooner than the server's
+/// `Retry-After`, spread over up to half as long again, so that clients refused together
+/// do not all come back at the same instant.
+fn after_refusal(e: &crate::Error, backoff: Duration) -> Duration {
+    match e.retry_after() {
+        Some(asked) => backoff.max(asked + jitter(asked / 2)),
+        None => backoff,
+    }
+}
+
 /// A uniformly random duration in `[0, max]` (millisecond resolution).
 fn jitter(max: Duration) -> Duration {
     Duration::from_millis(rand::thread_rng().gen_range(0..=millis(max)))
@@ -444,7 +454,7 @@ impl Runner {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let delay = self.backoff.next_delay();
+                    let delay = after_refusal(&e, self.backoff.next_delay());
                     warn!(error = %e.display_chain(), attempt = failures, retry_in_ms = millis(delay),
                         "cannot connect the agent stream");
                     delay
@@ -720,7 +730,7 @@ where
     loop {
         match op().await {
             Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                let delay = backoff.next_delay();
+                let delay = after_refusal(&e, backoff.next_delay());
                 debug!(error = %e.display_chain(), attempt, "transient failure; retrying");
                 attempt += 1;
                 tokio::time::sleep(delay).await;
@@ -1101,6 +1111,40 @@ fn spawn_stdin_reader() -> Option<mpsc::UnboundedReceiver<Option<String>>> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_request_is_retried_no_sooner_than_the_server_asked() {
+        let overloaded = || crate::Error::Api {
+            status: 503,
+            problem: Box::new(crate::types::Problem::from_response(503, None, b"")),
+            retry_after: crate::error::retry_after(Some("2")),
+        };
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let done = with_retry(|| {
+            let n = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(overloaded())
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(done.ok(), Some(1));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(2) && waited <= Duration::from_secs(3),
+            "{waited:?}"
+        );
+        // Without Retry-After the backoff alone decides (at most 200 ms the first time).
+        let d = after_refusal(
+            &crate::Error::Timeout("reading"),
+            Duration::from_millis(150),
+        );
+        assert_eq!(d, Duration::from_millis(150));
+    }
 
     #[test]
     fn backoff_stays_within_bounds_and_resets() {

@@ -103,6 +103,11 @@ impl Transport {
             .get("request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let retry_after = crate::error::retry_after(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = resp.bytes().await?;
         if status.is_success() {
             serde_json::from_slice(&body).map_err(|source| Error::Decode {
@@ -114,6 +119,7 @@ impl Transport {
             Err(Error::Api {
                 status: status.as_u16(),
                 problem: Box::new(problem),
+                retry_after,
             })
         }
     }

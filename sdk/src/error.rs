@@ -26,6 +26,9 @@ pub enum Error {
         status: u16,
         /// The problem document.
         problem: Box<Problem>,
+        /// The answer's `Retry-After` (in seconds), when it has one: how long the
+        /// server asks to be left alone (`429`, `503 overloaded`).
+        retry_after: Option<std::time::Duration>,
     },
     /// The request could not be sent or the answer could not be read
     /// (connection refused, timeout, TLS, ...).
@@ -121,6 +124,14 @@ impl Error {
         chain(self)
     }
 
+    /// The server's `Retry-After`, when it answered with one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// True when retrying the same request may succeed: transport failures,
     /// timeouts and 5xx / 429 answers.
     pub fn is_transient(&self) -> bool {
@@ -130,6 +141,14 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// A `Retry-After` header in delta-seconds (the form pushdial sends; an HTTP date is
+/// ignored).
+pub(crate) fn retry_after(value: Option<&str>) -> Option<std::time::Duration> {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs)
 }
 
 /// `err` and its sources joined with `": "`, without repeating a message

@@ -120,11 +120,17 @@ impl Stream {
                     .get("request-id")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
+                let retry_after = crate::error::retry_after(
+                    resp.headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok()),
+                );
                 let body = resp.body().as_deref().unwrap_or_default();
                 let problem = Problem::from_response(status, request_id.as_deref(), body);
                 Err(Error::Api {
                     status,
                     problem: Box::new(problem),
+                    retry_after,
                 })
             }
             Err(e) => Err(e.into()),
