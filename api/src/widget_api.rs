@@ -271,7 +271,7 @@ async fn recently_available(ctx: &Ctx, w: &WidgetRow) -> Result<bool, Error> {
             return Ok(*available);
         }
     }
-    let available = widgets::pick_agent(ctx, w).await?.is_some();
+    let available = !widgets::available_agents(ctx, w).await?.is_empty();
     let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
     if seen.len() > 10_000 {
         seen.retain(|_, (at, _)| at.elapsed() < FRESH);
@@ -365,10 +365,10 @@ impl WidgetApi {
         let per_ip = limits::per_minute(ctx.config.limit_widget_per_ip_per_minute);
         limits::take(&ctx, "widget_ip", &ip, per_ip).await?;
         // Availability before the number: a hidden widget answers every number alike.
-        let agent = if widgets::open_now(&w, chrono::Utc::now()) {
-            widgets::take_turn(&ctx, &w).await?
+        let available = if widgets::open_now(&w, chrono::Utc::now()) {
+            widgets::available_agents(&ctx, &w).await?
         } else {
-            None
+            Vec::new()
         };
         let unavailable = || {
             Error::conflict(
@@ -376,7 +376,7 @@ impl WidgetApi {
                 "nobody can take calls right now; try again later",
             )
         };
-        if agent.is_none() && w.when_unavailable != "callback" {
+        if available.is_empty() && w.when_unavailable != "callback" {
             return Err(unavailable().into());
         }
         let country = b.country.as_deref().map(str::to_ascii_uppercase);
@@ -394,6 +394,8 @@ impl WidgetApi {
         // victim's phone cannot be made to ring from many sites.
         let per_number = limits::per_hour(ctx.config.limit_widget_per_number_per_hour);
         limits::take(&ctx, "widget_number", to.as_str(), per_number).await?;
+        // Only now, when its input can no longer refuse it, does the request take its turn.
+        let agent = widgets::take_turn(&ctx, &w, &available).await?;
 
         let id = ids::new_id(Kind::Callback);
         let token = secrets::new_token("pd_cbt_");

@@ -206,28 +206,25 @@ pub fn open_now(widget: &WidgetRow, now: DateTime<Utc>) -> bool {
     }
 }
 
-/// The agent a visitor's call would go to now: among the widget's agents with a reachable
-/// phone, the one idle longest (or the next after the last, for round robin). `None` when
-/// nobody is reachable. It claims nothing: see `take_turn`.
-pub async fn pick_agent(ctx: &Ctx, widget: &WidgetRow) -> Result<Option<String>> {
-    let available = available_agents(ctx, widget).await?;
-    Ok(choose(widget, &available, widget.last_agent_id.as_deref()))
-}
-
-/// The agent a visitor's call goes to, as `pick_agent`, with the turn taken: for round
-/// robin the widget's last agent moves to the one picked only if no other request moved
-/// it since it was read (compare and set), so that callbacks arriving together go to
-/// different agents. The turn is taken even if that agent's phone then goes away.
-pub async fn take_turn(ctx: &Ctx, widget: &WidgetRow) -> Result<Option<String>> {
-    let available = available_agents(ctx, widget).await?;
+/// The agent a visitor's call goes to, among `available` (from `available_agents`): the
+/// one idle longest, or for round robin the next after the last, with the turn taken —
+/// the widget's last agent moves to the one picked only if no other request moved it
+/// since it was read (compare and set), so that callbacks arriving together go to
+/// different agents. Called once the request can no longer be refused for its input; the
+/// turn is taken even if that agent's phone then goes away.
+pub async fn take_turn(
+    ctx: &Ctx,
+    widget: &WidgetRow,
+    available: &[String],
+) -> Result<Option<String>> {
     if widget.routing != "round_robin" {
-        return Ok(choose(widget, &available, None));
+        return Ok(choose(widget, available, None));
     }
     let mut conn = ctx.db.acquire().await?;
     let mut last = widget.last_agent_id.clone();
     // Each failed claim means another request took a turn; a few rounds settle it.
     for _ in 0..8 {
-        let Some(next) = choose(widget, &available, last.as_deref()) else {
+        let Some(next) = choose(widget, available, last.as_deref()) else {
             return Ok(None);
         };
         if store::claim_turn(
@@ -243,11 +240,12 @@ pub async fn take_turn(ctx: &Ctx, widget: &WidgetRow) -> Result<Option<String>> 
         }
         last = store::last_agent(&mut conn, &widget.org_id, &widget.id).await?;
     }
-    Ok(choose(widget, &available, last.as_deref()))
+    Ok(choose(widget, available, last.as_deref()))
 }
 
-/// The widget's agents with a reachable phone, the one idle longest first.
-async fn available_agents(ctx: &Ctx, widget: &WidgetRow) -> Result<Vec<String>> {
+/// The widget's agents with a reachable phone, the one idle longest first (empty: nobody
+/// can take a call now).
+pub async fn available_agents(ctx: &Ctx, widget: &WidgetRow) -> Result<Vec<String>> {
     let mut conn = ctx.db.acquire().await?;
     let candidates = store::candidates(&mut conn, &widget.org_id, &widget.agent_ids).await?;
     if candidates.is_empty() {

@@ -583,4 +583,24 @@ async fn round_robin_takes_turns_when_visitors_ask_together() {
             .count()
     };
     assert_eq!((to(&ann), to(&bob)), (2, 2), "{calls}");
+
+    // A request refused for its number takes no turn.
+    let last = || async {
+        sqlx::query_scalar::<_, Option<String>>("select last_agent_id from widgets")
+            .fetch_one(&app.db)
+            .await
+            .unwrap()
+    };
+    let before = last().await;
+    let (status, _, body) = visit(
+        &app,
+        &key,
+        Some(SHOP),
+        Method::POST,
+        "/widget/v1/callbacks",
+        Some(json!({"phone": "not a number", "consent": true})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(last().await, before);
 }
