@@ -1755,7 +1755,6 @@ fn cpu_share(before: &HashMap<String, f64>, after: &HashMap<String, f64>, wall: 
         .collect::<serde_json::Map<String, Value>>())
 }
 
-/// CPU seconds (user + system) the process used so far.
 /// The machine's cores (not this process's: the core split narrows those).
 fn machine_cores() -> usize {
     std::fs::read_to_string("/proc/stat")
@@ -1788,6 +1787,7 @@ fn busy_seconds() -> f64 {
     busy / 100.0
 }
 
+/// CPU seconds (user + system) the process used so far.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
