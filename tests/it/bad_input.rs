@@ -553,8 +553,8 @@ async fn pairing_code_works_once() {
     assert_ne!(stored, paired.token.as_bytes(), "tokens are stored hashed");
 }
 
-/// A body that stops arriving is answered 408 within the 15 s allowed (and held no place
-/// among the requests in progress meanwhile); nothing is written.
+/// A body that stops arriving is answered 408 once the 15 s allowed have passed; nothing is
+/// written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_arriving_is_answered_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
