@@ -337,12 +337,21 @@ async fn retry_after_is_honoured_and_gone_disables_the_endpoint() {
     // 503 with Retry-After: 2 — the next attempt waits two seconds, not the 300 ms schedule.
     let got = slow.wait_for(2).await;
     assert_eq!(got[0].kind(), "webhook.test");
-    let attempts = get(
-        &app,
-        &format!(
-            "/v1/webhook_endpoints/{}/attempts",
-            slow_ep["id"].as_str().unwrap()
-        ),
+    // An attempt is recorded when its answer is in, a moment after the receiver has it.
+    let attempts = eventually(
+        Duration::from_secs(10),
+        "both attempts recorded",
+        || async {
+            let attempts = get(
+                &app,
+                &format!(
+                    "/v1/webhook_endpoints/{}/attempts",
+                    slow_ep["id"].as_str().unwrap()
+                ),
+            )
+            .await;
+            (attempts["data"].as_array().map_or(0, Vec::len) >= 2).then_some(attempts)
+        },
     )
     .await;
     let times: Vec<chrono::DateTime<chrono::Utc>> = attempts["data"]
