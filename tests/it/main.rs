@@ -7,6 +7,14 @@
 mod harness;
 
 mod accounts;
+mod attack_egress;
+mod attack_http;
+mod attack_keys;
+mod attack_metrics;
+mod attack_pairing;
+mod attack_secrets;
+mod attack_tenancy;
+mod attack_widgets;
 mod bad_input;
 mod browser;
 mod call_loop;
