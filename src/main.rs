@@ -1,6 +1,7 @@
 //! `pushdial`: one binary for every role. `serve` runs api and worker in one process (the
 //! local default); `api` and `worker` run one role each (production); `migrate` applies
-//! migrations; `admin create-org` bootstraps an organization.
+//! migrations; `admin create-org` bootstraps an organization; `admin rotate-encryption-key`
+//! re-seals stored secrets with a new key.
 
 use clap::{Parser, Subcommand};
 
@@ -56,6 +57,16 @@ enum AdminCommand {
     /// Generate a VAPID key pair for Web Push and print `{"private_key", "public_key"}`;
     /// set the private key as PUSHDIAL_VAPID_PRIVATE_KEY.
     VapidKeys,
+    /// Re-seal every stored secret (webhook signing secrets, push credentials, pending
+    /// sign-ins) with PUSHDIAL_ENCRYPTION_KEY, opening them with it or with a key of
+    /// PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS; prints the counts per kind as JSON. Safe to run
+    /// again (values already sealed with the current key are left alone) and while the
+    /// deployment runs with both keys configured.
+    RotateEncryptionKey {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
     /// Set an organization's plan limits (0 returns a limit to the deployment default).
     SetLimits {
         /// The organization's id (org_…).
@@ -73,6 +84,14 @@ enum AdminCommand {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve | Command::Api | Command::Worker) {
+        // Before anything else runs (logging, migrations): one line, and no server that
+        // would seal secrets with the public development key.
+        if let Err(e) = pushdial_core::crypto::check_config(&cli.config) {
+            eprintln!("pushdial: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let telemetry = match pushdial_core::telemetry::init(&cli.config) {
         Ok(t) => t,
         Err(e) => {
@@ -109,6 +128,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             return Ok(());
         }
+        Command::Admin {
+            command: AdminCommand::RotateEncryptionKey { batch },
+        } => return rotate_encryption_key(&config, batch).await,
         Command::Admin {
             command:
                 AdminCommand::SetLimits {
@@ -184,6 +206,37 @@ async fn create_org(config: &Config, name: &str, country: &str) -> Result<(), St
     let json = serde_json::to_string(&org).map_err(|e| e.to_string())?;
     println!("{json}");
     Ok(())
+}
+
+async fn rotate_encryption_key(config: &Config, batch: i64) -> Result<(), String> {
+    if config
+        .encryption_key
+        .as_deref()
+        .is_none_or(|k| k.trim().is_empty())
+    {
+        return Err(
+            "set PUSHDIAL_ENCRYPTION_KEY to the new key (and the old ones in PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS)"
+                .into(),
+        );
+    }
+    let secrets = pushdial_core::crypto::SecretBox::from_config(config)?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&config.database_url)
+        .await
+        .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
+    let report = pushdial_core::crypto::rotation::rotate(&pool, &secrets, batch).await?;
+    println!(
+        "{}",
+        serde_json::to_string(&report).map_err(|e| e.to_string())?
+    );
+    match report.unreadable() {
+        0 => Ok(()),
+        n => Err(format!(
+            "{n} sealed value(s) opened with no configured key and were left as they were: \
+             add the key they were sealed with to PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS and run again"
+        )),
+    }
 }
 
 async fn set_limits(

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use pushdial_core::crypto::Bound;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::push::apns::ApnsKey;
 use pushdial_core::push::router::{self, PROVIDERS};
@@ -184,11 +185,16 @@ impl PushCredentialsApi {
         // (a private key that does not parse) is refused now, not at the first call.
         router::check(provider, &metadata, &secret, &ctx.config)
             .map_err(|e| Error::invalid("credential", e))?;
+        let id = ids::new_id(Kind::PushCredential);
+        let bound = Bound::PushCredential {
+            org_id: &auth.org_id,
+            provider,
+            id: &id,
+        };
         let sealed = ctx
             .secrets
-            .seal(secret.as_bytes())
+            .seal(bound, secret.as_bytes())
             .map_err(Error::Internal)?;
-        let id = ids::new_id(Kind::PushCredential);
         let mut conn = ctx.db.begin().await?;
         let row = store::upsert(&mut conn, &id, &auth.org_id, provider, &metadata, &sealed).await?;
         let mut entry = auth.audit("push_credential.uploaded", "push_credential", &row.id);

@@ -7,6 +7,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::crypto::Bound;
 use pushdial_core::egress::EgressError;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::webhooks::{self as store, EndpointRow, EndpointUpdate, NewEndpoint};
@@ -261,8 +262,15 @@ fn queued(event_id: String, endpoint_id: String) -> DeliveryQueued {
     }))
 }
 
-fn seal(ctx: &Ctx, secret: &str) -> Result<Vec<u8>, Error> {
-    ctx.secrets.seal(secret.as_bytes()).map_err(Error::Internal)
+/// Seals an endpoint's signing secret, bound to the endpoint's row.
+fn seal(ctx: &Ctx, org_id: &str, endpoint_id: &str, secret: &str) -> Result<Vec<u8>, Error> {
+    let bound = Bound::WebhookSecret {
+        org_id,
+        endpoint_id,
+    };
+    ctx.secrets
+        .seal(bound, secret.as_bytes())
+        .map_err(Error::Internal)
 }
 
 /// Queues one more message of an event to one endpoint, with its delivery job.
@@ -302,17 +310,18 @@ impl WebhooksApi {
         let description = text::optional("description", b.description.as_deref(), 500)?;
         let event_types = check_event_types(b.event_types.unwrap_or_default())?;
         let secret = signing::new_secret();
+        let id = ids::new_id(Kind::WebhookEndpoint);
         let mut conn = ctx.db.begin().await?;
         let row = store::insert_endpoint(
             &mut conn,
             NewEndpoint {
-                id: &ids::new_id(Kind::WebhookEndpoint),
+                id: &id,
                 org_id: &auth.org_id,
                 url: &url,
                 description,
                 event_types: &event_types,
                 enabled: b.enabled.unwrap_or(true),
-                secret_sealed: &seal(&ctx, &secret)?,
+                secret_sealed: &seal(&ctx, &auth.org_id, &id, &secret)?,
                 rate_limit_per_s: b.rate_limit_per_s.map(check_rate).transpose()?,
             },
         )
@@ -475,7 +484,7 @@ impl WebhooksApi {
             &mut conn,
             &auth.org_id,
             &current.id,
-            &seal(&ctx, &secret)?,
+            &seal(&ctx, &auth.org_id, &current.id, &secret)?,
             until,
         )
         .await?;

@@ -158,10 +158,17 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_SHUTDOWN_DRAIN", default_value = "5s", value_parser = parse_duration)]
     pub shutdown_drain: Duration,
 
-    /// Key sealing secrets at rest (webhook signing secrets): 32 bytes in base64, e.g.
-    /// `openssl rand -base64 32`. Unset: a public development key, with a warning.
+    /// Key sealing secrets at rest (webhook signing secrets, push credentials, pending
+    /// sign-ins): 32 bytes in base64, e.g. `openssl rand -base64 32`. Required unless the
+    /// public URL is loopback (there, unset: a public development key, with a warning).
     #[arg(long, env = "PUSHDIAL_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+
+    /// Earlier encryption keys (comma-separated, base64; `development` names the
+    /// development key): they only open secrets, while `pushdial admin
+    /// rotate-encryption-key` re-seals them with PUSHDIAL_ENCRYPTION_KEY.
+    #[arg(long, env = "PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS", hide_env_values = true)]
+    pub encryption_keys_previous: Option<String>,
 
     /// Subnets webhook deliveries may reach although they are not public (comma-separated
     /// CIDRs). Empty: only public addresses.
@@ -401,6 +408,20 @@ impl Config {
         match url::Url::parse(&url) {
             Ok(u) => u.origin().ascii_serialization(),
             Err(_) => url,
+        }
+    }
+
+    /// Whether the public URL's host is loopback (127.0.0.0/8, ::1, localhost): a
+    /// deployment no one else reaches, which may seal with the development key.
+    pub fn public_url_is_loopback(&self) -> bool {
+        match url::Url::parse(&self.public_url()) {
+            Ok(u) => match u.host() {
+                Some(url::Host::Domain(d)) => d.trim_end_matches('.') == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            },
+            Err(_) => false,
         }
     }
 

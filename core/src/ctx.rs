@@ -37,7 +37,7 @@ pub struct Ctx {
 impl Ctx {
     /// Connects to Postgres and Redis as configured.
     pub async fn connect(config: Config) -> Result<Self, String> {
-        let secrets = crate::crypto::SecretBox::from_config(config.encryption_key.as_deref())?;
+        let secrets = crate::crypto::SecretBox::from_config(&config)?;
         let egress = crate::egress::EgressPolicy::parse(&config.webhook_allow_subnets)
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_ALLOW_SUBNETS: {e}"))?;
         let webhook_schedule = crate::webhooks::parse_schedule(&config.webhook_retry_schedule)

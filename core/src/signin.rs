@@ -283,14 +283,22 @@ impl Providers {
             verifier: verifier.secret().clone(),
             nonce: nonce.secret().clone(),
         };
+        let state_hash = secrets::hash(state.secret());
+        let bound = crate::crypto::Bound::SignIn {
+            state_hash: &state_hash,
+            provider: provider.id,
+        };
         let sealed = ctx
             .secrets
-            .seal(&serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?)
+            .seal(
+                bound,
+                &serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?,
+            )
             .map_err(Error::Internal)?;
         let mut conn = ctx.db.acquire().await?;
         store::insert_sign_in(
             &mut conn,
-            &secrets::hash(state.secret()),
+            &state_hash,
             provider.id,
             &sealed,
             return_to,
@@ -336,16 +344,21 @@ impl Providers {
             ));
         }
         let mut conn = ctx.db.acquire().await?;
-        let row = store::take_sign_in(&mut conn, &secrets::hash(state), SIGN_IN_TTL.as_secs_f64())
+        let state_hash = secrets::hash(state);
+        let row = store::take_sign_in(&mut conn, &state_hash, SIGN_IN_TTL.as_secs_f64())
             .await?
             .ok_or_else(|| failed("this sign-in was already used or has expired; start again"))?;
         drop(conn);
         if row.provider != provider.id {
             return Err(failed("this sign-in was started with another provider"));
         }
+        let bound = crate::crypto::Bound::SignIn {
+            state_hash: &state_hash,
+            provider: &row.provider,
+        };
         let pending: Pending = ctx
             .secrets
-            .open(&row.secrets)
+            .open(bound, &row.secrets)
             .ok()
             .and_then(|p| serde_json::from_slice(&p).ok())
             .ok_or_else(|| Error::Internal("unreadable sign-in secrets".into()))?;

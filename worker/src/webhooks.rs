@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use pushdial_core::crypto::Bound;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::queue::{self, Job};
 use pushdial_core::ratelimit::Limit;
@@ -100,14 +101,18 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         Err(e) => return failed(e.to_string()),
     };
     let mut secrets = Vec::with_capacity(2);
-    match worker.ctx.secrets.open(&d.secret_sealed) {
+    let bound = Bound::WebhookSecret {
+        org_id: &d.org_id,
+        endpoint_id: &d.endpoint_id,
+    };
+    match worker.ctx.secrets.open(bound, &d.secret_sealed) {
         Ok(s) => secrets.push(String::from_utf8_lossy(&s).into_owned()),
         Err(e) => return failed(format!("signing secret unreadable: {e}")),
     }
     if let (Some(previous), Some(until)) = (&d.previous_secret_sealed, d.previous_secret_expires_at)
     {
         if until > Utc::now() {
-            if let Ok(s) = worker.ctx.secrets.open(previous) {
+            if let Ok(s) = worker.ctx.secrets.open(bound, previous) {
                 secrets.push(String::from_utf8_lossy(&s).into_owned());
             }
         }

@@ -117,7 +117,16 @@ impl PushRouter {
             return Ok(self.platform.get(provider).map(|s| (s.clone(), None)));
         };
         drop(conn);
-        let secret = self.ctx.secrets.open(&row.secret)?;
+        let bound = crate::crypto::Bound::PushCredential {
+            org_id: &row.org_id,
+            provider: &row.provider,
+            id: &row.id,
+        };
+        let secret = self
+            .ctx
+            .secrets
+            .open(bound, &row.secret)
+            .map_err(|e| e.to_string())?;
         let secret = String::from_utf8(secret).map_err(|e| e.to_string())?;
         let sender = Arc::new(build(
             &row.provider,
