@@ -91,7 +91,8 @@ pub struct AckResponse {
     pub call_id: String,
     /// The number to dial, E.164.
     pub to: String,
-    /// `prompt`: ask the user first; `auto`: dial at once.
+    /// `prompt`: ask the user first; `auto`: dial at once; `required`: ask the user first,
+    /// even on a phone set to dial by itself (a widget's visitor gave the number).
     pub confirm: String,
     /// Never dial after this instant.
     pub expires_at: DateTime<Utc>,
@@ -376,11 +377,7 @@ impl AgentApi {
         let outcome = calls::ack(&mut tx, &auth.0, &id).await?;
         tx.commit().await?;
         let call = outcome?;
-        let confirm = if auth.0.auto_dial {
-            "auto".into()
-        } else {
-            call.confirm
-        };
+        let confirm = calls::confirm_for_device(&call.confirm, auth.0.auto_dial).to_owned();
         Ok(Json(AckResponse {
             call_id: call.id,
             to: call.to_number,

@@ -127,7 +127,8 @@ pub struct Call {
     pub device_id: Option<String>,
     /// The number the phone dials, E.164.
     pub to: String,
-    /// `prompt`: the phone asks its user first; `auto`: it dials at once.
+    /// `prompt`: the phone asks its user first; `auto`: it dials at once; `required` (a
+    /// widget's call): the phone asks its user first even when set to dial by itself.
     pub confirm: String,
     /// queued, offered, delivered, accepted, declined, dialing, connected, completed,
     /// failed, canceled or expired.

@@ -6,6 +6,11 @@
 //! refuses any page origin the widget does not allow — before anything is read or
 //! written — and answers CORS with that single origin (`Vary: Origin`). Preflights are
 //! answered for any origin: they carry no credentials and the real request is judged.
+//!
+//! The Origin check binds browsers only: a script or a server sends any `Origin` it likes,
+//! and the publishable key is in every page. What bounds such a client is the widget's
+//! hourly caps (failing closed), the per-address and per-number limits, and that the call
+//! a widget places must be confirmed by a person on the phone (`confirm: required`).
 
 use std::time::Duration;
 
@@ -18,10 +23,11 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
-use pushdial_core::calls::{CallRequest, RawCallRequest};
+use pushdial_core::calls::{self as calls_core, CallRequest, RawCallRequest};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::phone::PhoneNumber;
 use pushdial_core::store::widgets::{self as store, WidgetRow};
+use pushdial_core::widgets::Cap;
 use pushdial_core::{limits, secrets, text, widgets, Ctx, Error};
 
 use crate::problem::{ApiError, Problem};
@@ -280,6 +286,19 @@ async fn recently_available(ctx: &Ctx, w: &WidgetRow) -> Result<bool, Error> {
     Ok(available)
 }
 
+/// Counts the callback against one of the widget's hourly caps (see `widgets::take_cap`);
+/// a 503 while the caps cannot be checked tells the page when to come back.
+async fn take_cap(ctx: &Ctx, w: &WidgetRow, cap: Cap, req: &Request) -> Result<(), Error> {
+    let (ip, user_agent) = crate::auth::client_of(req);
+    let taken = widgets::take_cap(ctx, w, cap, (ip.as_deref(), user_agent.as_deref())).await;
+    if let Err(Error::Unavailable { .. }) = &taken {
+        let _ = crate::problem::RATE.try_with(|r| {
+            r.borrow_mut().retry_after = Some(widgets::caps_unavailable_retry());
+        });
+    }
+    taken
+}
+
 /// The one answer for every number the widget will not call: it never says why (a
 /// blocklist must not be probed from a public page).
 fn not_callable() -> Error {
@@ -333,9 +352,13 @@ impl WidgetApi {
     /// Request a callback
     ///
     /// When an agent is available now their phone is asked to call the visitor at once
-    /// (`calling`); otherwise the request waits for an agent (`scheduled`), unless the
-    /// widget is set to hide itself then (`409 unavailable`). A number the organization
-    /// will not call is refused with `422 number_not_callable`, whatever the reason.
+    /// (`calling`; the phone always asks its user first: `confirm` is `required`);
+    /// otherwise the request waits for an agent (`scheduled`), unless the widget is set to
+    /// hide itself then (`409 unavailable`). A number the organization will not call is
+    /// refused with `422 number_not_callable`, whatever the reason. Past the widget's
+    /// hourly caps (`max_callbacks_per_hour`, `max_scheduled_callbacks_per_hour`) the
+    /// answer is `429 rate_limited` with `Retry-After`; while the caps cannot be checked,
+    /// `503 rate_limit_unavailable` (they never fail open).
     #[oai(
         path = "/widget/v1/callbacks",
         method = "post",
@@ -394,6 +417,11 @@ impl WidgetApi {
         // victim's phone cannot be made to ring from many sites.
         let per_number = limits::per_hour(ctx.config.limit_widget_per_number_per_hour);
         limits::take(&ctx, "widget_number", to.as_str(), per_number).await?;
+        // Anyone can send this request (the key is public, the Origin forgeable): the
+        // widget's hourly cap bounds the calls it can cause, before its turn is taken.
+        if !available.is_empty() {
+            take_cap(&ctx, &w, Cap::Calling, req).await?;
+        }
         // Only now, when its input can no longer refuse it, does the request take its turn.
         let agent = widgets::take_turn(&ctx, &w, &available).await?;
 
@@ -402,12 +430,13 @@ impl WidgetApi {
         let stream_url = format!("/widget/v1/callbacks/{id}/events?token={token}");
         let (client_ip, _) = crate::auth::client_of(req);
         if let Some(agent_id) = agent {
-            let request = CallRequest::parse(
+            let mut request = CallRequest::parse(
                 RawCallRequest {
                     to: to.as_str().to_owned(),
                     agent_id: Some(agent_id.clone()),
                     device_id: None,
-                    confirm: Some("prompt".into()),
+                    // `required`, set below (not a value the public API takes).
+                    confirm: None,
                     expires_in: None,
                     metadata: Some(std::collections::BTreeMap::from([
                         ("source".to_owned(), "widget".to_owned()),
@@ -421,6 +450,9 @@ impl WidgetApi {
                 },
                 ctx.config.call_expires_in,
             )?;
+            // The number came from a public page: a person on the phone confirms it, even
+            // on a phone set to dial by itself.
+            request.confirm = calls_core::CONFIRM_REQUIRED;
             // The phone may have gone away since it was picked, or the organization's call
             // quota may be spent: the request is then taken for later.
             let mut conn = ctx.db.acquire().await?;
@@ -461,6 +493,8 @@ impl WidgetApi {
         if w.when_unavailable != "callback" {
             return Err(unavailable().into());
         }
+        // A request for later places no call, so no call quota bounds it: its own cap does.
+        take_cap(&ctx, &w, Cap::Scheduled, req).await?;
         let mut conn = ctx.db.acquire().await?;
         store::insert_callback(
             &mut conn,

@@ -42,6 +42,14 @@ pub struct Widget {
     pub theme: serde_json::Value,
     /// The tenant's texts by language (`en`, `zh`), overriding the widget's defaults.
     pub texts: serde_json::Value,
+    /// At most this many callbacks an hour ring an agent's phone now (1 to 1000, default
+    /// 30); past it a visitor is answered `429 rate_limited`. The publishable key is
+    /// public and an origin check binds browsers only, so this is what bounds a script
+    /// using the widget.
+    pub max_callbacks_per_hour: i32,
+    /// At most this many callback requests an hour are kept for later (`scheduled`: while
+    /// nobody is available; 1 to 1000, default 30).
+    pub max_scheduled_callbacks_per_hour: i32,
     pub created_at: DateTime<Utc>,
     /// The tag to paste into the website.
     pub embed_snippet: String,
@@ -66,6 +74,8 @@ impl Widget {
             when_unavailable: w.when_unavailable,
             theme: w.theme,
             texts: w.texts,
+            max_callbacks_per_hour: w.max_callbacks_per_hour,
+            max_scheduled_callbacks_per_hour: w.max_scheduled_callbacks_per_hour,
             created_at: w.created_at,
             embed_snippet,
         }
@@ -86,6 +96,10 @@ pub struct CreateWidget {
     pub when_unavailable: Option<String>,
     pub theme: Option<serde_json::Value>,
     pub texts: Option<serde_json::Value>,
+    /// 1 to 1000 (default 30).
+    pub max_callbacks_per_hour: Option<i64>,
+    /// 1 to 1000 (default 30).
+    pub max_scheduled_callbacks_per_hour: Option<i64>,
 }
 
 /// Changes a widget; absent fields stay as they are (`business_hours: null`: always open).
@@ -100,6 +114,10 @@ pub struct UpdateWidget {
     pub when_unavailable: Option<String>,
     pub theme: Option<serde_json::Value>,
     pub texts: Option<serde_json::Value>,
+    /// 1 to 1000 (default 30).
+    pub max_callbacks_per_hour: Option<i64>,
+    /// 1 to 1000 (default 30).
+    pub max_scheduled_callbacks_per_hour: Option<i64>,
 }
 
 /// A visitor's request to be called.
@@ -159,6 +177,7 @@ async fn settings(
     when_unavailable: String,
     theme: serde_json::Value,
     texts: serde_json::Value,
+    caps: (Option<i64>, Option<i64>),
 ) -> Result<WidgetSettings, Error> {
     let name = text::required("name", name, 100)?.to_owned();
     if origins.is_empty() || origins.len() > 20 {
@@ -187,6 +206,9 @@ async fn settings(
     };
     let theme = widgets::check_theme(&theme)?;
     let texts = widgets::check_texts(&texts)?;
+    let max_callbacks_per_hour = widgets::check_cap("max_callbacks_per_hour", caps.0)?;
+    let max_scheduled_callbacks_per_hour =
+        widgets::check_cap("max_scheduled_callbacks_per_hour", caps.1)?;
     let mut conn = ctx.db.acquire().await?;
     for a in &agent_ids {
         if pushdial_core::store::agents::get(&mut conn, org_id, a)
@@ -208,6 +230,8 @@ async fn settings(
         when_unavailable,
         theme,
         texts,
+        max_callbacks_per_hour,
+        max_scheduled_callbacks_per_hour,
     })
 }
 
@@ -244,6 +268,7 @@ impl WidgetsApi {
             b.when_unavailable.unwrap_or_else(|| "callback".into()),
             b.theme.unwrap_or_default(),
             b.texts.unwrap_or_default(),
+            (b.max_callbacks_per_hour, b.max_scheduled_callbacks_per_hour),
         )
         .await?;
         let mut tx = ctx.db.begin().await?;
@@ -347,6 +372,12 @@ impl WidgetsApi {
             b.when_unavailable.unwrap_or(current.when_unavailable),
             b.theme.unwrap_or(current.theme),
             b.texts.unwrap_or(current.texts),
+            (
+                b.max_callbacks_per_hour
+                    .or(Some(current.max_callbacks_per_hour.into())),
+                b.max_scheduled_callbacks_per_hour
+                    .or(Some(current.max_scheduled_callbacks_per_hour.into())),
+            ),
         )
         .await?;
         let mut tx = ctx.db.begin().await?;
@@ -354,7 +385,11 @@ impl WidgetsApi {
             .await?
             .ok_or(Error::NotFound("widget"))?;
         let mut entry = auth.audit("widget.updated", "widget", &row.id);
-        entry.data = serde_json::json!({ "allowed_origins": row.allowed_origins });
+        entry.data = serde_json::json!({
+            "allowed_origins": row.allowed_origins,
+            "max_callbacks_per_hour": row.max_callbacks_per_hour,
+            "max_scheduled_callbacks_per_hour": row.max_scheduled_callbacks_per_hour,
+        });
         accounts::audit(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(Json(Widget::new(row, &ctx)))

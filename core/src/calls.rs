@@ -695,6 +695,19 @@ async fn lock_for_device(
         .ok_or(Error::NotFound("call"))
 }
 
+/// A call a person must confirm on the phone whatever the device's settings: a widget's
+/// call (its number came from a public page, so it may be anyone's).
+pub const CONFIRM_REQUIRED: &str = "required";
+
+/// How the phone must confirm `call_confirm` (the call's `confirm`): a device set to
+/// auto-dial dials a `prompt` call at once, but never a `required` one.
+pub fn confirm_for_device(call_confirm: &str, device_auto_dial: bool) -> &str {
+    match call_confirm {
+        "prompt" if device_auto_dial => "auto",
+        other => other,
+    }
+}
+
 /// A device acknowledges an offer (DESIGN §4: the ack moves the call to `delivered` and
 /// nothing more). The first device to ack takes the call. The inner `Err(call_expired)`
 /// comes after recording the expiry, so the caller commits and then refuses.

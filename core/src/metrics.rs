@@ -35,6 +35,9 @@ pub struct Metrics {
     /// Requests of this api process being served (admitted, not yet answered).
     pub http_in_flight: IntGauge,
     pub requests_shed: IntCounterVec,
+    /// Widget callbacks refused by the widget's hourly caps, or because the caps could not
+    /// be checked (Redis down: they fail closed).
+    pub widget_callbacks_refused: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -208,6 +211,12 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pushdial_requests_shed_total",
             "Requests answered 503 at once because the process was at its limit of requests in progress, by route",
             &["route"],
+        ),
+        widget_callbacks_refused: counter(
+            &r,
+            "pushdial_widget_callbacks_refused_total",
+            "Widget callbacks refused by the widget's hourly caps (callbacks_cap, scheduled_cap) or while the caps cannot be checked (limits_unavailable)",
+            &["reason"],
         ),
         registry: r,
     }

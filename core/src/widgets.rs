@@ -1,11 +1,19 @@
 //! The embeddable widget's rules: checking its settings (origins, business hours, texts,
-//! theme), whether it is open, which agent takes a visitor's callback, and what the
-//! visitor is told about it.
+//! theme, hourly caps), whether it is open, which agent takes a visitor's callback, the
+//! widget's hourly caps on callbacks, and what the visitor is told about it.
+//!
+//! A widget's key is public and its Origin check binds browsers only: any script can ask
+//! for callbacks with a forged `Origin`. What bounds such a script is the widget's hourly
+//! caps (enforced in Redis, failing closed), the per-address and per-number limits, and
+//! that a widget's call is always confirmed by a person on the phone (`confirm:
+//! required`).
 
 use chrono::{DateTime, Datelike, NaiveTime, Utc};
 use chrono_tz::Tz;
 
 use crate::calls::reachability;
+use crate::ratelimit::Limit;
+use crate::store::accounts::AuditEntry;
 use crate::store::devices as device_store;
 use crate::store::widgets::{self as store, CallbackRow, WidgetRow};
 use crate::{Ctx, Error, Result};
@@ -49,6 +57,173 @@ pub fn check_origin(field: &str, origin: &str) -> Result<String> {
         return Err(bad());
     }
     Ok(normalized)
+}
+
+/// A widget's hourly caps may be set from 1 to this many callbacks an hour.
+pub const MAX_CAP_PER_HOUR: i32 = 1000;
+/// The caps of a widget whose organization did not set them.
+pub const DEFAULT_CAP_PER_HOUR: i32 = 30;
+
+/// Checks an hourly cap as given (`None`: the default).
+pub fn check_cap(field: &str, value: Option<i64>) -> Result<i32> {
+    match value {
+        None => Ok(DEFAULT_CAP_PER_HOUR),
+        Some(v) => i32::try_from(v)
+            .ok()
+            .filter(|v| (1..=MAX_CAP_PER_HOUR).contains(v))
+            .ok_or_else(|| {
+                Error::invalid(
+                    field,
+                    format!("from 1 to {MAX_CAP_PER_HOUR} callbacks an hour"),
+                )
+            }),
+    }
+}
+
+/// Which of a widget's hourly caps a callback counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    /// Callbacks that ring an agent's phone now.
+    Calling,
+    /// Callbacks kept for an agent to call back later (`scheduled`): they place no call,
+    /// so the organization's call quotas do not bound them.
+    Scheduled,
+}
+
+impl Cap {
+    /// The rate-limit policy (and its Redis key's first part).
+    fn policy(self) -> &'static str {
+        match self {
+            Cap::Calling => "widget_callbacks",
+            Cap::Scheduled => "widget_scheduled",
+        }
+    }
+
+    /// The `reason` label of `pushdial_widget_callbacks_refused_total`.
+    fn reason(self) -> &'static str {
+        match self {
+            Cap::Calling => "callbacks_cap",
+            Cap::Scheduled => "scheduled_cap",
+        }
+    }
+
+    fn per_hour(self, widget: &WidgetRow) -> i32 {
+        match self {
+            Cap::Calling => widget.max_callbacks_per_hour,
+            Cap::Scheduled => widget.max_scheduled_callbacks_per_hour,
+        }
+    }
+}
+
+/// How long a page is asked to wait while the caps cannot be checked.
+const CAPS_UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Counts one callback of `widget` against its hourly `cap` (GCRA in Redis, shared by
+/// every api process). Refused: `429 rate_limited` with its wait, the metric, and — at most
+/// once per widget and cap an hour, so that a flood cannot flood the audit log too — an
+/// audit event `widget.callback_cap_reached`. The caps **fail closed**: while Redis cannot
+/// tell, the callback is refused (`503 rate_limit_unavailable`), since a public key with no
+/// bound is exactly what they exist to prevent.
+pub async fn take_cap(
+    ctx: &Ctx,
+    widget: &WidgetRow,
+    cap: Cap,
+    client: (Option<&str>, Option<&str>),
+) -> Result<()> {
+    let m = &*crate::metrics::METRICS;
+    let per_hour = u32::try_from(cap.per_hour(widget)).unwrap_or(1);
+    let limit = crate::limits::per_hour(per_hour);
+    let key = format!("{}:{}", cap.policy(), widget.id);
+    let decision = match ctx.presence.rate_limit(&key, limit).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(policy = cap.policy(), error = %e, "widget caps unavailable; refusing (fail closed)");
+            m.widget_callbacks_refused
+                .with_label_values(&["limits_unavailable"])
+                .inc();
+            return Err(caps_unavailable());
+        }
+    };
+    if decision.allowed {
+        return Ok(());
+    }
+    m.rate_limit_refusals
+        .with_label_values(&[cap.policy()])
+        .inc();
+    m.widget_callbacks_refused
+        .with_label_values(&[cap.reason()])
+        .inc();
+    audit_cap_reached(ctx, widget, cap, per_hour, client).await;
+    Err(Error::RateLimited {
+        policy: cap.policy(),
+        retry_after: decision
+            .retry_after
+            .max(std::time::Duration::from_millis(1)),
+    })
+}
+
+/// The answer while the caps cannot be checked.
+pub fn caps_unavailable() -> Error {
+    Error::Unavailable {
+        code: "rate_limit_unavailable",
+        message: format!(
+            "callback requests cannot be taken right now; retry in {} s",
+            CAPS_UNAVAILABLE_RETRY.as_secs()
+        ),
+    }
+}
+
+/// How long the page should wait after `caps_unavailable`.
+pub fn caps_unavailable_retry() -> std::time::Duration {
+    CAPS_UNAVAILABLE_RETRY
+}
+
+/// Records that `widget` reached its `cap`, once per widget and cap per hour: the first
+/// refusal of the hour takes the single slot of its own limit (1 an hour) and writes the
+/// event; later ones find the slot taken and write nothing. Best effort: the refusal
+/// stands whatever happens here.
+async fn audit_cap_reached(
+    ctx: &Ctx,
+    widget: &WidgetRow,
+    cap: Cap,
+    per_hour: u32,
+    (ip, user_agent): (Option<&str>, Option<&str>),
+) {
+    let once = Limit {
+        rate: 1,
+        period: std::time::Duration::from_secs(3600),
+        burst: 1,
+    };
+    let key = format!("widget_cap_audit:{}:{}", cap.policy(), widget.id);
+    match ctx.presence.rate_limit(&key, once).await {
+        Ok(d) if d.allowed => {}
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "widget cap audit skipped");
+            return;
+        }
+    }
+    let entry = AuditEntry {
+        org_id: Some(widget.org_id.clone()),
+        action: "widget.callback_cap_reached".into(),
+        actor_type: "anonymous".into(),
+        actor_id: None,
+        target_type: Some("widget".into()),
+        target_id: Some(widget.id.clone()),
+        ip: ip.map(str::to_owned),
+        user_agent: user_agent.map(str::to_owned),
+        data: serde_json::json!({
+            "cap": match cap { Cap::Calling => "max_callbacks_per_hour", Cap::Scheduled => "max_scheduled_callbacks_per_hour" },
+            "per_hour": per_hour,
+        }),
+    };
+    let written = match ctx.db.acquire().await {
+        Ok(mut conn) => crate::accounts::audit(&mut conn, &entry).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "widget cap audit event not written");
+    }
 }
 
 /// Business hours: a time zone, and per weekday a list of [from, to) ranges.

@@ -6,7 +6,8 @@
 //! own task:
 //!
 //! 1. `ack` the call (a 409 means someone else took it or it is over: drop it);
-//! 2. if the ack says `confirm: "prompt"` and [`RunOptions::auto`] is off, ask
+//! 2. if the ack says `confirm: "required"`, or `"prompt"` and
+//!    [`RunOptions::auto`] is off, ask
 //!    `Call +15551234567? [y/N]` (on the terminal, or through
 //!    [`RunOptions::confirm`]); "no", no terminal, or end of input → report
 //!    `declined`;
@@ -277,7 +278,8 @@ pub type ConfirmFn = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// built-in dialer (prints `Dialing <number>`), no connection signal.
 #[derive(Clone, Default)]
 pub struct RunOptions {
-    /// Dial without asking, even when the call's `confirm` is `prompt`.
+    /// Dial without asking, even when the call's `confirm` is `prompt` (never when it is
+    /// `required`: a widget's call is always asked).
     pub auto: bool,
     /// Shell command that places the call, run as
     /// `sh -c '<dial_command>' pushdial-dial <number>`: the number is `$1`
@@ -823,7 +825,9 @@ async fn offer_flow(
         return false;
     }
 
-    if ack.confirm != "auto" && !ctx.auto {
+    // `required` (a widget's call: the number came from a public page) is asked even in
+    // auto mode.
+    if ack.confirm == "required" || (ack.confirm != "auto" && !ctx.auto) {
         let answer = tokio::select! {
             yes = ctx.ask(&ack.to) => yes,
             () = tokio::time::sleep(until(expires_at)) => {

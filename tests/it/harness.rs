@@ -373,13 +373,15 @@ pub struct RunningAgent {
 }
 
 impl RunningAgent {
-    /// Starts the reference agent (auto-dial, built-in dialer that "talks" for `talk`).
+    /// Starts the reference agent (auto-dial, built-in dialer that "talks" for `talk`);
+    /// a call it must ask about (`confirm: required`, a widget's) its person accepts.
     pub async fn start(device: AgentClient, talk: Duration) -> RunningAgent {
         Self::start_with(
             device,
             RunOptions {
                 auto: true,
                 call_duration: talk,
+                confirm: Some(std::sync::Arc::new(|_: &str| true)),
                 ..Default::default()
             },
         )

@@ -19,6 +19,10 @@ pub struct WidgetRow {
     pub when_unavailable: String,
     pub theme: serde_json::Value,
     pub texts: serde_json::Value,
+    /// Callbacks that ring an agent's phone now, at most this many an hour.
+    pub max_callbacks_per_hour: i32,
+    /// Callbacks kept for later (`scheduled`), at most this many an hour.
+    pub max_scheduled_callbacks_per_hour: i32,
     pub last_agent_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -34,6 +38,8 @@ pub struct WidgetSettings {
     pub when_unavailable: String,
     pub theme: serde_json::Value,
     pub texts: serde_json::Value,
+    pub max_callbacks_per_hour: i32,
+    pub max_scheduled_callbacks_per_hour: i32,
 }
 
 pub async fn insert(
@@ -47,10 +53,12 @@ pub async fn insert(
     sqlx::query_as!(
         WidgetRow,
         "insert into widgets (id, org_id, name, key_id, publishable_key, allowed_origins,
-                              agent_ids, routing, business_hours, when_unavailable, theme, texts)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                              agent_ids, routing, business_hours, when_unavailable, theme, texts,
+                              max_callbacks_per_hour, max_scheduled_callbacks_per_hour)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                   routing, business_hours, when_unavailable, theme, texts, last_agent_id,
+                   routing, business_hours, when_unavailable, theme, texts,
+                   max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id,
                    created_at",
         id,
         org_id,
@@ -63,7 +71,9 @@ pub async fn insert(
         s.business_hours,
         s.when_unavailable,
         s.theme,
-        s.texts
+        s.texts,
+        s.max_callbacks_per_hour,
+        s.max_scheduled_callbacks_per_hour
     )
     .fetch_one(conn)
     .await
@@ -78,10 +88,12 @@ pub async fn update(
     sqlx::query_as!(
         WidgetRow,
         "update widgets set name = $3, allowed_origins = $4, agent_ids = $5, routing = $6,
-                business_hours = $7, when_unavailable = $8, theme = $9, texts = $10
+                business_hours = $7, when_unavailable = $8, theme = $9, texts = $10,
+                max_callbacks_per_hour = $11, max_scheduled_callbacks_per_hour = $12
          where org_id = $1 and id = $2 and deleted_at is null
          returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                   routing, business_hours, when_unavailable, theme, texts, last_agent_id,
+                   routing, business_hours, when_unavailable, theme, texts,
+                   max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id,
                    created_at",
         org_id,
         id,
@@ -92,7 +104,9 @@ pub async fn update(
         s.business_hours,
         s.when_unavailable,
         s.theme,
-        s.texts
+        s.texts,
+        s.max_callbacks_per_hour,
+        s.max_scheduled_callbacks_per_hour
     )
     .fetch_optional(conn)
     .await
@@ -106,7 +120,8 @@ pub async fn get(
     sqlx::query_as!(
         WidgetRow,
         "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                routing, business_hours, when_unavailable, theme, texts, last_agent_id, created_at
+                routing, business_hours, when_unavailable, theme, texts,
+                   max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id, created_at
          from widgets where org_id = $1 and id = $2 and deleted_at is null",
         org_id,
         id
@@ -124,7 +139,7 @@ pub async fn by_key_hash(
         WidgetRow,
         "select w.id, w.org_id, w.name, w.key_id, w.publishable_key, w.allowed_origins,
                 w.agent_ids, w.routing, w.business_hours, w.when_unavailable, w.theme, w.texts,
-                w.last_agent_id, w.created_at
+                w.max_callbacks_per_hour, w.max_scheduled_callbacks_per_hour, w.last_agent_id, w.created_at
          from api_keys k join widgets w on w.key_id = k.id
          where k.key_hash = $1 and k.kind = 'publishable' and k.revoked_at is null
            and (k.expires_at is null or k.expires_at > now()) and w.deleted_at is null",
@@ -138,7 +153,8 @@ pub async fn by_id(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<Wid
     sqlx::query_as!(
         WidgetRow,
         "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                routing, business_hours, when_unavailable, theme, texts, last_agent_id, created_at
+                routing, business_hours, when_unavailable, theme, texts,
+                   max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id, created_at
          from widgets where id = $1 and deleted_at is null",
         id
     )
@@ -154,7 +170,8 @@ pub async fn list(
     let rows = sqlx::query_as!(
         WidgetRow,
         "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                routing, business_hours, when_unavailable, theme, texts, last_agent_id, created_at
+                routing, business_hours, when_unavailable, theme, texts,
+                   max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id, created_at
          from widgets
          where org_id = $1 and deleted_at is null
            and ($2::text is null or id < $2)
@@ -182,7 +199,8 @@ pub async fn delete(
         "update widgets set deleted_at = now()
          where org_id = $1 and id = $2 and deleted_at is null
          returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                   routing, business_hours, when_unavailable, theme, texts, last_agent_id,
+                   routing, business_hours, when_unavailable, theme, texts,
+                   max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id,
                    created_at",
         org_id,
         id

@@ -56,10 +56,12 @@ enum Command {
     /// Stay online and handle call offers until Ctrl-C / SIGTERM.
     ///
     /// For each offer: ack it, ask "Call <number>? [y/N]" on the terminal
-    /// (unless --auto or the call says confirm=auto; without a terminal the
-    /// answer is no), then dial and report the outcome.
+    /// (unless --auto or the call says confirm=auto; always when it says
+    /// confirm=required, a widget's call; without a terminal the answer is
+    /// no), then dial and report the outcome.
     Run {
-        /// Dial without asking, even for calls that request confirmation.
+        /// Dial without asking, even for calls that request confirmation
+        /// (except confirm=required: a widget's call is always asked).
         #[arg(long)]
         auto: bool,
         /// Shell command that places the call. It runs as
