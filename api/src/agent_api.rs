@@ -13,17 +13,22 @@ use pushdial_core::store::pairing;
 use pushdial_core::{devices, limits, secrets, text, Ctx, Error};
 
 use crate::auth::DeviceToken;
+use crate::limits::retry_later;
 use crate::models::{Call, Device};
 use crate::problems;
 use crate::Tags;
 
 pub struct AgentApi;
 
-/// Pairs a device with a code from `POST /v1/pairing_codes`.
+/// Pairs a device with a pairing code from `POST /v1/pairing_codes`: the short `code` a
+/// person types, or the `token` its QR code or link carries. Exactly one of the two.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PairRequest {
-    pub code: String,
+    /// The typed code, like `K7Q2-9XMD` (case, spaces and the dash do not matter).
+    pub code: Option<String>,
+    /// The `pairing_token` (`pd_pair_…`) of the QR code or link.
+    pub token: Option<String>,
     /// A name for the device, 1 to 100 characters.
     pub name: String,
     /// `android`, `ios`, `web` or `cli`.
@@ -128,13 +133,20 @@ problems!(
     DeviceSelfError { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 413 => PayloadTooLarge }
 );
 problems!(
+    /// Errors of a device's update of itself.
+    UpdateDeviceError { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 413 => PayloadTooLarge, 422 => UnprocessableEntity }
+);
+problems!(
     /// Errors of acks and reports.
     AgentCallError { 400 => BadRequest, 401 => Unauthorized, 404 => NotFound, 409 => Conflict, 413 => PayloadTooLarge }
 );
 
-/// A short, non-reversible key for a code (its hash's first bytes).
-fn hex_prefix(hash: &[u8]) -> String {
-    hash.iter().take(12).map(|b| format!("{b:02x}")).collect()
+/// What a pairing request presents.
+enum Secret {
+    /// The typed code, normalised.
+    Code(String),
+    /// The QR code's token.
+    Token(String),
 }
 
 const PLATFORMS: [&str; 4] = ["android", "ios", "web", "cli"];
@@ -144,7 +156,12 @@ const PUSH_CHANNELS: [&str; 4] = ["fcm", "apns", "webpush", "loopback"];
 impl AgentApi {
     /// Pair a device
     ///
-    /// Exchanges a pairing code for the device's id and token. The code works once.
+    /// Exchanges a pairing code (`code`, typed) or its QR code's token (`token`) for the
+    /// device's id and token. Either works once, and spends the other. Pairing is limited
+    /// per client (an IPv6 /48, an IPv4 address), and failed typed codes across the
+    /// deployment: past that budget typed codes are refused for a while (`429`, with
+    /// `Retry-After`) while tokens still pair. While the limits cannot be checked (Redis
+    /// down) pairing answers `503 limits_unavailable` with `Retry-After`.
     #[oai(path = "/agent/v1/pair", method = "post", operation_id = "agent_pair")]
     async fn pair(
         &self,
@@ -152,29 +169,72 @@ impl AgentApi {
         ctx: poem::web::Data<&Ctx>,
         body: Json<PairRequest>,
     ) -> Result<Paired, PairError> {
-        // Pairing codes are short secrets: guessing is limited per client address.
-        let per_ip = limits::per_minute(ctx.config.limit_pairing_per_ip_per_minute);
-        let ip = crate::auth::client_key(req);
-        limits::take(&ctx, "pairing", &ip, per_ip).await?;
+        // Every attempt counts against the client's network: a /48 for IPv6, so that an
+        // attacker's many /64s share one budget. Fails closed without Redis.
+        let per_client = limits::per_minute(ctx.config.limit_pairing_per_ip_per_minute);
+        let client = req
+            .extensions()
+            .get::<crate::problem::ClientIp>()
+            .map(|c| limits::ip_key_48(c.0).to_string())
+            .unwrap_or_default();
+        retry_later(limits::take_fail_closed(&ctx, "pairing", &client, per_client).await)?;
         let b = body.0;
         let name = text::required("name", &b.name, 100)?;
         if !PLATFORMS.contains(&b.platform.as_str()) {
             return Err(Error::invalid("platform", "one of android, ios, web, cli").into());
         }
-        let code = secrets::normalize_pairing_code(&b.code).ok_or(Error::Invalid {
-            code: "invalid_pairing_code",
-            message: "code: not a pairing code (8 letters and digits, like K7Q2-9XMD)".into(),
-            errors: vec![pushdial_core::FieldError::new("code", "not a pairing code")],
-        })?;
-        // And per code: a code is tried a few times at most, from wherever.
-        let code_key = hex_prefix(&secrets::hash(&code));
-        limits::take(&ctx, "pairing_code", &code_key, limits::per_minute(5)).await?;
+        let secret = match (b.code.as_deref(), b.token.as_deref()) {
+            (Some(code), None) => {
+                Secret::Code(secrets::normalize_pairing_code(code).ok_or(Error::Invalid {
+                    code: "invalid_pairing_code",
+                    message:
+                        "code: not a pairing code (8 letters and digits, like K7Q2-9XMD)".into(),
+                    errors: vec![pushdial_core::FieldError::new("code", "not a pairing code")],
+                })?)
+            }
+            (None, Some(token)) if secrets::is_pairing_token(token.trim()) => {
+                Secret::Token(token.trim().to_owned())
+            }
+            (None, Some(_)) => {
+                return Err(Error::Invalid {
+                    code: "invalid_pairing_code",
+                    message: "token: not a pairing token (pd_pair_…)".into(),
+                    errors: vec![pushdial_core::FieldError::new(
+                        "token",
+                        "not a pairing token",
+                    )],
+                }
+                .into())
+            }
+            _ => return Err(Error::invalid("code", "give `code` or `token`, one of them").into()),
+        };
+        let failures = limits::per_minute(limits::PAIRING_FAILURES_PER_MINUTE);
         let mut tx = ctx.db.begin().await?;
-        let (org_id, agent_id) = pairing::consume(&mut tx, &secrets::hash(&code))
-            .await?
-            .ok_or(Error::NotFound(
-                "pairing code (it may have expired or been used already)",
-            ))?;
+        let found = match &secret {
+            Secret::Code(code) => {
+                // A typed code is a short secret: refused outright once the deployment's
+                // budget of failed codes is spent, however many addresses ask.
+                retry_later(
+                    limits::peek_fail_closed(&ctx, "pairing_failures", "typed", failures).await,
+                )?;
+                pairing::consume(&mut tx, &secrets::hash(code)).await?
+            }
+            Secret::Token(token) => pairing::consume_token(&mut tx, &secrets::hash(token)).await?,
+        };
+        let Some((org_id, agent_id)) = found else {
+            drop(tx);
+            if matches!(secret, Secret::Code(_)) {
+                // Counted after the fact; a refusal here only means the budget is now spent.
+                let counted =
+                    limits::take_fail_closed(&ctx, "pairing_failures", "typed", failures).await;
+                if let Err(e @ Error::Unavailable { .. }) = counted {
+                    retry_later::<()>(Err(e))?;
+                }
+            }
+            return Err(
+                Error::NotFound("pairing code (it may have expired or been used already)").into(),
+            );
+        };
         let id = ids::new_id(Kind::Device);
         let token = secrets::new_token("pd_dev_");
         device_store::insert(
@@ -223,7 +283,7 @@ impl AgentApi {
         auth: DeviceToken,
         ctx: poem::web::Data<&Ctx>,
         body: Json<UpdateDevice>,
-    ) -> Result<Json<Device>, DeviceSelfError> {
+    ) -> Result<Json<Device>, UpdateDeviceError> {
         let mut b = body.0;
         match std::mem::take(&mut b.push) {
             MaybeUndefined::Undefined => {}
@@ -263,7 +323,7 @@ impl AgentApi {
                 }
                 match token {
                     Some(t) => {
-                        check_push_token(&channel, &t)?;
+                        check_push_token(&ctx, &channel, &t)?;
                         Some((Some(channel), Some(t)))
                     }
                     None => {
@@ -441,13 +501,23 @@ impl AgentApi {
 }
 
 /// Refuses a token that can never work with its provider, so a typo shows at registration
-/// rather than as a failed wake-up during a call.
-fn check_push_token(provider: &str, token: &str) -> Result<(), Error> {
+/// rather than as a failed wake-up during a call — and a Web Push endpoint the egress
+/// policy refuses (`422 push_endpoint_refused`, nothing stored): the worker would POST to
+/// it, so a device could otherwise make the server probe its own network.
+fn check_push_token(ctx: &Ctx, provider: &str, token: &str) -> Result<(), Error> {
     let field = "push.token";
     match provider {
-        "webpush" => pushdial_core::push::webpush::parse_subscription(token)
-            .map(|_| ())
-            .map_err(|e| Error::invalid(field, e)),
+        "webpush" => {
+            let sub = pushdial_core::push::webpush::parse_subscription(token)
+                .map_err(|e| Error::invalid(field, e))?;
+            ctx.egress
+                .check_push_endpoint(&sub.endpoint)
+                .map(|_| ())
+                .map_err(|e| Error::Unprocessable {
+                    code: "push_endpoint_refused",
+                    message: format!("push.token endpoint: {e}"),
+                })
+        }
         "apns"
             if !(64..=200).contains(&token.len())
                 || !token.chars().all(|c| c.is_ascii_hexdigit()) =>

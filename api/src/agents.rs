@@ -45,8 +45,13 @@ pub struct PairingCode {
     pub code: String,
     pub agent_id: String,
     pub expires_at: DateTime<Utc>,
-    /// `pushdial://pair?server=…&code=…`, for a QR code.
+    /// `pushdial://pair?server=…&token=…`, for a QR code: it carries `pairing_token`,
+    /// never the short code.
     pub pair_uri: String,
+    /// `pd_pair_…`: a one-time token of 256 bits for the QR code or a link, redeemed with
+    /// `POST /agent/v1/pair {token}`; it pairs the same way as the code, and either one
+    /// used spends both.
+    pub pairing_token: String,
 }
 
 #[derive(ApiResponse)]
@@ -243,15 +248,19 @@ impl AgentsApi {
             .await?
             .ok_or(Error::NotFound("agent"))?;
         let code = secrets::new_pairing_code();
+        let pairing_token = secrets::new_pairing_token();
         let ttl = chrono::Duration::from_std(ctx.config.pairing_code_ttl)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let expires_at = Utc::now() + ttl;
         pairing::insert(
             &mut conn,
-            &secrets::hash(&code),
-            &auth.org_id,
-            &agent_id,
-            expires_at,
+            pairing::NewPairing {
+                code_hash: &secrets::hash(&code),
+                token_hash: &secrets::hash(&pairing_token),
+                org_id: &auth.org_id,
+                agent_id: &agent_id,
+                expires_at,
+            },
         )
         .await?;
         let mut entry = auth.audit("device.pairing_code_created", "agent", &agent_id);
@@ -259,9 +268,9 @@ impl AgentsApi {
         pushdial_core::accounts::audit(&mut conn, &entry).await?;
         conn.commit().await?;
         let pair_uri = format!(
-            "pushdial://pair?server={}&code={}",
+            "pushdial://pair?server={}&token={}",
             percent(&ctx.config.public_url()),
-            code
+            pairing_token
         );
         Ok(PairingCodeCreated::Created(Json(PairingCode {
             object: "pairing_code".into(),
@@ -269,6 +278,7 @@ impl AgentsApi {
             agent_id,
             expires_at,
             pair_uri,
+            pairing_token,
         })))
     }
 }

@@ -1,7 +1,8 @@
 //! The per-process limits, in memory. The flood limit: requests per client IP per second
 //! (`governor`), checked before anything else; its keys are pruned regularly so memory does
 //! not grow with the number of distinct addresses, and it is the one limit left while Redis
-//! is down. Bounded admission (`Admission`): requests in progress at once.
+//! is down. Bounded admission (`Admission`): requests in progress at once. `retry_later`:
+//! the `Retry-After` of a fail-closed shared limit refused for want of Redis.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -10,6 +11,24 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use pushdial_core::limits::LIMITS_UNAVAILABLE;
+use pushdial_core::Error;
+
+/// When to come back after `503 limits_unavailable`: Redis is usually back within seconds.
+const LIMITS_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// A fail-closed limit's answer (`pushdial_core::limits::take_fail_closed` or
+/// `peek_fail_closed`), with `Retry-After` on its `503 limits_unavailable`. Every
+/// fail-closed call site of a handler goes through this.
+pub fn retry_later<T>(taken: Result<T, Error>) -> Result<T, Error> {
+    if let Err(Error::Unavailable { code, .. }) = &taken {
+        if *code == LIMITS_UNAVAILABLE {
+            let _ = crate::problem::RATE
+                .try_with(|r| r.borrow_mut().retry_after = Some(LIMITS_RETRY_AFTER));
+        }
+    }
+    taken
+}
 
 /// Requests between two prunings of idle keys.
 const PRUNE_EVERY: u64 = 10_000;

@@ -1,7 +1,8 @@
-//! Webhook egress safety: the one place that decides where our server may connect on a
-//! tenant's behalf.
+//! Egress safety: the one place that decides where our server may connect on behalf of a
+//! tenant or a device.
 //!
-//! Tenants hand us webhook URLs and the worker POSTs to them, so a URL pointing at
+//! Tenants hand us webhook URLs and devices hand us Web Push endpoints, and the worker
+//! POSTs to them, so a URL pointing at
 //! `127.0.0.1`, a private network or a cloud metadata endpoint (`169.254.169.254`,
 //! `fd00:ec2::254`) would let a tenant probe or attack our own infrastructure (SSRF).
 //! This module owns the two defences:
@@ -11,6 +12,9 @@
 //!   names, and no IP literal in a refused range (in any notation: the WHATWG parser of
 //!   the `url` crate normalises decimal, octal, hex and short IPv4 forms as well as
 //!   bracketed IPv6 into real addresses before we look at them).
+//! * [`EgressPolicy::check_push_endpoint`] — the same, and `https` only: a Web Push
+//!   endpoint in plain `http` is accepted only on a loopback address the operator
+//!   allowlisted (the development gateway of `pushdial-agent --push-listen`).
 //! * [`EgressPolicy::client`] — the HTTP client for deliveries. Its DNS resolver drops
 //!   every resolved address the policy refuses, so the check happens on the very addresses
 //!   the connection uses; there is no second resolution an attacker could answer
@@ -37,28 +41,59 @@ pub struct EgressPolicy {
     allow: Vec<IpNet>,
 }
 
-/// Why a webhook URL or destination was refused. Each message is written for the tenant
-/// who configured the webhook.
+/// Why an outbound URL (a webhook's, a push endpoint) or destination was refused. Each
+/// message is written for the tenant or device that gave the URL.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum EgressError {
     /// The URL cannot be parsed, has no host, or embeds credentials (`user:pass@`).
-    #[error("the webhook URL is invalid: {0}")]
+    #[error("the URL is invalid: {0}")]
     InvalidUrl(String),
     /// The scheme is neither `http` nor `https`.
-    #[error("the webhook URL scheme \"{0}\" is not supported; use http or https")]
+    #[error("the URL scheme \"{0}\" is not supported; use http or https")]
     UnsupportedScheme(String),
     /// The host name designates the local machine or an internal network.
-    #[error("the webhook host \"{0}\" is a local or internal name and cannot receive webhooks")]
+    #[error("the host \"{0}\" is a local or internal name and cannot be reached from here")]
     ForbiddenHost(String),
     /// The address (literal or resolved) is loopback, private, link-local or otherwise
     /// reserved.
     #[error(
-        "the webhook address {0} is a loopback, private, link-local or reserved address and cannot receive webhooks"
+        "the address {0} is a loopback, private, link-local or reserved address and cannot be reached from here"
     )]
     ForbiddenAddress(IpAddr),
     /// DNS resolution failed or returned no usable address.
-    #[error("the webhook host \"{0}\" could not be resolved to a usable address")]
+    #[error("the host \"{0}\" could not be resolved to a usable address")]
     Unresolvable(String),
+    /// A Web Push endpoint that is not `https` (plain `http` only on an allowlisted
+    /// loopback address, for development).
+    #[error("a push endpoint must be an https URL")]
+    HttpsRequired,
+}
+
+impl EgressError {
+    /// A stable snake_case name of the refusal, for events and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EgressError::InvalidUrl(_) => "invalid_url",
+            EgressError::UnsupportedScheme(_) => "unsupported_scheme",
+            EgressError::ForbiddenHost(_) => "forbidden_host",
+            EgressError::ForbiddenAddress(_) => "forbidden_address",
+            EgressError::Unresolvable(_) => "unresolvable",
+            EgressError::HttpsRequired => "https_required",
+        }
+    }
+
+    /// The egress refusal in an HTTP client's error, if the policy's resolver refused the
+    /// connection (its source chain carries an [`EgressError`]).
+    pub fn of(err: &reqwest::Error) -> Option<EgressError> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(e) = source {
+            if let Some(found) = e.downcast_ref::<EgressError>() {
+                return Some(found.clone());
+            }
+            source = e.source();
+        }
+        None
+    }
 }
 
 /// Host names refused outright (compared after lower-casing and dropping trailing dots).
@@ -263,6 +298,29 @@ impl EgressPolicy {
             }
             Some(url::Host::Ipv4(v4)) => self.check_ip(IpAddr::V4(v4)).map(|()| parsed),
             Some(url::Host::Ipv6(v6)) => self.check_ip(IpAddr::V6(v6)).map(|()| parsed),
+        }
+    }
+
+    /// Static check of a Web Push endpoint, at registration and before each send:
+    /// [`EgressPolicy::check_url`], and `https` only — except plain `http` to a loopback
+    /// IP literal, which `check_url` lets through only when the operator allowlisted it
+    /// (`PUSHDIAL_WEBHOOK_ALLOW_SUBNETS=127.0.0.0/8`, the development gateway of
+    /// `pushdial-agent --push-listen`). A push service is always on the public internet
+    /// and always speaks TLS; anything else is a device pointing us somewhere.
+    pub fn check_push_endpoint(&self, url: &str) -> Result<url::Url, EgressError> {
+        let parsed = self.check_url(url)?;
+        if parsed.scheme() == "https" {
+            return Ok(parsed);
+        }
+        let loopback_literal = match parsed.host() {
+            Some(url::Host::Ipv4(v4)) => v4.is_loopback(),
+            Some(url::Host::Ipv6(v6)) => v6.to_canonical().is_loopback(),
+            _ => false,
+        };
+        if loopback_literal {
+            Ok(parsed)
+        } else {
+            Err(EgressError::HttpsRequired)
         }
     }
 
@@ -618,6 +676,57 @@ mod tests {
         }
     }
 
+    #[test]
+    fn push_endpoints_are_https_or_an_allowlisted_loopback_literal() {
+        let none = EgressPolicy::none();
+        assert!(none
+            .check_push_endpoint("https://fcm.googleapis.com/wp/abc")
+            .is_ok());
+        for url in [
+            "http://fcm.googleapis.com/wp/abc",
+            "http://93.184.216.34/wp",
+            "http://127.0.0.1:9999/push",
+            "https://127.0.0.1:9999/push",
+            "http://[::1]:9999/",
+            "http://0.0.0.0:9999/",
+            "http://[::]:9999/",
+            "http://localhost:9999/",
+            "http://[::ffff:127.0.0.1]:9999/",
+            "http://2130706433:9999/",
+            "http://0x7f.1:9999/",
+            "https://169.254.169.254/",
+        ] {
+            assert!(none.check_push_endpoint(url).is_err(), "{url}");
+        }
+        assert_eq!(
+            none.check_push_endpoint("http://push.example.com/x"),
+            Err(EgressError::HttpsRequired)
+        );
+        let dev = EgressPolicy::parse("127.0.0.0/8").unwrap();
+        assert!(dev
+            .check_push_endpoint("http://127.0.0.1:9999/push")
+            .is_ok());
+        assert!(dev
+            .check_push_endpoint("http://[::ffff:127.0.0.1]:9999/")
+            .is_ok());
+        for url in [
+            "http://[::1]:9999/",
+            "http://0.0.0.0:9999/",
+            "http://[::]:9999/",
+            "http://localhost:9999/",
+            "http://push.example.com/x",
+        ] {
+            assert!(dev.check_push_endpoint(url).is_err(), "{url}");
+        }
+        // An allowlisted private network: https only there too.
+        let lan = EgressPolicy::parse("10.0.0.0/8").unwrap();
+        assert!(lan.check_push_endpoint("https://10.1.2.3/wp").is_ok());
+        assert_eq!(
+            lan.check_push_endpoint("http://10.1.2.3/wp"),
+            Err(EgressError::HttpsRequired)
+        );
+    }
+
     /// A raw HTTP/1.1 responder on 127.0.0.1: `/redirect` answers 302, anything else 200.
     /// Returns the port and a counter of the requests served.
     async fn serve() -> (u16, Arc<AtomicUsize>) {
@@ -649,14 +758,7 @@ mod tests {
     }
 
     fn egress_error(err: &reqwest::Error) -> Option<EgressError> {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(e) = source {
-            if let Some(found) = e.downcast_ref::<EgressError>() {
-                return Some(found.clone());
-            }
-            source = e.source();
-        }
-        None
+        EgressError::of(err)
     }
 
     #[tokio::test]

@@ -2,10 +2,16 @@
 //! requests per organization and per key, calls per organization per minute, calls per
 //! destination per hour, pairing attempts per IP.
 //!
-//! When Redis is unavailable every tenant limit **fails open**: requests are served and
-//! only the per-IP flood limit of each api process (local, in memory) still applies. A
-//! Redis outage must not take the API down; the flood limit and the dialing policy keep
-//! the worst abuse out meanwhile.
+//! When Redis is unavailable every tenant limit **fails open** ([`take`]): requests are
+//! served and only the per-IP flood limit of each api process (local, in memory) still
+//! applies. A Redis outage must not take the API down; the flood limit and the dialing
+//! policy keep the worst abuse out meanwhile.
+//!
+//! The limits that stand between a stranger and a secret or a phone call — pairing (a
+//! typed code is a short secret) and the website widget (anyone may ask it to call a
+//! number) — **fail closed** instead ([`take_fail_closed`], [`peek_fail_closed`]): while
+//! Redis is down they answer `503 limits_unavailable`, since the per-process flood limit
+//! alone would let a distributed guesser through.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -45,6 +51,89 @@ pub async fn take(
         Err(e) => {
             tracing::warn!(policy, error = %e, "rate limit unavailable; failing open");
             Ok(None)
+        }
+    }
+}
+
+/// The code of the `503` a fail-closed limit answers while Redis is down.
+pub const LIMITS_UNAVAILABLE: &str = "limits_unavailable";
+
+/// Failed typed pairing codes per minute across the deployment. A wrong code names no
+/// organization (the code is the secret), so the budget is global: once spent, typed codes
+/// are refused (`429`, with `Retry-After`) until it refills, while the QR code's token still
+/// pairs. With N codes alive, a guesser's chance per minute is at most 30 · N / 30^8.
+pub const PAIRING_FAILURES_PER_MINUTE: u32 = 30;
+
+fn limits_unavailable(policy: &'static str, e: &redis::RedisError) -> Error {
+    tracing::warn!(policy, error = %e, "rate limit unavailable; failing closed");
+    Error::Unavailable {
+        code: LIMITS_UNAVAILABLE,
+        message: "this request is rate limited and the limits cannot be checked right now; \
+                  retry in a few seconds"
+            .into(),
+    }
+}
+
+/// As [`take`], but **fails closed**: while Redis cannot tell, the request is refused with
+/// `503 limits_unavailable` (the api adds `Retry-After`). For limits that guard a secret or
+/// a stranger's way to make us call someone: pairing, the widget.
+pub async fn take_fail_closed(
+    ctx: &Ctx,
+    policy: &'static str,
+    key: &str,
+    limit: Limit,
+) -> Result<Decision> {
+    match ctx
+        .presence
+        .rate_limit(&format!("{policy}:{key}"), limit)
+        .await
+    {
+        Ok(d) if !d.allowed => {
+            crate::metrics::METRICS
+                .rate_limit_refusals
+                .with_label_values(&[policy])
+                .inc();
+            Err(refused(policy, &d))
+        }
+        Ok(d) => Ok(d),
+        Err(e) => Err(limits_unavailable(policy, &e)),
+    }
+}
+
+/// Whether `limit` under `key` is spent, without counting a request (fails closed like
+/// [`take_fail_closed`]): `Err(rate_limited)` when the next [`take_fail_closed`] would be
+/// refused. For budgets that count only failures, checked before the attempt.
+///
+/// GCRA refuses when `now < tat - tolerance`; asking with the same tolerance but an
+/// emission interval of 1 µs applies the very same test and moves the key's time by 1 µs
+/// only, which is as good as not counting.
+pub async fn peek_fail_closed(
+    ctx: &Ctx,
+    policy: &'static str,
+    key: &str,
+    limit: Limit,
+) -> Result<()> {
+    let period_us = limit.period.as_micros().clamp(1, u128::from(u32::MAX)) as u32;
+    let interval_us = u64::from(period_us) / u64::from(limit.rate.max(1));
+    let tolerance_us = interval_us.max(1) * u64::from(limit.burst.max(1) - 1);
+    let look = Limit {
+        rate: period_us,
+        period: Duration::from_micros(u64::from(period_us)),
+        burst: u32::try_from(tolerance_us + 1).unwrap_or(u32::MAX),
+    };
+    take_fail_closed(ctx, policy, key, look).await.map(|_| ())
+}
+
+/// The key of an address in the pairing limits: IPv6 clients get a /48 each (what one
+/// site is routinely given, so an attacker's whole allocation shares one budget), IPv4
+/// clients their address.
+pub fn ip_key_48(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => {
+            let mut seg = v6.segments();
+            seg[3..].fill(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(seg))
         }
     }
 }
@@ -155,6 +244,10 @@ mod tests {
         );
         assert_eq!(client_ip(ip("192.0.2.7"), None, &trusted), ip("192.0.2.7"));
         assert_eq!(ip_key(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(ip_key_48(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1::"));
+        assert_eq!(ip_key_48(ip("2001:db8:1:ffff::1")), ip("2001:db8:1::"));
+        assert_eq!(ip_key_48(ip("198.51.100.7")), ip("198.51.100.7"));
+        assert_eq!(ip_key_48(ip("::ffff:198.51.100.7")), ip("198.51.100.7"));
         assert!(parse_proxies("10.0.0.0/33").is_err());
     }
 }

@@ -33,6 +33,22 @@ pub fn new_pairing_code() -> String {
     code
 }
 
+/// The prefix of a pairing token.
+pub const PAIRING_TOKEN_PREFIX: &str = "pd_pair_";
+
+/// The one-time token of a pairing code's QR code and link: 256 random bits (a QR code is
+/// scanned, never typed, so its secret can be long enough that guessing is hopeless).
+pub fn new_pairing_token() -> String {
+    new_token(PAIRING_TOKEN_PREFIX)
+}
+
+/// Whether `input` has the shape of a pairing token (`pd_pair_` and 64 hex digits).
+pub fn is_pairing_token(input: &str) -> bool {
+    input
+        .strip_prefix(PAIRING_TOKEN_PREFIX)
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Normalises a typed pairing code (case, spaces, dash) before hashing.
 pub fn normalize_pairing_code(input: &str) -> Option<String> {
     let chars: String = input
@@ -59,5 +75,15 @@ mod tests {
         );
         assert_eq!(normalize_pairing_code("ABC"), None);
         assert_eq!(normalize_pairing_code("0000-0000"), None);
+    }
+
+    #[test]
+    fn pairing_tokens_carry_256_bits() {
+        let token = new_pairing_token();
+        assert!(is_pairing_token(&token), "{token}");
+        assert_eq!(token.len(), PAIRING_TOKEN_PREFIX.len() + 64);
+        assert_ne!(token, new_pairing_token());
+        assert!(!is_pairing_token("pd_pair_abc"));
+        assert!(!is_pairing_token("K7Q2-9XMD"));
     }
 }

@@ -334,9 +334,10 @@ impl AgentClient {
         })
     }
 
-    /// `POST /agent/v1/pair` (no auth): redeems a pairing code and returns a
-    /// client authenticated with the new device token, plus the raw answer
-    /// (device id, token, agent id) to persist.
+    /// `POST /agent/v1/pair` (no auth): redeems a pairing code — the typed code,
+    /// the QR code's token (`pd_pair_…`), or a `pushdial://pair?…` link carrying
+    /// either — and returns a client authenticated with the new device token, plus
+    /// the raw answer (device id, token, agent id) to persist.
     pub async fn pair(
         base_url: &str,
         code: &str,
@@ -344,8 +345,15 @@ impl AgentClient {
         platform: &str,
     ) -> Result<(AgentClient, PairResponse)> {
         let anon = Transport::new(base_url, None, None)?;
+        let secret = pairing_secret(code);
+        let (code, token) = if secret.starts_with("pd_pair_") {
+            (None, Some(secret))
+        } else {
+            (Some(secret), None)
+        };
         let body = PairRequest {
-            code: code.trim().to_owned(),
+            code,
+            token,
             name: name.to_owned(),
             platform: platform.to_owned(),
         };
@@ -468,4 +476,21 @@ mod tests {
         let c = AgentClient::new("http://x", "pd_dev_secret").unwrap();
         assert!(!format!("{c:?}").contains("pd_dev_secret"));
     }
+}
+
+/// The secret to pair with from what the user gave: a `pushdial://pair?…` (or
+/// `https://…/agent/?…`) link's `token` or `code`, else the text itself.
+fn pairing_secret(input: &str) -> String {
+    let input = input.trim();
+    if let Ok(url) = reqwest::Url::parse(input) {
+        let pick = |name: &str| {
+            url.query_pairs()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        if let Some(secret) = pick("token").or_else(|| pick("code")) {
+            return secret;
+        }
+    }
+    input.to_owned()
 }

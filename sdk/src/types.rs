@@ -224,8 +224,11 @@ pub struct PairingCode {
     pub agent_id: String,
     /// After this the code is useless.
     pub expires_at: DateTime<Utc>,
-    /// `pushdial://pair?server=<public url>&code=<code>`.
+    /// `pushdial://pair?server=<public url>&token=<pairing_token>`, for a QR code.
     pub pair_uri: String,
+    /// The one-time token (256 bits) the QR code carries; pairs like the code.
+    #[serde(default)]
+    pub pairing_token: String,
 }
 
 /// A click-to-call request and its current state.
@@ -564,8 +567,12 @@ pub struct ListCalls {
 /// Body of `POST /agent/v1/pair`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PairRequest {
-    /// The pairing code, e.g. `K7Q2-9XMD`.
-    pub code: String,
+    /// The typed pairing code, e.g. `K7Q2-9XMD` (or `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The one-time token of the pairing code's QR code or link, `pd_pair_…` (or `code`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     /// Device name shown to the owner.
     pub name: String,
     /// `android`, `ios`, `web` or `cli`.

@@ -369,7 +369,11 @@ async fn deliver(
             tracing::info!(device_id = %device.id, channel = %channel, "offer accepted by push service");
             Ok(Delivery::Handed)
         }
-        PushOutcome::Rejected(reason) => {
+        // A dead token, or an endpoint the egress policy refuses (an old registration, or a
+        // policy made stricter since): the channel is never used again, the device must
+        // register a new one.
+        PushOutcome::Rejected(_) | PushOutcome::EgressRefused(_) => {
+            let reason = outcome.reason().unwrap_or_default();
             tracing::warn!(device_id = %device.id, reason = %reason, "push token rejected");
             let mut conn = ctx.db.acquire().await?;
             device_store::mark_push_rejected(&mut conn, &device.org_id, &device.id).await?;

@@ -58,6 +58,11 @@ pub enum PushOutcome {
     Rejected(String),
     /// This gateway does not serve the device's channel.
     Unsupported,
+    /// The egress policy refused the device's endpoint (an internal, loopback or
+    /// non-https address): nothing was sent, and the endpoint is never tried again. The
+    /// reason is the policy's ([`crate::egress::EgressError::kind`]), never anything the
+    /// target said: a refused endpoint must not turn the push into a port scanner.
+    EgressRefused(&'static str),
     /// A transient failure: try again later, not before `retry_after` if given.
     Failed {
         error: String,
@@ -79,6 +84,7 @@ impl PushOutcome {
             PushOutcome::Accepted => "accepted",
             PushOutcome::Rejected(_) => "rejected",
             PushOutcome::Unsupported => "unsupported",
+            PushOutcome::EgressRefused(_) => "egress_refused",
             PushOutcome::Failed { .. } => "failed",
             PushOutcome::CredentialFailed { .. } => "credential_failed",
         }
@@ -89,6 +95,7 @@ impl PushOutcome {
         match self {
             PushOutcome::Rejected(r) | PushOutcome::CredentialFailed { reason: r, .. } => Some(r),
             PushOutcome::Failed { error, .. } => Some(error),
+            PushOutcome::EgressRefused(kind) => Some(kind),
             PushOutcome::Accepted | PushOutcome::Unsupported => None,
         }
     }

@@ -227,7 +227,9 @@ impl PushGateway for PushRouter {
         let outcome = match &*sender {
             Sender::Fcm(fcm) => fcm.send(&target.token, payload).await,
             Sender::Apns(apns) => apns.send(&target.token, payload).await,
-            Sender::WebPush(key) => webpush::send(&self.egress, key, &target.token, payload).await,
+            Sender::WebPush(key) => {
+                webpush::send(&self.ctx.egress, &self.egress, key, &target.token, payload).await
+            }
         };
         self.settle(outcome, credential).await
     }

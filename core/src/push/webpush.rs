@@ -1,7 +1,9 @@
 //! Web Push (RFC 8030) for the installable web agent: the payload encrypted for the
 //! browser's subscription (RFC 8291, `aes128gcm`) and signed with the sender's VAPID key
 //! (RFC 8292), by the `web-push` crate, and sent through our own HTTP client — the one with
-//! the egress policy, since the endpoint comes from the device.
+//! the egress policy, since the endpoint comes from the device. The endpoint is checked by
+//! the policy before each send as well (`EgressPolicy::check_push_endpoint`): the
+//! client's resolver never sees a URL whose host is an IP literal.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use web_push::{
 };
 
 use super::{retry_after, ttl_seconds, OfferPayload, PushOutcome};
+use crate::egress::{EgressError, EgressPolicy};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -95,8 +98,10 @@ pub fn parse_subscription(token: &str) -> Result<SubscriptionInfo, String> {
     Ok(sub)
 }
 
-/// Sends the wake-up to one subscription.
+/// Sends the wake-up to one subscription, through `http` (built by
+/// [`EgressPolicy::client`] of the same `policy`) after `policy` accepted the endpoint.
 pub async fn send(
+    policy: &EgressPolicy,
     http: &reqwest::Client,
     key: &VapidKey,
     subscription: &str,
@@ -116,6 +121,12 @@ pub async fn send(
             return PushOutcome::Rejected("invalid_subscription".into());
         }
     };
+    // The URL actually requested is the one checked (an IP literal never reaches the
+    // client's filtering resolver).
+    if let Err(e) = policy.check_push_endpoint(&request.url) {
+        tracing::warn!(error = %e, "web push endpoint refused by the egress policy");
+        return PushOutcome::EgressRefused(e.kind());
+    }
     let mut outgoing = http.post(&request.url).timeout(Duration::from_secs(10));
     for (name, value) in request.headers {
         outgoing = outgoing.header(name, value);
@@ -123,10 +134,20 @@ pub async fn send(
     match outgoing.body(request.body).send().await {
         Ok(r) => outcome(r.status().as_u16(), retry_after(r.headers())),
         Err(e) if e.is_timeout() => PushOutcome::transient("timeout", None),
-        Err(e) => {
-            tracing::warn!(error = %e, "web push send failed");
-            PushOutcome::transient("network", None)
-        }
+        // A host name that resolved only to refused addresses (checked on the very
+        // addresses the connection would use) is refused; one that does not resolve may be
+        // a passing DNS failure, and is retried.
+        Err(e) => match EgressError::of(&e) {
+            Some(EgressError::Unresolvable(_)) => PushOutcome::transient("unresolvable", None),
+            Some(refused) => {
+                tracing::warn!(error = %e, "web push endpoint refused by the egress policy");
+                PushOutcome::EgressRefused(refused.kind())
+            }
+            None => {
+                tracing::warn!(error = %e, "web push send failed");
+                PushOutcome::transient("network", None)
+            }
+        },
     }
 }
 

@@ -42,7 +42,8 @@ enum Command {
         /// Server base URL, e.g. https://pushdial.example.com.
         #[arg(long, value_name = "URL")]
         server: String,
-        /// Pairing code, e.g. K7Q2-9XMD.
+        /// Pairing code, e.g. K7Q2-9XMD; or the QR code's token (pd_pair_…) or
+        /// its pushdial://pair?… link.
         #[arg(long)]
         code: String,
         /// Device name shown to the owner. Default: the host name, or
