@@ -80,6 +80,21 @@ pub async fn run(
         let worker = pushdial_worker::Worker::new(ctx.clone(), push);
         tokio::spawn(worker.run(halt.clone()))
     });
+    // An api's metrics (and health checks) on a listener of their own, kept off the
+    // public one.
+    let metrics = match ctx.config.metrics_listen {
+        Some(addr) if roles.api => {
+            let listener = std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen on PUSHDIAL_METRICS_LISTEN {addr}: {e}"))?;
+            let (ctx, draining, halt) = (ctx.clone(), draining.clone(), halt.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = pushdial_api::run_ops(listener, ctx, draining, halt).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            }))
+        }
+        _ => None,
+    };
     let served = match listener {
         Some(listener) if roles.api => {
             pushdial_api::run(listener, ctx.clone(), draining, halt.clone()).await
@@ -94,6 +109,9 @@ pub async fn run(
         }
     };
     served.map_err(|e| format!("server failed: {e}"))?;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     if let Some(worker) = worker {
         let _ = worker.await;
     }

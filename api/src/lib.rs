@@ -19,6 +19,7 @@ pub mod models;
 pub mod organization;
 pub mod problem;
 pub mod push_credentials;
+pub mod server;
 pub mod signin;
 pub mod stream;
 pub mod streams;
@@ -30,7 +31,6 @@ pub mod widgets;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::TcpAcceptor;
 use poem::web::Data;
 use poem::{get, handler, EndpointExt, IntoResponse, Response, Route};
 use poem_openapi::{OpenApiService, Tags as TagsDerive};
@@ -122,7 +122,30 @@ pub fn openapi_json() -> String {
 /// Prometheus metrics of this process.
 #[handler]
 async fn metrics(ctx: Data<&Ctx>) -> Response {
-    pushdial_core::metrics::refresh(&ctx).await;
+    metrics_text(&ctx).await
+}
+
+/// Prometheus metrics on the public listener, for the holder of `PUSHDIAL_METRICS_TOKEN`
+/// only: anyone else is answered as if the route did not exist.
+#[handler]
+async fn metrics_with_token(ctx: Data<&Ctx>, req: &poem::Request) -> Response {
+    let expected = ctx.config.metrics_token.as_deref().unwrap_or_default();
+    let given = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    // Digests are compared, so the comparison's time says nothing about the token.
+    use pushdial_core::secrets::hash;
+    if expected.is_empty() || hash(given) != hash(expected) {
+        return problem::Problem::new(404, "route_not_found", "no such route").into_poem();
+    }
+    metrics_text(&ctx).await
+}
+
+async fn metrics_text(ctx: &Ctx) -> Response {
+    pushdial_core::metrics::refresh(ctx).await;
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(pushdial_core::metrics::METRICS.render())
@@ -198,7 +221,8 @@ pub fn ops_app(ctx: Ctx, draining: Draining) -> impl poem::Endpoint<Output = Res
         .catch_all_error(problem::catch_all)
 }
 
-/// Serves `ops_app` on `listener` until `stop` fires.
+/// Serves `ops_app` on `listener` until `stop` fires: a worker's listener, or an api's
+/// `PUSHDIAL_METRICS_LISTEN`.
 pub async fn run_ops(
     listener: std::net::TcpListener,
     ctx: Ctx,
@@ -206,14 +230,18 @@ pub async fn run_ops(
     stop: Stop,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
-    let acceptor = TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(listener)?)?;
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            ops_app(ctx, draining),
-            async move { stop.wait().await },
-            Some(Duration::from_secs(2)),
-        )
-        .await
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let limits = server::ConnLimits {
+        header_timeout: ctx.config.header_timeout,
+    };
+    server::serve(
+        listener,
+        ops_app(ctx, draining),
+        limits,
+        async move { stop.wait().await },
+        Duration::from_secs(2),
+    )
+    .await
 }
 
 /// The routes of the api, with request ids, body limits and problem documents for every
@@ -259,7 +287,7 @@ pub fn app(
         )
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
-        .at("/metrics", get(metrics))
+        .at("/metrics", get(metrics_with_token))
         .data(ctx)
         .data(sockets)
         .data(draining)
@@ -312,13 +340,20 @@ pub async fn run(
         })
     };
     listener.set_nonblocking(true)?;
-    let acceptor = TcpAcceptor::from_tokio(tokio::net::TcpListener::from_std(listener)?)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let grace = ctx.config.shutdown_grace;
+    let limits = server::ConnLimits {
+        header_timeout: ctx.config.header_timeout,
+    };
     let app = app(ctx, sockets, draining, stop.clone());
-    let server = poem::Server::new_with_acceptor(acceptor);
-    let result = server
-        .run_with_graceful_shutdown(app, async move { stop.wait().await }, Some(grace))
-        .await;
+    let result = server::serve(
+        listener,
+        app,
+        limits,
+        async move { stop.wait().await },
+        grace,
+    )
+    .await;
     follower.abort();
     key_changes.abort();
     result

@@ -536,8 +536,33 @@ fn route_label<'a>(routes: &'a Routes, path: &str) -> &'a str {
     routes.get(&shape).map_or("other", String::as_str)
 }
 
+/// Whether the request is a WebSocket handshake to the agents' stream, the only upgrade the
+/// API offers. Anything else claiming `Upgrade` is an ordinary request, with its body read
+/// under the limits and counted by admission: the header alone once let a 50 MiB body
+/// through unbounded.
 fn is_upgrade(req: &Request) -> bool {
-    req.headers().contains_key(poem::http::header::UPGRADE)
+    use poem::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE};
+    let headers = req.headers();
+    let names_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let websocket = headers
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    // A handshake has no body: one that declares a body is not a handshake.
+    let bodiless = !headers.contains_key(TRANSFER_ENCODING)
+        && headers
+            .get(CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    req.method() == poem::http::Method::GET
+        && req.uri().path() == "/agent/v1/stream"
+        && names_upgrade
+        && websocket
+        && bodiless
 }
 
 /// How long a request's body may take to arrive.

@@ -152,6 +152,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Opens an api's `/metrics` on its own listener (`PUSHDIAL_METRICS_TOKEN`).
+const BENCH_METRICS_TOKEN: &str = "bench-metrics";
+
 impl Bench {
     fn start(&self, role: &str, port: u16) -> Proc {
         let child = Command::new(&self.args.pushdial)
@@ -169,6 +172,8 @@ impl Bench {
             .env("PUSHDIAL_CALL_EXPIRES_IN", "10m")
             .env("PUSHDIAL_OFFER_TIMEOUT", "10m")
             .env("PUSHDIAL_SHUTDOWN_DRAIN", "0s")
+            // The api serves its metrics (read for the server-side latency) to this bearer.
+            .env("PUSHDIAL_METRICS_TOKEN", BENCH_METRICS_TOKEN)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -893,6 +898,7 @@ async fn latency(b: &Bench, max_rps: f64, figures: &mut Vec<Figure>) -> Result<(
 async fn server_side(http: &reqwest::Client, base: &str, route: &str, method: &str) -> String {
     let Ok(text) = async {
         http.get(format!("{base}/metrics"))
+            .bearer_auth(BENCH_METRICS_TOKEN)
             .send()
             .await?
             .text()

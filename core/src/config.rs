@@ -29,6 +29,24 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_PUBLIC_URL")]
     pub public_url: Option<String>,
 
+    /// Address of a second listener serving only `/healthz`, `/readyz` and `/metrics`, kept
+    /// off the public one (metrics describe the deployment to whoever reads them). Unset:
+    /// an api serves no metrics unless `PUSHDIAL_METRICS_TOKEN` is set. A worker-only
+    /// process serves them on its own `PUSHDIAL_LISTEN`, which is not public.
+    #[arg(long, env = "PUSHDIAL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// A bearer token that opens `/metrics` on the api's own listener
+    /// (`Authorization: Bearer <token>`), for scrapers that cannot reach a second port.
+    #[arg(long, env = "PUSHDIAL_METRICS_TOKEN")]
+    pub metrics_token: Option<String>,
+
+    /// Time a client has to send a request's head (line and headers), counted from the
+    /// connection's opening or from the end of the previous response: also the longest a
+    /// kept-alive connection may stay idle.
+    #[arg(long, env = "PUSHDIAL_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
     /// How long a device has to acknowledge an offer before the next device is tried.
     #[arg(long, env = "PUSHDIAL_OFFER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub offer_timeout: Duration,

@@ -233,6 +233,16 @@ impl Metrics {
     }
 }
 
+/// Shortest time between two reads of the job queue's aggregate by one process.
+const QUEUE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Most ready jobs one sample reads; depths beyond it are reported as this many.
+const QUEUE_SAMPLE_CAP: i64 = 50_000;
+
+/// When this process last sampled the queue (held while a sample is being taken).
+static QUEUE_SAMPLED: tokio::sync::Mutex<Option<std::time::Instant>> =
+    tokio::sync::Mutex::const_new(None);
+
 /// Refreshes the gauges read from shared state.
 pub async fn refresh(ctx: &crate::Ctx) {
     let m = &*METRICS;
@@ -243,11 +253,25 @@ pub async fn refresh(ctx: &crate::Ctx) {
     m.db_pool
         .with_label_values(&["max"])
         .set(i64::from(ctx.config.db_max_connections));
+    // The queue's aggregate costs a read of the ready jobs: taken at most once per
+    // `QUEUE_SAMPLE_EVERY` per process however often anyone scrapes (a scrape in between
+    // serves the last sample), one at a time, and over at most `QUEUE_SAMPLE_CAP` jobs, the
+    // oldest first through the claim index, so a backlog of millions costs what 50,000 do.
+    let Ok(mut last) = QUEUE_SAMPLED.try_lock() else {
+        return;
+    };
+    if last.is_some_and(|at| at.elapsed() < QUEUE_SAMPLE_EVERY) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
     let rows = sqlx::query!(
         r#"select kind as "kind!", count(*) as "ready!",
                   coalesce(extract(epoch from now() - min(run_at)), 0)::float8 as "age!"
-           from jobs where lease_owner is null and dead_at is null and run_at <= now()
-           group by kind"#
+           from (select kind, run_at from jobs
+                 where lease_owner is null and dead_at is null and run_at <= now()
+                 order by run_at limit $1) oldest
+           group by kind"#,
+        QUEUE_SAMPLE_CAP
     )
     .fetch_all(&ctx.db)
     .await;

@@ -134,8 +134,12 @@ pub fn test_config(database_url: &str, prefix: &str) -> Config {
     c.db_min_connections = 1;
     c.shutdown_grace = Duration::from_secs(2);
     c.shutdown_drain = Duration::ZERO;
+    c.metrics_token = Some(METRICS_TOKEN.to_owned());
     c
 }
+
+/// The bearer token that opens a test api's `/metrics` on its own listener.
+pub const METRICS_TOKEN: &str = "test-metrics-token";
 
 /// A running pushdial with its own database and Redis prefix.
 pub struct TestApp {

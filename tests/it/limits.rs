@@ -149,6 +149,7 @@ async fn flood_limit_refuses_with_retry_after_and_refused_calls_take_no_quota() 
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let text = http
         .get(format!("{}/metrics", app.url))
+        .bearer_auth(crate::harness::METRICS_TOKEN)
         .send()
         .await
         .unwrap()
@@ -297,7 +298,11 @@ async fn past_its_limit_of_requests_in_progress_an_instance_answers_503_at_once(
     // Health checks are not counted: a busy instance still says it is alive.
     let health = http.get(format!("{}/healthz", app.url)).send().await;
     assert_eq!(health.unwrap().status(), 200);
-    let metrics = http.get(format!("{}/metrics", app.url)).send().await;
+    let metrics = http
+        .get(format!("{}/metrics", app.url))
+        .bearer_auth(crate::harness::METRICS_TOKEN)
+        .send()
+        .await;
     let metrics = metrics.unwrap().text().await.unwrap();
     assert!(
         metrics.contains("pushdial_requests_shed_total{route=\"/v1/calls\"} 1"),

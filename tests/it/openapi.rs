@@ -83,7 +83,12 @@ async fn metrics_report_requests_calls_and_refusals() {
         .unwrap_err();
     assert_eq!(refused.code(), Some("number_type_blocked"));
 
-    let resp = reqwest::get(format!("{}/metrics", app.url)).await.unwrap();
+    let resp = reqwest::Client::new()
+        .get(format!("{}/metrics", app.url))
+        .bearer_auth(crate::harness::METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     for needle in [
