@@ -1,14 +1,20 @@
-//! `/v1/api_keys` (create, list, roll, revoke) and `/v1/audit_events` (the organization's
-//! security log). Owners and admins only.
+//! `/v1/api_keys` (create, list, roll, revoke, transfer) and `/v1/audit_events` (the
+//! organization's security log). Owners and admins only.
+//!
+//! A key never has more power than its creator: it acts with the role its creator has now,
+//! and is revoked when they leave. A key made through a key belongs to that key's creator;
+//! an admin may not roll or revoke a key that acts as an owner; an owner may take a key over
+//! (`transfer`) so that it outlives its creator's membership.
 
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::accounts::{self, Role};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::accounts::{self as account_store, AuditRow};
 use pushdial_core::store::keys::{self, KeyRow};
-use pushdial_core::{accounts, tenants, text, Ctx, Error};
+use pushdial_core::{tenants, text, Ctx, Error};
 
 use crate::auth::OrgAuth;
 use crate::models::{page, List};
@@ -32,8 +38,15 @@ pub struct ApiKey {
     pub name: String,
     /// The key's type prefix and last four characters, e.g. `pd_sk_…3f9a`.
     pub redacted: String,
-    /// The user who created it (none for keys made by `pushdial admin create-org`).
+    /// The member who created it, or took it over (none for the organization's own key,
+    /// made by `pushdial admin create-org`). The key stops working when they leave.
     pub created_by: Option<String>,
+    /// Their role when they did (`owner`, `admin` or `agent`; none for the organization's
+    /// own key).
+    pub creator_role: Option<String>,
+    /// The role the key acts with now: its creator's current role (`owner` for the
+    /// organization's own key; none when the creator is no longer a member).
+    pub role: Option<String>,
     pub created_at: DateTime<Utc>,
     /// Within a minute.
     pub last_used_at: Option<DateTime<Utc>>,
@@ -69,6 +82,8 @@ impl From<KeyRow> for ApiKey {
             kind: k.kind,
             name: k.name,
             created_by: k.created_by,
+            creator_role: k.creator_role,
+            role: k.role,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             expires_at: k.expires_at,
@@ -160,6 +175,18 @@ async fn not_a_widget_key(conn: &mut sqlx::PgConnection, key: &KeyRow) -> Result
     }
 }
 
+/// A key that acts as an owner is managed by owners only: admins manage everything but
+/// owners (and rolling one would hand its replacement to an admin).
+fn may_manage_key(auth: &OrgAuth, key: &KeyRow) -> Result<(), Error> {
+    if key.role.as_deref() == Some("owner") && auth.role() < Role::Owner {
+        return Err(Error::forbidden(
+            "role_forbidden",
+            "only owners may roll or revoke a key that acts as an owner",
+        ));
+    }
+    Ok(())
+}
+
 async fn get_key(conn: &mut sqlx::PgConnection, org_id: &str, id: &str) -> Result<KeyRow, Error> {
     let id = ids::parse(Kind::Key, "api_key_id", id)?;
     keys::get(conn, org_id, &id)
@@ -191,7 +218,7 @@ impl ApiKeysApi {
         auth.require_admin()?;
         let mut tx = ctx.db.begin().await?;
         let (secret, row) =
-            tenants::new_key(&mut tx, &auth.org_id, kind, name, auth.user_id()).await?;
+            tenants::new_key(&mut tx, &auth.org_id, kind, name, auth.acting_user()).await?;
         let mut entry = auth.audit("api_key.created", "api_key", &row.id);
         entry.data = serde_json::json!({ "type": kind, "name": name });
         accounts::audit(&mut tx, &entry).await?;
@@ -275,9 +302,17 @@ impl ApiKeysApi {
         auth.require_admin()?;
         let mut tx = ctx.db.begin().await?;
         let old = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
+        may_manage_key(&auth, &old)?;
         not_a_widget_key(&mut tx, &old).await?;
-        let (secret, row) =
-            tenants::new_key(&mut tx, &auth.org_id, &old.kind, &old.name, auth.user_id()).await?;
+        // The replacement is the roller's: they hold its secret.
+        let (secret, row) = tenants::new_key(
+            &mut tx,
+            &auth.org_id,
+            &old.kind,
+            &old.name,
+            auth.acting_user(),
+        )
+        .await?;
         let until = Utc::now() + chrono::Duration::seconds(overlap);
         if !keys::roll(&mut tx, &auth.org_id, &old.id, until, &row.id).await? {
             return Err(Error::conflict(
@@ -314,10 +349,53 @@ impl ApiKeysApi {
         auth.require_admin()?;
         let mut tx = ctx.db.begin().await?;
         let key = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
+        may_manage_key(&auth, &key)?;
         not_a_widget_key(&mut tx, &key).await?;
         if keys::revoke(&mut tx, &auth.org_id, &key.id).await? {
             accounts::audit(&mut tx, &auth.audit("api_key.revoked", "api_key", &key.id)).await?;
         }
+        let row = get_key(&mut tx, &auth.org_id, &key.id).await?;
+        tx.commit().await?;
+        // Other processes hear of it from the database; this one knows now.
+        ctx.keys.forget(&format!("key:{}", key.id));
+        Ok(Json(row.into()))
+    }
+
+    /// Take over an API key
+    ///
+    /// Makes the calling owner the key's creator (owners only): it then acts with their
+    /// role and no longer stops when its former creator leaves the organization. Called
+    /// with the organization's own key, the key becomes the organization's own.
+    #[oai(
+        path = "/v1/api_keys/:api_key_id/transfer",
+        method = "post",
+        operation_id = "transfer_api_key"
+    )]
+    async fn transfer(
+        &self,
+        auth: OrgAuth,
+        ctx: poem::web::Data<&Ctx>,
+        api_key_id: Path<String>,
+    ) -> Result<Json<ApiKey>, ApiKeyError> {
+        auth.require_owner()?;
+        let to = auth.acting_user();
+        let mut tx = ctx.db.begin().await?;
+        let key = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
+        let role = to.map(|_| Role::Owner.as_str());
+        if !keys::transfer(&mut tx, &auth.org_id, &key.id, to, role).await? {
+            return Err(Error::conflict(
+                "api_key_inactive",
+                "this key is revoked or expired: create a new key instead",
+            )
+            .into());
+        }
+        let mut entry = auth.audit("api_key.transferred", "api_key", &key.id);
+        entry.data = serde_json::json!({
+            "from": key.created_by,
+            "from_role": key.role,
+            "to": to,
+        });
+        accounts::audit(&mut tx, &entry).await?;
         let row = get_key(&mut tx, &auth.org_id, &key.id).await?;
         tx.commit().await?;
         // Other processes hear of it from the database; this one knows now.

@@ -1,8 +1,10 @@
 //! Authentication. The security schemes resolve a credential to a principal that carries
 //! the tenant scope (`org_id`): a handler cannot reach data without one.
 //!
-//! - Secret keys (`Authorization: Bearer pd_sk_…`) open the public API with an admin's
-//!   rights; publishable keys (`pd_pk_…`) are refused there.
+//! - Secret keys (`Authorization: Bearer pd_sk_…`) open the public API with the rights of
+//!   the member who made them, as they are now (a key never has more power than its
+//!   creator; the organization's own key from `pushdial admin create-org` has an owner's);
+//!   publishable keys (`pd_pk_…`) are refused there.
 //! - A console session (cookie `pd_session`) opens the same API for a signed-in member, in
 //!   the organization named by the `Pushdial-Organization` header, with the member's role.
 //!   State-changing requests with a session must come from an allowed `Origin`.
@@ -20,7 +22,7 @@ use pushdial_core::ratelimit::Limit;
 use pushdial_core::sessions::{self, Session};
 use pushdial_core::store::accounts::{self as account_store, AuditEntry};
 use pushdial_core::store::devices::{self, DeviceRow};
-use pushdial_core::store::keys;
+use pushdial_core::store::keys::{self, KeyHolder};
 use pushdial_core::{limits, secrets, Ctx, Error};
 
 use crate::problem::ApiError;
@@ -31,8 +33,14 @@ pub const ORG_HEADER: &str = "pushdial-organization";
 /// Who is acting.
 #[derive(Debug, Clone)]
 pub enum Actor {
-    /// A secret API key (acts with an admin's rights).
-    Key { key_id: String },
+    /// A secret API key, acting with its creator's role now (`Owner` for the organization's
+    /// own key, which has no creator).
+    Key {
+        key_id: String,
+        role: Role,
+        /// The member who made it: their user id and their own agent.
+        creator: Option<KeyCreator>,
+    },
     /// A signed-in member.
     Member {
         user_id: String,
@@ -40,6 +48,13 @@ pub enum Actor {
         /// The member's own agent: their calls and devices.
         agent_id: String,
     },
+}
+
+/// The member a key acts for.
+#[derive(Debug, Clone)]
+pub struct KeyCreator {
+    pub user_id: String,
+    pub agent_id: String,
 }
 
 /// The organization a request acts in, who acts, and from where.
@@ -52,11 +67,39 @@ pub struct OrgScope {
 }
 
 impl OrgScope {
-    /// The actor's role; a secret key counts as an admin.
+    /// The actor's role; a secret key has its creator's.
     pub fn role(&self) -> Role {
         match &self.actor {
-            Actor::Key { .. } => Role::Admin,
-            Actor::Member { role, .. } => *role,
+            Actor::Key { role, .. } | Actor::Member { role, .. } => *role,
+        }
+    }
+
+    /// The member acting, in person or through a key they made: whom a key made now
+    /// belongs to. `None` for the organization's own key.
+    pub fn acting_user(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { user_id, .. } => Some(user_id),
+            Actor::Key { creator, .. } => creator.as_ref().map(|c| c.user_id.as_str()),
+        }
+    }
+
+    /// The acting member's own agent, in person or through a key they made.
+    fn acting_agent(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { agent_id, .. } => Some(agent_id),
+            Actor::Key { creator, .. } => creator.as_ref().map(|c| c.agent_id.as_str()),
+        }
+    }
+
+    /// Refuses anyone but owners (403 `role_forbidden`).
+    pub fn require_owner(&self) -> Result<(), Error> {
+        if self.role() >= Role::Owner {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "role_forbidden",
+                "this needs the owner role in the organization",
+            ))
         }
     }
 
@@ -72,15 +115,13 @@ impl OrgScope {
         }
     }
 
-    /// For a member with the `agent` role: the only agent whose calls and devices they may
-    /// see and use. `None` for admins, owners and keys.
+    /// For a member with the `agent` role (or a key whose creator has it now): the only
+    /// agent whose calls and devices they may see and use. `None` for admins and owners.
     pub fn own_agent(&self) -> Option<&str> {
-        match &self.actor {
-            Actor::Member {
-                role: Role::Agent,
-                agent_id,
-                ..
-            } => Some(agent_id),
+        match self.role() {
+            // A key with the agent role always has a creator (the organization's is owner);
+            // should one not, it sees an agent that cannot exist: nothing.
+            Role::Agent => Some(self.acting_agent().unwrap_or("")),
             _ => None,
         }
     }
@@ -103,7 +144,7 @@ impl OrgScope {
     /// An audit entry for an act of this actor on a target.
     pub fn audit(&self, action: &str, target_type: &str, target_id: &str) -> AuditEntry {
         let (actor_type, actor_id) = match &self.actor {
-            Actor::Key { key_id } => ("api_key", key_id.clone()),
+            Actor::Key { key_id, .. } => ("api_key", key_id.clone()),
             Actor::Member { user_id, .. } => ("user", user_id.clone()),
         };
         AuditEntry {
@@ -330,31 +371,27 @@ pub fn check_origin(ctx: &Ctx, req: &Request) -> Result<(), Error> {
 }
 
 /// Refuses an admin (not an owner) acting on an owner's agent — pairing a phone to it,
-/// revoking its phones, or calling through them: admins manage everyone but owners.
-/// Secret keys, owners, and members acting on their own agent pass.
+/// revoking its phones, or calling through them: admins manage everyone but owners. An
+/// admin's key is refused alike (a key has its creator's role). Owners, the organization's
+/// own key, and members acting on their own agent pass (agents are held to their own agent
+/// by `own_agent` before this).
 /// Asks on the request's own connection, so that a request never holds two.
 pub async fn may_use_agent(
     conn: &mut sqlx::PgConnection,
     scope: &OrgScope,
     agent_id: &str,
 ) -> Result<(), Error> {
-    match &scope.actor {
-        Actor::Member {
-            role: Role::Admin,
-            agent_id: own,
-            ..
-        } if own != agent_id => {
-            let role = account_store::role_of_agent(conn, &scope.org_id, agent_id).await?;
-            if role.as_deref() == Some("owner") {
-                return Err(Error::forbidden(
-                    "role_forbidden",
-                    "admins may not use or manage an owner's phones",
-                ));
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+    if scope.role() != Role::Admin || scope.acting_agent() == Some(agent_id) {
+        return Ok(());
     }
+    let role = account_store::role_of_agent(conn, &scope.org_id, agent_id).await?;
+    if role.as_deref() == Some("owner") {
+        return Err(Error::forbidden(
+            "role_forbidden",
+            "admins may not use or manage an owner's phones",
+        ));
+    }
+    Ok(())
 }
 
 /// The scope of a session request: the member's role in the organization the header
@@ -499,6 +536,23 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
         })
         .into());
     }
+    // A key acts as its creator now; one whose creator is no longer a member is revoked
+    // with the removal, and refused the same should the revocation be missing.
+    let (role, creator) = match key.holder() {
+        KeyHolder::Organization => (Role::Owner, None),
+        KeyHolder::Member {
+            user_id,
+            role,
+            agent_id,
+        } => (role, Some(KeyCreator { user_id, agent_id })),
+        KeyHolder::Gone => {
+            return Err(ApiError(Error::unauthenticated(
+                "api_key_revoked",
+                "the API key was revoked: its creator is no longer a member",
+            ))
+            .into())
+        }
+    };
     // Limits count only requests that authenticated (401/403 consume nothing): per
     // organization (reported in the headers) and per key, each one Redis round trip.
     let rate = key
@@ -523,7 +577,11 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
     let (ip, user_agent) = client_of(req);
     Ok(OrgScope {
         org_id: key.org_id,
-        actor: Actor::Key { key_id: key.id },
+        actor: Actor::Key {
+            key_id: key.id,
+            role,
+            creator,
+        },
         ip,
         user_agent,
     })

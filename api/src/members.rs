@@ -91,6 +91,19 @@ pub struct CreateOrganization {
     pub country: Option<String>,
 }
 
+/// A member who was removed (or left), with what went with them.
+#[derive(Debug, Clone, Object)]
+pub struct RemovedMember {
+    #[oai(flatten)]
+    pub membership: Membership,
+    /// Their devices, revoked.
+    pub revoked_devices: Vec<String>,
+    /// The secret keys they made, revoked: a key never outlives its creator's membership.
+    /// (An owner takes one over first to keep it: `POST /v1/api_keys/{id}/transfer`.
+    /// Publishable keys stay with their widget.)
+    pub revoked_api_keys: Vec<String>,
+}
+
 /// Changes a member's role.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
@@ -321,6 +334,10 @@ impl MembersApi {
             accounts::audit(&mut tx, &entry).await?;
         }
         tx.commit().await?;
+        // Their keys act with their new role: other processes hear of it from the
+        // database; this one knows now.
+        ctx.keys
+            .forget(&format!("member:{}:{}", auth.org_id, user_id));
         Ok(Json(member.into()))
     }
 
@@ -328,7 +345,8 @@ impl MembersApi {
     ///
     /// A member may always remove themself; owners and admins remove others (admins not
     /// owners). The last owner cannot leave (`409 last_owner`). The member's devices are
-    /// revoked.
+    /// revoked, and so are the secret keys they made (`revoked_api_keys`; an owner may take
+    /// a key over first to keep it).
     #[oai(
         path = "/v1/members/:user_id",
         method = "delete",
@@ -339,7 +357,7 @@ impl MembersApi {
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
         user_id: Path<String>,
-    ) -> Result<Json<Membership>, MemberError> {
+    ) -> Result<Json<RemovedMember>, MemberError> {
         let user_id = ids::parse(Kind::User, "user_id", &user_id.0)?;
         // Others are removed by owners and admins only; asked before anything is looked up,
         // so that an agent learns nothing about who is a member.
@@ -354,25 +372,32 @@ impl MembersApi {
         drop(conn);
         let reach = crate::devices::agent_devices(&ctx, &auth.org_id, &agent_id).await?;
         let mut tx = ctx.db.begin().await?;
-        let (member, devices) =
+        let removed =
             accounts::remove_member(&mut tx, &auth.org_id, auth.role(), auth.user_id(), &user_id)
                 .await?;
+        let (member, devices) = (removed.member, removed.devices);
         let action = if auth.user_id() == Some(user_id.as_str()) {
             "member.left"
         } else {
             "member.removed"
         };
-        // Keys they created keep working (integrations may depend on them): the audit
-        // entry names them, for an admin to roll or revoke.
-        let keys = store::keys_created_by(&mut tx, &auth.org_id, &user_id).await?;
         let mut entry = auth.audit(action, "user", &user_id);
         entry.data = serde_json::json!({
             "role": member.role,
             "revoked_devices": devices,
-            "api_keys_they_created": keys,
+            "revoked_api_keys": removed.api_keys,
         });
         accounts::audit(&mut tx, &entry).await?;
+        // Each key's own log says why it stopped.
+        for key_id in &removed.api_keys {
+            let mut entry = auth.audit("api_key.revoked", "api_key", key_id);
+            entry.data = serde_json::json!({ "reason": "creator_removed", "creator": user_id });
+            accounts::audit(&mut tx, &entry).await?;
+        }
         tx.commit().await?;
+        // Other processes hear of it from the database; this one knows now.
+        ctx.keys
+            .forget(&format!("member:{}:{}", auth.org_id, user_id));
         let revoked: Vec<(String, bool)> = devices
             .iter()
             .map(|id| {
@@ -381,7 +406,11 @@ impl MembersApi {
             })
             .collect();
         crate::devices::after_revoke(&ctx, &auth.org_id, &revoked).await;
-        Ok(Json(member.into()))
+        Ok(Json(RemovedMember {
+            membership: member.into(),
+            revoked_devices: devices,
+            revoked_api_keys: removed.api_keys,
+        }))
     }
 
     /// Invite someone

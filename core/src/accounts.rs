@@ -219,17 +219,27 @@ pub async fn change_role(
         .ok_or(Error::NotFound("member"))
 }
 
+/// What removing a member undid.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub member: MemberRow,
+    /// Their devices, revoked: they stop taking the organization's calls.
+    pub devices: Vec<String>,
+    /// The secret keys they made, revoked: a key never outlives its creator's membership
+    /// (an owner hands one over first to keep it; publishable keys stay with their widget).
+    pub api_keys: Vec<String>,
+}
+
 /// Removes a member (or lets one leave, when `actor_user` is the member). Keeps at least one
-/// owner, and revokes the member's devices so that they stop taking the organization's
-/// calls (and deletes their unused pairing codes). Returns the removed membership and the
-/// revoked device ids.
+/// owner, revokes the member's devices so that they stop taking the organization's calls
+/// (and deletes their unused pairing codes), and revokes the secret keys they made.
 pub async fn remove_member(
     conn: &mut PgConnection,
     org_id: &str,
     actor: Role,
     actor_user: Option<&str>,
     user_id: &str,
-) -> Result<(MemberRow, Vec<String>)> {
+) -> Result<Removed> {
     let owners = store::lock_owners(conn, org_id).await?;
     let member = store::membership(conn, org_id, user_id)
         .await?
@@ -247,7 +257,12 @@ pub async fn remove_member(
     store::delete_membership(conn, org_id, user_id).await?;
     let devices = store::revoke_agent_devices(conn, org_id, &member.agent_id).await?;
     store::delete_pairing_codes(conn, org_id, &member.agent_id).await?;
-    Ok((member, devices))
+    let api_keys = crate::store::keys::revoke_created_by(conn, org_id, user_id).await?;
+    Ok(Removed {
+        member,
+        devices,
+        api_keys,
+    })
 }
 
 /// How long an invitation stays valid.

@@ -2,8 +2,9 @@
 //! authenticated request costs no database round trip.
 //!
 //! Correctness comes from Postgres, not from the clock: every change that can alter what a
-//! key resolves to (revoked, rolled, deleted, its organization's plan limit) notifies
-//! `pushdial_keys` from the changing transaction (migration 0012's triggers), and
+//! key resolves to (revoked, rolled, deleted, handed over, its organization's plan limit,
+//! its creator's membership: a key acts with its creator's role) notifies `pushdial_keys`
+//! from the changing transaction (the triggers of migrations 0012 and 20261207000200), and
 //! [`follow`] drops the affected entries when the notification arrives. Nothing is cached
 //! while this process is not listening (before the first `LISTEN`, and from a lost
 //! connection until a new one listens), and an entry read from the database is not stored
@@ -71,13 +72,19 @@ impl KeyCache {
     }
 
     /// Applies a notification: `key:{id}` drops that key, `org:{id}` the organization's
-    /// keys; anything else drops everything.
+    /// keys, `member:{org_id}:{user_id}` the keys that member made; anything else drops
+    /// everything.
     pub fn forget(&self, payload: &str) {
         let mut entries = self.lock();
         self.generation.fetch_add(1, Ordering::AcqRel);
         match payload.split_once(':') {
             Some(("key", id)) => entries.retain(|_, (r, _)| r.id != id),
             Some(("org", id)) => entries.retain(|_, (r, _)| r.org_id != id),
+            Some(("member", rest)) => match rest.split_once(':') {
+                Some((org, user)) => entries
+                    .retain(|_, (r, _)| r.org_id != org || r.created_by.as_deref() != Some(user)),
+                None => entries.clear(),
+            },
             _ => entries.clear(),
         }
     }
@@ -153,6 +160,10 @@ mod tests {
             revoked_at: None,
             expires_at: None,
             limit_api_per_second: None,
+            created_by: Some(format!("usr_{id}")),
+            creator_role: Some("admin".into()),
+            member_role: Some("admin".into()),
+            member_agent_id: Some(format!("agt_{id}")),
         }
     }
 
@@ -176,6 +187,13 @@ mod tests {
         assert!(cache.get(b"h1").is_none());
         cache.put(b"h1", &record("k1", "o1"), stale);
         assert!(cache.get(b"h1").is_none(), "read before the change");
+
+        // A change of k2's creator's membership drops k2 only.
+        cache.put(b"h1", &record("k1", "o1"), cache.generation());
+        cache.forget("member:o1:usr_k2");
+        assert!(cache.get(b"h2").is_none(), "its creator changed");
+        assert_eq!(cache.get(b"h1").unwrap().id, "k1", "another member's key");
+        cache.put(b"h2", &record("k2", "o1"), cache.generation());
 
         cache.forget("org:o1");
         assert!(cache.get(b"h2").is_none());

@@ -348,22 +348,6 @@ pub async fn delete_pairing_codes(
     .rows_affected())
 }
 
-/// Ids of the active keys a user created (reported when they leave).
-pub async fn keys_created_by(
-    conn: &mut PgConnection,
-    org_id: &str,
-    user_id: &str,
-) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar!(
-        "select id from api_keys where org_id = $1 and created_by = $2
-           and revoked_at is null and (expires_at is null or expires_at > now())",
-        org_id,
-        user_id
-    )
-    .fetch_all(conn)
-    .await
-}
-
 /// Revokes every device of an agent (a member who left must not keep taking calls);
 /// returns the revoked devices' ids.
 pub async fn revoke_agent_devices(

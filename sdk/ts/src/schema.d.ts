@@ -208,7 +208,12 @@ export interface paths {
         put?: never;
         /**
          * Pair a device
-         * @description Exchanges a pairing code for the device's id and token. The code works once.
+         * @description Exchanges a pairing code (`code`, typed) or its QR code's token (`token`) for the
+         *     device's id and token. Either works once, and spends the other. Pairing is limited
+         *     per client (an IPv6 /48, an IPv4 address), and failed typed codes across the
+         *     deployment: past that budget typed codes are refused for a while (`429`, with
+         *     `Retry-After`) while tokens still pair. While the limits cannot be checked (Redis
+         *     down) pairing answers `503 limits_unavailable` with `Retry-After`.
          */
         post: operations["agent_pair"];
         delete?: never;
@@ -654,7 +659,8 @@ export interface paths {
          * Remove a member, or leave
          * @description A member may always remove themself; owners and admins remove others (admins not
          *     owners). The last owner cannot leave (`409 last_owner`). The member's devices are
-         *     revoked.
+         *     revoked, and so are the secret keys they made (`revoked_api_keys`; an owner may take
+         *     a key over first to keep it).
          */
         delete: operations["delete_member"];
         options?: never;
@@ -808,6 +814,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/api_keys/{api_key_id}/transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Take over an API key
+         * @description Makes the calling owner the key's creator (owners only): it then acts with their
+         *     role and no longer stops when its former creator leaves the organization. Called
+         *     with the organization's own key, the key becomes the organization's own.
+         */
+        post: operations["transfer_api_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit_events": {
         parameters: {
             query?: never;
@@ -925,9 +953,13 @@ export interface paths {
         /**
          * Request a callback
          * @description When an agent is available now their phone is asked to call the visitor at once
-         *     (`calling`); otherwise the request waits for an agent (`scheduled`), unless the
-         *     widget is set to hide itself then (`409 unavailable`). A number the organization
-         *     will not call is refused with `422 number_not_callable`, whatever the reason.
+         *     (`calling`; the phone always asks its user first: `confirm` is `required`);
+         *     otherwise the request waits for an agent (`scheduled`), unless the widget is set to
+         *     hide itself then (`409 unavailable`). A number the organization will not call is
+         *     refused with `422 number_not_callable`, whatever the reason. Past the widget's
+         *     hourly caps (`max_callbacks_per_hour`, `max_scheduled_callbacks_per_hour`) the
+         *     answer is `429 rate_limited` with `Retry-After`; while the caps cannot be checked,
+         *     `503 limits_unavailable` (they never fail open).
          */
         post: operations["widget_create_callback"];
         delete?: never;
@@ -1234,7 +1266,10 @@ export interface components {
             call_id: string;
             /** @description The number to dial, E.164. */
             to: string;
-            /** @description `prompt`: ask the user first; `auto`: dial at once. */
+            /**
+             * @description `prompt`: ask the user first; `auto`: dial at once; `required`: ask the user first,
+             *     even on a phone set to dial by itself (a widget's visitor gave the number).
+             */
             confirm: string;
             /**
              * Format: date-time
@@ -1275,8 +1310,21 @@ export interface components {
             name: string;
             /** @description The key's type prefix and last four characters, e.g. `pd_sk_…3f9a`. */
             redacted: string;
-            /** @description The user who created it (none for keys made by `pushdial admin create-org`). */
+            /**
+             * @description The member who created it, or took it over (none for the organization's own key,
+             *     made by `pushdial admin create-org`). The key stops working when they leave.
+             */
             created_by?: string;
+            /**
+             * @description Their role when they did (`owner`, `admin` or `agent`; none for the organization's
+             *     own key).
+             */
+            creator_role?: string;
+            /**
+             * @description The role the key acts with now: its creator's current role (`owner` for the
+             *     organization's own key; none when the creator is no longer a member).
+             */
+            role?: string;
             /** Format: date-time */
             created_at: string;
             /**
@@ -1346,7 +1394,10 @@ export interface components {
             device_id?: string;
             /** @description The number the phone dials, E.164. */
             to: string;
-            /** @description `prompt`: the phone asks its user first; `auto`: it dials at once. */
+            /**
+             * @description `prompt`: the phone asks its user first; `auto`: it dials at once; `required` (a
+             *     widget's call): the phone asks its user first even when set to dial by itself.
+             */
             confirm: string;
             /**
              * @description queued, offered, delivered, accepted, declined, dialing, connected, completed,
@@ -1414,7 +1465,10 @@ export interface components {
             device_id?: string;
             /** @description The number the phone dials, E.164. */
             to: string;
-            /** @description `prompt`: the phone asks its user first; `auto`: it dials at once. */
+            /**
+             * @description `prompt`: the phone asks its user first; `auto`: it dials at once; `required` (a
+             *     widget's call): the phone asks its user first even when set to dial by itself.
+             */
             confirm: string;
             /**
              * @description queued, offered, delivered, accepted, declined, dialing, connected, completed,
@@ -1629,6 +1683,16 @@ export interface components {
             when_unavailable?: string;
             theme?: unknown;
             texts?: unknown;
+            /**
+             * Format: int64
+             * @description 1 to 1000 (default 30).
+             */
+            max_callbacks_per_hour?: number;
+            /**
+             * Format: int64
+             * @description 1 to 1000 (default 30).
+             */
+            max_scheduled_callbacks_per_hour?: number;
         };
         /**
          * Device
@@ -1998,10 +2062,14 @@ export interface components {
         };
         /**
          * PairRequest
-         * @description Pairs a device with a code from `POST /v1/pairing_codes`.
+         * @description Pairs a device with a pairing code from `POST /v1/pairing_codes`: the short `code` a
+         *     person types, or the `token` its QR code or link carries. Exactly one of the two.
          */
         PairRequest: {
-            code: string;
+            /** @description The typed code, like `K7Q2-9XMD` (case, spaces and the dash do not matter). */
+            code?: string;
+            /** @description The `pairing_token` (`pd_pair_…`) of the QR code or link. */
+            token?: string;
             /** @description A name for the device, 1 to 100 characters. */
             name: string;
             /** @description `android`, `ios`, `web` or `cli`. */
@@ -2032,8 +2100,17 @@ export interface components {
             agent_id: string;
             /** Format: date-time */
             expires_at: string;
-            /** @description `pushdial://pair?server=…&code=…`, for a QR code. */
+            /**
+             * @description `pushdial://pair?server=…&token=…`, for a QR code: it carries `pairing_token`,
+             *     never the short code.
+             */
             pair_uri: string;
+            /**
+             * @description `pd_pair_…`: a one-time token of 256 bits for the QR code or a link, redeemed with
+             *     `POST /agent/v1/pair {token}`; it pairs the same way as the code, and either one
+             *     used spends both.
+             */
+            pairing_token: string;
         };
         /**
          * @description How an agent or device can be reached now.
@@ -2146,6 +2223,33 @@ export interface components {
              * @description How many deliveries were queued again.
              */
             queued: number;
+        };
+        /**
+         * RemovedMember
+         * @description A member who was removed (or left), with what went with them.
+         */
+        RemovedMember: {
+            /** @description Always `membership`. */
+            object: string;
+            organization_id: string;
+            organization_name: string;
+            user_id: string;
+            name: string;
+            email?: string;
+            /** @description `owner`, `admin` or `agent`. */
+            role: string;
+            /** @description The member's own agent: their calls and devices. */
+            agent_id: string;
+            /** Format: date-time */
+            created_at: string;
+            /** @description Their devices, revoked. */
+            revoked_devices: string[];
+            /**
+             * @description The secret keys they made, revoked: a key never outlives its creator's membership.
+             *     (An owner takes one over first to keep it: `POST /v1/api_keys/{id}/transfer`.
+             *     Publishable keys stay with their widget.)
+             */
+            revoked_api_keys: string[];
         };
         /**
          * ReportRequest
@@ -2322,6 +2426,16 @@ export interface components {
             when_unavailable?: string;
             theme?: unknown;
             texts?: unknown;
+            /**
+             * Format: int64
+             * @description 1 to 1000 (default 30).
+             */
+            max_callbacks_per_hour?: number;
+            /**
+             * Format: int64
+             * @description 1 to 1000 (default 30).
+             */
+            max_scheduled_callbacks_per_hour?: number;
         };
         /**
          * VisitorStatus
@@ -2427,6 +2541,20 @@ export interface components {
             theme: unknown;
             /** @description The tenant's texts by language (`en`, `zh`), overriding the widget's defaults. */
             texts: unknown;
+            /**
+             * Format: int32
+             * @description At most this many callbacks an hour ring an agent's phone now (1 to 1000, default
+             *     30); past it a visitor is answered `429 rate_limited`. The publishable key is
+             *     public and an origin check binds browsers only, so this is what bounds a script
+             *     using the widget.
+             */
+            max_callbacks_per_hour: number;
+            /**
+             * Format: int32
+             * @description At most this many callback requests an hour are kept for later (`scheduled`: while
+             *     nobody is available; 1 to 1000, default 30).
+             */
+            max_scheduled_callbacks_per_hour: number;
             /** Format: date-time */
             created_at: string;
             /** @description The tag to paste into the website. */
@@ -3715,6 +3843,14 @@ export interface operations {
                 };
             };
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6317,7 +6453,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json; charset=utf-8": components["schemas"]["Membership"];
+                    "application/json; charset=utf-8": components["schemas"]["RemovedMember"];
                 };
             };
             400: {
@@ -7391,6 +7527,102 @@ export interface operations {
         };
         responses: {
             201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ApiKey"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit refused the request; `Retry-After` says when to retry. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Something failed on our side. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    transfer_api_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                api_key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
