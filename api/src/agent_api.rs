@@ -208,15 +208,13 @@ impl AgentApi {
             }
             _ => return Err(Error::invalid("code", "give `code` or `token`, one of them").into()),
         };
-        let failures = limits::per_minute(limits::PAIRING_FAILURES_PER_MINUTE);
         let mut tx = ctx.db.begin().await?;
         let found = match &secret {
             Secret::Code(code) => {
-                // A typed code is a short secret: refused outright once the deployment's
-                // budget of failed codes is spent, however many addresses ask.
-                retry_later(
-                    limits::peek_fail_closed(&ctx, "pairing_failures", "typed", failures).await,
-                )?;
+                // A typed code is a short secret: refused outright while typed codes are
+                // locked (the deployment's budget of failed codes is spent), however many
+                // addresses ask.
+                retry_later(limits::typed_pairing_open(&ctx).await)?;
                 pairing::consume(&mut tx, &secrets::hash(code)).await?
             }
             Secret::Token(token) => pairing::consume_token(&mut tx, &secrets::hash(token)).await?,
@@ -224,10 +222,9 @@ impl AgentApi {
         let Some((org_id, agent_id)) = found else {
             drop(tx);
             if matches!(secret, Secret::Code(_)) {
-                // Counted after the fact; a refusal here only means the budget is now spent.
-                let counted =
-                    limits::take_fail_closed(&ctx, "pairing_failures", "typed", failures).await;
-                if let Err(e @ Error::Unavailable { .. }) = counted {
+                // Counted after the fact; a lock it causes applies from the next attempt.
+                if let Err(e @ Error::Unavailable { .. }) = limits::typed_pairing_failed(&ctx).await
+                {
                     retry_later::<()>(Err(e))?;
                 }
             }

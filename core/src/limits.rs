@@ -60,9 +60,57 @@ pub const LIMITS_UNAVAILABLE: &str = "limits_unavailable";
 
 /// Failed typed pairing codes per minute across the deployment. A wrong code names no
 /// organization (the code is the secret), so the budget is global: once spent, typed codes
-/// are refused (`429`, with `Retry-After`) until it refills, while the QR code's token still
-/// pairs. With N codes alive, a guesser's chance per minute is at most 30 · N / 30^8.
+/// are locked for [`PAIRING_LOCK`] (`429`, with `Retry-After`), while the QR code's token
+/// still pairs. With N codes alive, a guesser's chance per minute is at most 30 · N / 30^8
+/// (about 5 · 10⁻⁸ with 1,000 codes alive), however many addresses it has.
 pub const PAIRING_FAILURES_PER_MINUTE: u32 = 30;
+
+/// How long typed pairing codes stay refused once the budget of failures is spent.
+pub const PAIRING_LOCK: Duration = Duration::from_secs(60);
+
+fn pairing_failures() -> Limit {
+    per_minute(PAIRING_FAILURES_PER_MINUTE)
+}
+
+/// The lock as a GCRA key: one take holds it for [`PAIRING_LOCK`].
+fn pairing_lock() -> Limit {
+    Limit {
+        rate: 1,
+        period: PAIRING_LOCK,
+        burst: 1,
+    }
+}
+
+/// Whether a typed pairing code may be tried now (fails closed): `Err(rate_limited)` while
+/// typed codes are locked. Finding the budget of failures spent locks them.
+pub async fn typed_pairing_open(ctx: &Ctx) -> Result<()> {
+    peek_fail_closed(ctx, "pairing_lock", "typed", pairing_lock()).await?;
+    match peek_fail_closed(ctx, "pairing_failures", "typed", pairing_failures()).await {
+        Err(Error::RateLimited { .. }) => lock_typed_pairing(ctx).await,
+        other => other,
+    }
+}
+
+/// Counts a failed typed pairing code (fails closed); spending the budget locks typed
+/// codes.
+pub async fn typed_pairing_failed(ctx: &Ctx) -> Result<()> {
+    match take_fail_closed(ctx, "pairing_failures", "typed", pairing_failures()).await {
+        Err(Error::RateLimited { .. }) => lock_typed_pairing(ctx).await,
+        other => other.map(|_| ()),
+    }
+}
+
+/// Locks typed pairing codes for [`PAIRING_LOCK`]; answers the refusal to give.
+async fn lock_typed_pairing(ctx: &Ctx) -> Result<()> {
+    tracing::warn!("typed pairing codes locked: too many failed codes across the deployment");
+    match take_fail_closed(ctx, "pairing_lock", "typed", pairing_lock()).await {
+        Ok(_) => Err(Error::RateLimited {
+            policy: "pairing_lock",
+            retry_after: PAIRING_LOCK,
+        }),
+        Err(e) => Err(e),
+    }
+}
 
 fn limits_unavailable(policy: &'static str, e: &redis::RedisError) -> Error {
     tracing::warn!(policy, error = %e, "rate limit unavailable; failing closed");
