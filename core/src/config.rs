@@ -185,7 +185,11 @@ pub struct Config {
     /// Earlier encryption keys (comma-separated, base64; `development` names the
     /// development key): they only open secrets, while `pushdial admin
     /// rotate-encryption-key` re-seals them with PUSHDIAL_ENCRYPTION_KEY.
-    #[arg(long, env = "PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS",
+        hide_env_values = true
+    )]
     pub encryption_keys_previous: Option<String>,
 
     /// Subnets webhook deliveries may reach although they are not public (comma-separated

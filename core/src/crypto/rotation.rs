@@ -29,7 +29,9 @@ pub struct Report {
 
 impl Report {
     pub fn unreadable(&self) -> u64 {
-        self.webhook_secrets.unreadable + self.push_credentials.unreadable + self.sign_ins.unreadable
+        self.webhook_secrets.unreadable
+            + self.push_credentials.unreadable
+            + self.sign_ins.unreadable
     }
 }
 
@@ -76,7 +78,14 @@ pub async fn rotate(db: &PgPool, secrets: &SecretBox, batch: i64) -> Result<Repo
     let mut after = String::new();
     loop {
         let mut tx = db.begin().await.map_err(|e| e.to_string())?;
-        let n = push_batch(&mut tx, secrets, &after, batch, &mut report.push_credentials).await?;
+        let n = push_batch(
+            &mut tx,
+            secrets,
+            &after,
+            batch,
+            &mut report.push_credentials,
+        )
+        .await?;
         tx.commit().await.map_err(|e| e.to_string())?;
         match n {
             Some(last) => after = last,
