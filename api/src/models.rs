@@ -174,7 +174,9 @@ pub struct CallEvent {
     pub call_id: String,
     /// `status`: the call entered `status`. `push`: a push provider answered a wake-up of
     /// `device_id`; `status` is the result (`accepted`, `rejected`, `failed`,
-    /// `credential_failed`, `unsupported`) and `reason` the provider's reason.
+    /// `credential_failed`, `unsupported`, or `egress_refused` when the egress policy
+    /// refused the device's endpoint and nothing was sent) and `reason` the provider's
+    /// reason (for `egress_refused`, the policy's).
     pub kind: String,
     pub status: String,
     /// `false` when the state was not reported but inferred from a later one.
