@@ -192,8 +192,10 @@ impl AgentApi {
                     errors: vec![pushdial_core::FieldError::new("code", "not a pairing code")],
                 })?)
             }
-            (None, Some(token)) if secrets::is_pairing_token(token.trim()) => {
-                Secret::Token(token.trim().to_owned())
+            (None, Some(token))
+                if secrets::is_pairing_token(&token.trim().to_ascii_lowercase()) =>
+            {
+                Secret::Token(token.trim().to_ascii_lowercase())
             }
             (None, Some(_)) => {
                 return Err(Error::Invalid {

@@ -55,8 +55,10 @@ export function guessName(ua = navigator.userAgent): string {
 }
 
 /**
- * The code from what was typed: the bare code, a `pushdial://pair?server=…&code=…` link,
- * or an `https://…/agent/?code=…` link. `server`, when given, must be this origin.
+ * The code from what was typed: the bare code, the QR code's token (`pd_pair_…`), a
+ * `pushdial://pair?server=…&token=…` (or `&code=…`) link, or an `https://…/agent/?token=…`
+ * (or `?code=…`) link. `server`, when given, must be this origin. A token is returned as
+ * `code` too: `pairBody` tells them apart.
  */
 export function parseCode(input: string): { code: string; server?: string } | { error: string } {
   const text = input.trim();
@@ -68,7 +70,7 @@ export function parseCode(input: string): { code: string; server?: string } | { 
     } catch {
       return { error: "That link is not a pairing link." };
     }
-    const code = url.searchParams.get("code");
+    const code = url.searchParams.get("token") || url.searchParams.get("code");
     if (!code) return { error: "That link has no pairing code." };
     const server = url.protocol === "pushdial:" ? url.searchParams.get("server") || undefined : url.origin;
     if (server) {
@@ -85,11 +87,16 @@ export function parseCode(input: string): { code: string; server?: string } | { 
   return { code: text.replace(/\s+/g, "") };
 }
 
+/** The QR code's one-time token goes as `token`, a typed code as `code`. */
+export function pairBody(secret: string): { code: string } | { token: string } {
+  return /^pd_pair_[0-9a-f]{64}$/i.test(secret) ? { token: secret.toLowerCase() } : { code: secret };
+}
+
 function showPair(message?: string): void {
   show("pair");
   const params = new URLSearchParams(location.search);
   const code = $<HTMLInputElement>("pair-code");
-  const fromUrl = params.get("code") || params.get("pair_uri");
+  const fromUrl = params.get("token") || params.get("code") || params.get("pair_uri");
   if (fromUrl && !code.value) {
     const parsed = parseCode(fromUrl);
     code.value = "code" in parsed ? parsed.code : fromUrl;
@@ -124,13 +131,14 @@ async function pair(event: Event): Promise<void> {
 
   submit.disabled = true;
   submit.textContent = "Pairing…";
-  const res = await call<PairResponse>("POST", "/agent/v1/pair", { body: { code: parsed.code, name, platform: "web" } });
+  const res = await call<PairResponse>("POST", "/agent/v1/pair", { body: { ...pairBody(parsed.code), name, platform: "web" } });
   submit.disabled = false;
   submit.textContent = "Pair this phone";
   if (!res.ok) {
     const p = res.problem;
     if (p.status === 404) return fail("This code is not valid or has expired. Create a new one in the console.");
-    if (p.status === 429) return fail("Too many attempts. Wait a minute and try again.");
+    if (p.status === 429) return fail("Too many attempts. Wait a minute and try again, or scan the QR code.");
+    if (p.status === 503) return fail("Pairing is unavailable for a moment. Try again in a few seconds.");
     return fail(p.detail);
   }
   const record: DeviceRecord = {

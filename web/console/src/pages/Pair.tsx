@@ -72,7 +72,8 @@ export function Pair() {
       <PageTitle>Pair a phone</PageTitle>
       <p>
         A pairing code links one phone (or the reference agent) to you, <strong>{membership.name || 'you'}</strong>. It works once and
-        only for a few minutes.
+        only for a few minutes. The QR code carries a long one-time token rather than the code: scanning it is the safest way to pair,
+        and using either the code or the QR code spends both.
       </p>
       <div class="grid-2">
         <section class="card" aria-labelledby="pair-code-title">
