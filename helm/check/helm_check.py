@@ -5,7 +5,8 @@ Run through scripts/helm-check, which prepares the virtualenv (.pushdial/helm-ve
 jsonschema, kubernetes-validate, hadolint and two real helm binaries (3 and 4, taken from
 PyPI packages that ship them). What is checked:
 
-1. values.yaml and each ci/*.yaml, merged as Helm merges them, against values.schema.json
+1. values.yaml (with only an encryption key added: helm/check/defaults-values.yaml) and
+   each ci/*.yaml, merged as Helm merges them, against values.schema.json
    (draft-07); each invalid-values/*.yaml is rejected (by the schema or by the templates,
    as its header says, with the message it names).
 2. `helm lint --strict` and `helm template` with helm 3 and helm 4, for the defaults and
@@ -56,6 +57,7 @@ SECRET_ENV = {
     "DATABASE_URL",
     "REDIS_URL",
     "PUSHDIAL_ENCRYPTION_KEY",
+    "PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS",
     "PUSHDIAL_VAPID_PRIVATE_KEY",
 }
 
@@ -116,8 +118,10 @@ def coalesce(defaults: Any, override: Any) -> Any:
 
 
 def value_sets() -> list[tuple[str, Path | None]]:
-    """(name, override file) for the defaults and each ci/*.yaml."""
-    sets: list[tuple[str, Path | None]] = [("defaults", None)]
+    """(name, override file) for the defaults and each ci/*.yaml. The defaults alone are
+    refused (they hold no encryption key: invalid-values/empty-encryption-key.yaml), so
+    they are checked with one, and nothing else, added."""
+    sets: list[tuple[str, Path | None]] = [("defaults", CHECK_DIR / "defaults-values.yaml")]
     sets += [(f"ci/{p.name}", p) for p in sorted((CHART / "ci").glob("*.yaml"))]
     return sets
 
@@ -244,6 +248,7 @@ def secret_values(values: dict) -> list[str]:
         values.get("database", {}).get("url", ""),
         values.get("redis", {}).get("url", ""),
         s.get("encryptionKey", ""),
+        s.get("encryptionKeysPrevious", ""),
         s.get("vapidPrivateKey", ""),
         s.get("fcmCredentials", {}).get("content", ""),
         s.get("apnsKey", {}).get("content", ""),

@@ -227,6 +227,9 @@ nothing secret is given in values.
 {{- with .Values.secrets.encryptionKey }}
 {{- $_ := set $env "PUSHDIAL_ENCRYPTION_KEY" . }}
 {{- end }}
+{{- with .Values.secrets.encryptionKeysPrevious }}
+{{- $_ := set $env "PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS" . }}
+{{- end }}
 {{- with .Values.secrets.vapidPrivateKey }}
 {{- $_ := set $env "PUSHDIAL_VAPID_PRIVATE_KEY" . }}
 {{- end }}
