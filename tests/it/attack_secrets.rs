@@ -21,10 +21,13 @@ use crate::harness::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushdial");
 
+/// One request a receiver got: headers and body.
+type Received = (poem::http::HeaderMap, Vec<u8>);
+
 /// A webhook receiver on loopback that records what it gets (and answers 200).
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(poem::http::HeaderMap, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
@@ -52,12 +55,12 @@ impl Receiver {
         (r, url)
     }
 
-    fn got(&self) -> Vec<(poem::http::HeaderMap, Vec<u8>)> {
+    fn got(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 }
 
-fn verifies(secret: &str, (headers, body): &(poem::http::HeaderMap, Vec<u8>)) -> bool {
+fn verifies(secret: &str, (headers, body): &Received) -> bool {
     standardwebhooks::Webhook::new(secret)
         .unwrap()
         .verify(body, headers)
