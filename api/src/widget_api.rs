@@ -290,13 +290,8 @@ async fn recently_available(ctx: &Ctx, w: &WidgetRow) -> Result<bool, Error> {
 /// a 503 while the caps cannot be checked tells the page when to come back.
 async fn take_cap(ctx: &Ctx, w: &WidgetRow, cap: Cap, req: &Request) -> Result<(), Error> {
     let (ip, user_agent) = crate::auth::client_of(req);
-    let taken = widgets::take_cap(ctx, w, cap, (ip.as_deref(), user_agent.as_deref())).await;
-    if let Err(Error::Unavailable { .. }) = &taken {
-        let _ = crate::problem::RATE.try_with(|r| {
-            r.borrow_mut().retry_after = Some(widgets::caps_unavailable_retry());
-        });
-    }
-    taken
+    let client = (ip.as_deref(), user_agent.as_deref());
+    crate::limits::retry_later(widgets::take_cap(ctx, w, cap, client).await)
 }
 
 /// The one answer for every number the widget will not call: it never says why (a
@@ -358,7 +353,7 @@ impl WidgetApi {
     /// refused with `422 number_not_callable`, whatever the reason. Past the widget's
     /// hourly caps (`max_callbacks_per_hour`, `max_scheduled_callbacks_per_hour`) the
     /// answer is `429 rate_limited` with `Retry-After`; while the caps cannot be checked,
-    /// `503 rate_limit_unavailable` (they never fail open).
+    /// `503 limits_unavailable` (they never fail open).
     #[oai(
         path = "/widget/v1/callbacks",
         method = "post",

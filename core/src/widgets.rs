@@ -107,6 +107,14 @@ impl Cap {
         }
     }
 
+    /// The widget's setting that holds the cap.
+    fn setting(self) -> &'static str {
+        match self {
+            Cap::Calling => "max_callbacks_per_hour",
+            Cap::Scheduled => "max_scheduled_callbacks_per_hour",
+        }
+    }
+
     fn per_hour(self, widget: &WidgetRow) -> i32 {
         match self {
             Cap::Calling => widget.max_callbacks_per_hour,
@@ -115,67 +123,33 @@ impl Cap {
     }
 }
 
-/// How long a page is asked to wait while the caps cannot be checked.
-const CAPS_UNAVAILABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Counts one callback of `widget` against its hourly `cap` (GCRA in Redis, shared by
 /// every api process). Refused: `429 rate_limited` with its wait, the metric, and — at most
 /// once per widget and cap an hour, so that a flood cannot flood the audit log too — an
-/// audit event `widget.callback_cap_reached`. The caps **fail closed**: while Redis cannot
-/// tell, the callback is refused (`503 rate_limit_unavailable`), since a public key with no
-/// bound is exactly what they exist to prevent.
+/// audit event `widget.callback_cap_reached`. The caps **fail closed**
+/// (`limits::take_fail_closed`): while Redis cannot tell, the callback is refused (`503
+/// limits_unavailable`), since a public key with no bound is what they exist to prevent.
 pub async fn take_cap(
     ctx: &Ctx,
     widget: &WidgetRow,
     cap: Cap,
     client: (Option<&str>, Option<&str>),
 ) -> Result<()> {
-    let m = &*crate::metrics::METRICS;
+    let refused = &crate::metrics::METRICS.widget_callbacks_refused;
     let per_hour = u32::try_from(cap.per_hour(widget)).unwrap_or(1);
     let limit = crate::limits::per_hour(per_hour);
-    let key = format!("{}:{}", cap.policy(), widget.id);
-    let decision = match ctx.presence.rate_limit(&key, limit).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(policy = cap.policy(), error = %e, "widget caps unavailable; refusing (fail closed)");
-            m.widget_callbacks_refused
-                .with_label_values(&["limits_unavailable"])
-                .inc();
-            return Err(caps_unavailable());
+    match crate::limits::take_fail_closed(ctx, cap.policy(), &widget.id, limit).await {
+        Ok(_) => Ok(()),
+        Err(e @ Error::RateLimited { .. }) => {
+            refused.with_label_values(&[cap.reason()]).inc();
+            audit_cap_reached(ctx, widget, cap, per_hour, client).await;
+            Err(e)
         }
-    };
-    if decision.allowed {
-        return Ok(());
+        Err(e) => {
+            refused.with_label_values(&["limits_unavailable"]).inc();
+            Err(e)
+        }
     }
-    m.rate_limit_refusals
-        .with_label_values(&[cap.policy()])
-        .inc();
-    m.widget_callbacks_refused
-        .with_label_values(&[cap.reason()])
-        .inc();
-    audit_cap_reached(ctx, widget, cap, per_hour, client).await;
-    Err(Error::RateLimited {
-        policy: cap.policy(),
-        retry_after: decision
-            .retry_after
-            .max(std::time::Duration::from_millis(1)),
-    })
-}
-
-/// The answer while the caps cannot be checked.
-pub fn caps_unavailable() -> Error {
-    Error::Unavailable {
-        code: "rate_limit_unavailable",
-        message: format!(
-            "callback requests cannot be taken right now; retry in {} s",
-            CAPS_UNAVAILABLE_RETRY.as_secs()
-        ),
-    }
-}
-
-/// How long the page should wait after `caps_unavailable`.
-pub fn caps_unavailable_retry() -> std::time::Duration {
-    CAPS_UNAVAILABLE_RETRY
 }
 
 /// Records that `widget` reached its `cap`, once per widget and cap per hour: the first
@@ -213,7 +187,7 @@ async fn audit_cap_reached(
         ip: ip.map(str::to_owned),
         user_agent: user_agent.map(str::to_owned),
         data: serde_json::json!({
-            "cap": match cap { Cap::Calling => "max_callbacks_per_hour", Cap::Scheduled => "max_scheduled_callbacks_per_hour" },
+            "cap": cap.setting(),
             "per_hour": per_hour,
         }),
     };
