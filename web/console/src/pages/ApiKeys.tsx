@@ -1,6 +1,7 @@
 import type { ApiKey } from '@pushdial/sdk';
 import { useState } from 'preact/hooks';
 import { api, unwrap } from '../api';
+import { useSession } from '../session';
 import { ConfirmButton, ErrorNote, Field, LoadMore, Loading, PageTitle, SecretOnce, StatusBadge, TableWrap, Time, usePaged, useAsync } from '../components/ui';
 
 const OVERLAPS: { label: string; seconds: number }[] = [
@@ -64,6 +65,7 @@ function RollControl({ k, onRolled }: { k: ApiKey; onRolled: (fresh: ApiKey) => 
 }
 
 export function ApiKeys() {
+  const { me, isOwner } = useSession();
   const [includeInactive, setIncludeInactive] = useState(false);
   const keys = usePaged(
     (after) => unwrap(api.GET('/v1/api_keys', { params: { query: { limit: 100, include_inactive: includeInactive, ...(after ? { starting_after: after } : {}) } } })),
@@ -87,8 +89,10 @@ export function ApiKeys() {
     <main id="main" data-testid="apikeys-page">
       <PageTitle>API keys</PageTitle>
       <p>
-        Secret keys (<code>pd_sk_…</code>) give a server an admin's access to the API; keep them out of browsers and code
-        repositories. Publishable keys (<code>pd_pk_…</code>) only open the widget API.
+        Secret keys (<code>pd_sk_…</code>) give a server the API access of the member who created them, with that member's
+        role as it is now; they stop working when that member leaves the organization (an owner may take a key over first to
+        keep it). Keep them out of browsers and code repositories. Publishable keys (<code>pd_pk_…</code>) only open the widget
+        API.
       </p>
       {secret ? <SecretOnce value={secret.value} label={secret.label} testid="apikey-secret" onDone={() => setSecret(null)} /> : null}
       <form
@@ -164,7 +168,15 @@ export function ApiKeys() {
                     {k.name} <span class="muted small">{k.type}</span>
                   </td>
                   <td class="mono">{k.redacted}</td>
-                  <td>{k.created_by ? (members.data?.get(k.created_by) ?? k.created_by) : <span class="muted">—</span>}</td>
+                  <td>
+                    {k.created_by ? members.data?.get(k.created_by) ?? k.created_by : <span class="muted">organization</span>}
+                    {k.type === 'secret' ? (
+                      <span class="muted small" data-testid="apikey-role">
+                        {' '}
+                        {k.role ? `acts as ${k.role}` : 'creator gone'}
+                      </span>
+                    ) : null}
+                  </td>
                   <td>
                     <Time iso={k.created_at} />
                   </td>
@@ -188,6 +200,19 @@ export function ApiKeys() {
                             void keys.reload();
                           }}
                         />{' '}
+                        {isOwner && k.type === 'secret' && k.created_by && k.created_by !== me?.id ? (
+                          <>
+                            <ConfirmButton
+                              label="Take over"
+                              confirm={`Make yourself the creator of “${k.name}”? It then acts as you, and keeps working when its creator leaves.`}
+                              testid="apikey-transfer"
+                              onConfirm={async () => {
+                                const r = await unwrap(api.POST('/v1/api_keys/{api_key_id}/transfer', { params: { path: { api_key_id: k.id } } }));
+                                keys.setItems((items) => items.map((x) => (x.id === r.id ? r : x)));
+                              }}
+                            />{' '}
+                          </>
+                        ) : null}
                         <ConfirmButton
                           label="Revoke"
                           confirm={`Revoke “${k.name}”? Requests with it fail at once.`}
