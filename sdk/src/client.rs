@@ -436,6 +436,23 @@ impl AgentClient {
     }
 }
 
+/// The secret to pair with from what the user gave: a `pushdial://pair?…` (or
+/// `https://…/agent/?…`) link's `token` or `code`, else the text itself.
+fn pairing_secret(input: &str) -> String {
+    let input = input.trim();
+    if let Ok(url) = reqwest::Url::parse(input) {
+        let pick = |name: &str| {
+            url.query_pairs()
+                .find(|(k, v)| k == name && !v.is_empty())
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        if let Some(secret) = pick("token").or_else(|| pick("code")) {
+            return secret;
+        }
+    }
+    input.to_owned()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -465,6 +482,13 @@ mod tests {
     #[test]
     fn rejects_bad_base_urls_and_tokens() {
         assert!(matches!(Client::new("ftp://x", "k"), Err(Error::Config(_))));
+        let token = format!("pd_pair_{}", "ab".repeat(32));
+        assert_eq!(
+            pairing_secret(&format!("pushdial://pair?server=https%3A%2F%2Fx&token={token}")),
+            token
+        );
+        assert_eq!(pairing_secret("pushdial://pair?code=K7Q2-9XMD"), "K7Q2-9XMD");
+        assert_eq!(pairing_secret(" K7Q2-9XMD "), "K7Q2-9XMD");
         assert!(matches!(
             Client::new("not a url", "k"),
             Err(Error::Config(_))
@@ -478,19 +502,3 @@ mod tests {
     }
 }
 
-/// The secret to pair with from what the user gave: a `pushdial://pair?…` (or
-/// `https://…/agent/?…`) link's `token` or `code`, else the text itself.
-fn pairing_secret(input: &str) -> String {
-    let input = input.trim();
-    if let Ok(url) = reqwest::Url::parse(input) {
-        let pick = |name: &str| {
-            url.query_pairs()
-                .find(|(k, v)| k == name && !v.is_empty())
-                .map(|(_, v)| v.trim().to_owned())
-        };
-        if let Some(secret) = pick("token").or_else(|| pick("code")) {
-            return secret;
-        }
-    }
-    input.to_owned()
-}
