@@ -1,7 +1,7 @@
 //! The per-process limits, in memory. The flood limit: requests per client IP per second
 //! (`governor`), checked before anything else; its keys are pruned regularly so memory does
 //! not grow with the number of distinct addresses, and it is the one limit left while Redis
-//! is down. Bounded admission (`Admission`): requests in progress at once. `retry_later`:
+//! is down besides the fail-closed ones (pairing, widgets), which then refuse outright. Bounded admission (`Admission`): requests in progress at once. `retry_later`:
 //! the `Retry-After` of a fail-closed shared limit refused for want of Redis.
 
 use std::net::IpAddr;

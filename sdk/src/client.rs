@@ -484,10 +484,15 @@ mod tests {
         assert!(matches!(Client::new("ftp://x", "k"), Err(Error::Config(_))));
         let token = format!("pd_pair_{}", "ab".repeat(32));
         assert_eq!(
-            pairing_secret(&format!("pushdial://pair?server=https%3A%2F%2Fx&token={token}")),
+            pairing_secret(&format!(
+                "pushdial://pair?server=https%3A%2F%2Fx&token={token}"
+            )),
             token
         );
-        assert_eq!(pairing_secret("pushdial://pair?code=K7Q2-9XMD"), "K7Q2-9XMD");
+        assert_eq!(
+            pairing_secret("pushdial://pair?code=K7Q2-9XMD"),
+            "K7Q2-9XMD"
+        );
         assert_eq!(pairing_secret(" K7Q2-9XMD "), "K7Q2-9XMD");
         assert!(matches!(
             Client::new("not a url", "k"),
@@ -501,4 +506,3 @@ mod tests {
         assert!(!format!("{c:?}").contains("pd_dev_secret"));
     }
 }
-
