@@ -335,6 +335,17 @@ try {
     await page.waitForSelector(tid('widget-snippet'), { timeout: 10_000 });
     const snippet = await page.textContent(tid('widget-snippet'));
     expect(snippet.includes('data-key="pd_pk_'), snippet);
+    // The hourly caps show their defaults and are the organization's to change.
+    expect((await page.inputValue(tid('widget-max-callbacks'))) === '30', 'the callbacks cap shows its default');
+    await page.fill(tid('widget-max-callbacks'), '12');
+    await page.fill(tid('widget-max-scheduled'), '5');
+    await page.click(tid('widget-save'));
+    await page.waitForSelector('form[aria-label="Widget settings"] .note-ok');
+    await page.click(tid('nav-widgets'));
+    await page.click(tid('widget-link'));
+    await page.waitForSelector(tid('widget-snippet'));
+    const caps = [await page.inputValue(tid('widget-max-callbacks')), await page.inputValue(tid('widget-max-scheduled'))];
+    expect(caps.join() === '12,5', `the hourly caps were saved: ${caps}`);
     await page.waitForSelector(tid('widget-preview'));
     await page.waitForTimeout(2500);
     await shot(page, '15-widget');

@@ -36,6 +36,8 @@ export interface WidgetInput {
   when_unavailable?: Widget['when_unavailable'];
   theme?: WidgetTheme;
   texts?: Widget['texts'];
+  max_callbacks_per_hour?: number;
+  max_scheduled_callbacks_per_hour?: number;
 }
 
 const typed = (w: ApiWidget) => ({ ...w, business_hours: w.business_hours ?? null, theme: w.theme ?? {}, texts: w.texts ?? {} }) as Widget;

@@ -373,7 +373,9 @@ class Widget {
     const code = problem.code;
     let text = this.t.error;
     if (http === 429 || code === "rate_limited") text = this.t.rate_limited;
-    else if (code === "unavailable") text = this.t.unavailable;
+    // 503: the site's limits cannot be checked just now (they never fail open), or the
+    // service is busy: either way, later.
+    else if (code === "unavailable" || http === 503) text = this.t.unavailable;
     else if (code === "number_not_callable") text = this.t.invalid_number;
     else if (code === "validation_failed" && (problem.errors || []).some((f) => f.field === "phone")) text = this.t.invalid_number;
     else if (http >= 400 && http < 500 && problem.detail) text = problem.detail;

@@ -69,6 +69,8 @@ interface FormState {
   timezone: string;
   days: Record<Day, [string, string][]>;
   texts: string;
+  maxCallbacks: string;
+  maxScheduled: string;
 }
 
 const DAY_NAMES: Record<Day, string> = { mon: 'Monday', tue: 'Tuesday', wed: 'Wednesday', thu: 'Thursday', fri: 'Friday', sat: 'Saturday', sun: 'Sunday' };
@@ -89,6 +91,8 @@ function initialState(w: Widget | null): FormState {
     timezone: w?.business_hours?.timezone ?? Intl.DateTimeFormat().resolvedOptions().timeZone ?? 'UTC',
     days,
     texts: w && Object.keys(w.texts ?? {}).length ? JSON.stringify(w.texts, null, 2) : '',
+    maxCallbacks: String(w?.max_callbacks_per_hour ?? 30),
+    maxScheduled: String(w?.max_scheduled_callbacks_per_hour ?? 30),
   };
 }
 
@@ -102,6 +106,9 @@ function toInput(f: FormState): WidgetInput | string {
     }
   }
   const business_hours: BusinessHours | null = f.alwaysOpen ? null : { timezone: f.timezone.trim(), days: f.days };
+  const cap = (v: string) => (/^\d+$/.test(v.trim()) ? Number(v.trim()) : NaN);
+  const [maxCallbacks, maxScheduled] = [cap(f.maxCallbacks), cap(f.maxScheduled)];
+  if (![maxCallbacks, maxScheduled].every((n) => n >= 1 && n <= 1000)) return 'Hourly limits: whole numbers from 1 to 1000.';
   return {
     name: f.name.trim(),
     allowed_origins: f.origins
@@ -114,6 +121,8 @@ function toInput(f: FormState): WidgetInput | string {
     theme: { color: f.color, position: f.position },
     business_hours,
     texts,
+    max_callbacks_per_hour: maxCallbacks,
+    max_scheduled_callbacks_per_hour: maxScheduled,
   };
 }
 
@@ -319,6 +328,20 @@ function WidgetForm({ widget, agents, onSaved }: { widget: Widget | null; agents
             </Field>
           </div>
           <HoursEditor f={f} set={set} />
+          <fieldset class="field">
+            <legend>Hourly limits</legend>
+            <small class="hint">
+              The widget's key is public and anyone's script can use it, whatever the allowed origins: these caps bound what it can cause in an hour. Past them, visitors are asked to try again later.
+            </small>
+            <div class="row-fields">
+              <Field label="Calls to visitors per hour" hint="Callbacks that ring an agent's phone now (1 to 1000).">
+                {(p) => <input {...p} type="number" min={1} max={1000} step={1} required value={f.maxCallbacks} onInput={(e) => set({ ...f, maxCallbacks: e.currentTarget.value })} data-testid="widget-max-callbacks" />}
+              </Field>
+              <Field label="Requests for later per hour" hint="Callback requests kept while nobody is available (1 to 1000).">
+                {(p) => <input {...p} type="number" min={1} max={1000} step={1} required value={f.maxScheduled} onInput={(e) => set({ ...f, maxScheduled: e.currentTarget.value })} data-testid="widget-max-scheduled" />}
+              </Field>
+            </div>
+          </fieldset>
           <Field label="Texts (optional JSON overrides)" hint={'By language, e.g. {"en": {"title": "Talk to sales"}, "zh": {"title": "联系销售"}}.'}>
             {(p) => <textarea {...p} rows={4} class="mono" value={f.texts} onInput={(e) => set({ ...f, texts: e.currentTarget.value })} data-testid="widget-texts" />}
           </Field>
