@@ -59,6 +59,7 @@ SECRET_ENV = {
     "PUSHDIAL_ENCRYPTION_KEY",
     "PUSHDIAL_ENCRYPTION_KEYS_PREVIOUS",
     "PUSHDIAL_VAPID_PRIVATE_KEY",
+    "PUSHDIAL_METRICS_TOKEN",
 }
 
 
@@ -501,8 +502,16 @@ def check_network(docs: list[dict], values: dict) -> Iterable[str]:
     api_svc = api_svc[0]
     if selects(api_svc["spec"]["selector"], worker_labels):
         yield f"{key(api_svc)}: also selects the worker pods"
-    if [p["targetPort"] for p in api_svc["spec"]["ports"]] != ["http"]:
-        yield f"{key(api_svc)}: does not target the http port"
+    # The api's metrics have a port of their own (config.metricsListen), which the Service
+    # carries for scraping and the Ingress never routes to (checked below).
+    metrics_port = values["config"].get("metricsListen") or ""
+    wanted_ports = ["http", "metrics"] if metrics_port else ["http"]
+    if [p["targetPort"] for p in api_svc["spec"]["ports"]] != wanted_ports:
+        yield f"{key(api_svc)}: targets {[p['targetPort'] for p in api_svc['spec']['ports']]}, not {wanted_ports}"
+    (api_container,) = deployments["api"]["spec"]["template"]["spec"]["containers"]
+    exposed = {p["name"]: p["containerPort"] for p in api_container.get("ports", [])}
+    if metrics_port and exposed.get("metrics") != int(re.search(r"[0-9]+$", metrics_port).group(0)):
+        yield f"{key(deployments['api'])}: no container port `metrics` for config.metricsListen"
     ingresses = by_kind(docs, "Ingress")
     if values["ingress"]["enabled"] != bool(ingresses):
         yield f"ingress.enabled is {values['ingress']['enabled']} but {len(ingresses)} Ingress rendered"
@@ -525,8 +534,9 @@ def check_network(docs: list[dict], values: dict) -> Iterable[str]:
         for m in monitors:
             if not any(selects(m["spec"]["selector"]["matchLabels"], s["metadata"]["labels"]) for s in services):
                 yield f"{key(m)}: selects no Service"
-            if [(e["port"], e["path"]) for e in m["spec"]["endpoints"]] != [("http", "/metrics")]:
-                yield f"{key(m)}: does not scrape http /metrics"
+            port = "metrics" if metrics_port and m["metadata"]["name"].endswith("-api") else "http"
+            if [(e["port"], e["path"]) for e in m["spec"]["endpoints"]] != [(port, "/metrics")]:
+                yield f"{key(m)}: does not scrape {port} /metrics"
     elif monitors:
         yield "ServiceMonitors rendered although disabled"
     if values["metrics"]["podAnnotations"]:

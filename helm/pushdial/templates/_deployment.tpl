@@ -1,7 +1,8 @@
 {{/*
 The Deployment of one component, `api` or `worker` (`pushdial api` / `pushdial worker`):
-call with (dict "root" $ "component" "api"). Both serve /healthz, /readyz and /metrics on
-PUSHDIAL_LISTEN; the api serves everything else there too.
+call with (dict "root" $ "component" "api"). The worker serves /healthz, /readyz and
+/metrics on PUSHDIAL_LISTEN; the api serves the API there, and its metrics (with the health
+checks) on PUSHDIAL_METRICS_LISTEN, the container port `metrics`.
 */}}
 {{- define "pushdial.deployment" -}}
 {{- $root := .root }}
@@ -11,6 +12,7 @@ PUSHDIAL_LISTEN; the api serves everything else there too.
 {{- $ctx := dict "root" $root "component" $component }}
 {{- $fullname := include "pushdial.fullname" $root }}
 {{- $port := include "pushdial.containerPort" $root }}
+{{- $metricsPort := ternary (include "pushdial.metricsPort" $root) "" (eq $component "api") }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -35,7 +37,7 @@ spec:
         {{- include "pushdial.configChecksums" $root | nindent 8 }}
         {{- if $values.metrics.podAnnotations }}
         prometheus.io/scrape: "true"
-        prometheus.io/port: {{ $port | quote }}
+        prometheus.io/port: {{ $metricsPort | default $port | quote }}
         prometheus.io/path: /metrics
         {{- end }}
         {{- with $c.podAnnotations }}
@@ -77,6 +79,11 @@ spec:
             - name: http
               containerPort: {{ $port }}
               protocol: TCP
+            {{- if $metricsPort }}
+            - name: metrics
+              containerPort: {{ $metricsPort }}
+              protocol: TCP
+            {{- end }}
           startupProbe:
             httpGet:
               path: /healthz

@@ -102,6 +102,20 @@ The container port: the port of config.listen (host:port or [v6]:port).
 {{- end }}
 
 {{/*
+The api's metrics port: the port of config.metricsListen, empty when it is unset. It must
+differ from the public port, which serves no metrics.
+*/}}
+{{- define "pushdial.metricsPort" -}}
+{{- with .Values.config.metricsListen }}
+{{- $port := regexFind "[0-9]+$" . | int }}
+{{- if eq $port (include "pushdial.containerPort" $ | int) }}
+{{- fail "config.metricsListen must use another port than config.listen" }}
+{{- end }}
+{{- $port }}
+{{- end }}
+{{- end }}
+
+{{/*
 The public base URL: config.publicUrl, else the first ingress host (https when a TLS entry
 names it), else empty (the binary then uses http://<PUSHDIAL_LISTEN>).
 */}}
@@ -128,6 +142,8 @@ values are left out, so the binary's defaults apply. Lists are joined with comma
 {{- define "pushdial.configEnv" -}}
 {{- $names := dict
   "listen" "PUSHDIAL_LISTEN"
+  "metricsListen" "PUSHDIAL_METRICS_LISTEN"
+  "headerTimeout" "PUSHDIAL_HEADER_TIMEOUT"
   "publicUrl" "PUSHDIAL_PUBLIC_URL"
   "logFormat" "PUSHDIAL_LOG_FORMAT"
   "otlpEndpoint" "PUSHDIAL_OTLP_ENDPOINT"
@@ -232,6 +248,9 @@ nothing secret is given in values.
 {{- end }}
 {{- with .Values.secrets.vapidPrivateKey }}
 {{- $_ := set $env "PUSHDIAL_VAPID_PRIVATE_KEY" . }}
+{{- end }}
+{{- with .Values.secrets.metricsToken }}
+{{- $_ := set $env "PUSHDIAL_METRICS_TOKEN" . }}
 {{- end }}
 {{- with .Values.secrets.oidcClientSecret }}
 {{- $_ := set $env "PUSHDIAL_OIDC_CLIENT_SECRET" . }}
