@@ -261,13 +261,68 @@ async fn a_key_is_demoted_with_its_creator() {
     let (app, _provider) = app_with_oidc(|_| {}).await;
     let o = org_with_owner_and_admin(&app).await;
     let (_, bob_key) = key_of(&o.bob, &o.org, "bob's integration").await;
-    // Cached as an admin's by this request.
-    assert_eq!(
-        with_key(&app, &bob_key, Method::GET, "/v1/webhook_endpoints", None)
-            .await
-            .0,
-        200
-    );
+    // Another api process, which keeps what keys resolve to in memory.
+    let (replica, _replica_stop) = app.spawn_api_replica().await;
+    let on_replica = |method: Method, body: Option<Value>| {
+        let (url, key) = (format!("{replica}/v1/webhook_endpoints"), bob_key.clone());
+        async move {
+            let mut req = reqwest::Client::new().request(method, url).bearer_auth(key);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    // A role changed without notifying (the trigger off) goes unnoticed there once the
+    // replica answers from memory: the cache is in play.
+    // `quiet`: with the trigger off, so that no api process hears of it.
+    let make = |role: &'static str, quiet: bool| {
+        let (db, org, user) = (app.db.clone(), o.org.clone(), o.bob_id.clone());
+        async move {
+            let mut tx = db.begin().await.unwrap();
+            if quiet {
+                sqlx::query("alter table memberships disable trigger memberships_changed")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            sqlx::query("update memberships set role = $3 where org_id = $1 and user_id = $2")
+                .bind(&org)
+                .bind(&user)
+                .bind(role)
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            if quiet {
+                sqlx::query("alter table memberships enable trigger memberships_changed")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    };
+    eventually(
+        std::time::Duration::from_secs(10),
+        "the replica to answer the key from memory",
+        || async {
+            let admin_now = on_replica(Method::GET, None).await.0 == 200;
+            let cached = if admin_now {
+                make("agent", true).await;
+                on_replica(Method::GET, None).await.0 == 200
+            } else {
+                false
+            };
+            // Back to admin, heard by everyone (a stale entry cannot linger).
+            make("admin", false).await;
+            cached.then_some(())
+        },
+    )
+    .await;
+
+    // Alice demotes Bob: his key is an agent's at once, on every api process.
     let (status, _) = o
         .alice
         .api(
@@ -278,6 +333,20 @@ async fn a_key_is_demoted_with_its_creator() {
         )
         .await;
     assert_eq!(status, 200);
+    eventually(
+        std::time::Duration::from_secs(2),
+        "the replica to refuse the demoted key",
+        || async {
+            let (status, body) = on_replica(
+                Method::POST,
+                Some(json!({"url": "https://example.com/hook"})),
+            )
+            .await;
+            assert_ne!(status, 201, "{body}");
+            (status == 403 && body["code"] == "role_forbidden").then_some(())
+        },
+    )
+    .await;
     let before = every_count(&app).await;
     let (status, body) = with_key(
         &app,
