@@ -245,7 +245,7 @@ pub struct Call {
     pub device_id: Option<String>,
     /// E.164 number to dial.
     pub to: String,
-    /// `prompt` or `auto`.
+    /// `prompt`, `auto`, or `required` (a widget's call: asked even on an auto-dial phone).
     pub confirm: String,
     /// One of [`CallStatus`] (kept as a string: see the module doc).
     pub status: String,
@@ -450,7 +450,8 @@ pub struct AckResponse {
     pub call_id: String,
     /// E.164 number to dial.
     pub to: String,
-    /// `prompt` (ask the person first) or `auto`.
+    /// `prompt` (ask the person first), `auto`, or `required` (ask the person first, even
+    /// in auto mode: a widget's call).
     pub confirm: String,
     /// Do not dial after this.
     pub expires_at: DateTime<Utc>,
