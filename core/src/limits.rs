@@ -35,24 +35,35 @@ pub async fn take(
     key: &str,
     limit: Limit,
 ) -> Result<Option<Decision>> {
-    match ctx
-        .presence
-        .rate_limit(&format!("{policy}:{key}"), limit)
-        .await
-    {
-        Ok(d) if !d.allowed => {
-            crate::metrics::METRICS
-                .rate_limit_refusals
-                .with_label_values(&[policy])
-                .inc();
-            Err(refused(policy, &d))
-        }
-        Ok(d) => Ok(Some(d)),
+    match ask(ctx, policy, key, limit).await {
+        Ok(decided) => decided.map(Some),
         Err(e) => {
             tracing::warn!(policy, error = %e, "rate limit unavailable; failing open");
             Ok(None)
         }
     }
+}
+
+/// Counts one request under `key`: the outer `Err` when Redis could not tell (each caller
+/// decides whether that opens or closes), the inner `Err(rate_limited)` when refused.
+async fn ask(
+    ctx: &Ctx,
+    policy: &'static str,
+    key: &str,
+    limit: Limit,
+) -> std::result::Result<Result<Decision>, redis::RedisError> {
+    let d = ctx
+        .presence
+        .rate_limit(&format!("{policy}:{key}"), limit)
+        .await?;
+    if d.allowed {
+        return Ok(Ok(d));
+    }
+    crate::metrics::METRICS
+        .rate_limit_refusals
+        .with_label_values(&[policy])
+        .inc();
+    Ok(Err(refused(policy, &d)))
 }
 
 /// The code of the `503` a fail-closed limit answers while Redis is down.
@@ -131,21 +142,9 @@ pub async fn take_fail_closed(
     key: &str,
     limit: Limit,
 ) -> Result<Decision> {
-    match ctx
-        .presence
-        .rate_limit(&format!("{policy}:{key}"), limit)
+    ask(ctx, policy, key, limit)
         .await
-    {
-        Ok(d) if !d.allowed => {
-            crate::metrics::METRICS
-                .rate_limit_refusals
-                .with_label_values(&[policy])
-                .inc();
-            Err(refused(policy, &d))
-        }
-        Ok(d) => Ok(d),
-        Err(e) => Err(limits_unavailable(policy, &e)),
-    }
+        .unwrap_or_else(|e| Err(limits_unavailable(policy, &e)))
 }
 
 /// Whether `limit` under `key` is spent, without counting a request (fails closed like

@@ -65,15 +65,7 @@ async fn widget(app: &TestApp, extra: Value) -> (String, String) {
 
 /// `pushdial_widget_callbacks_refused_total{reason}` as the api's `/metrics` says it.
 async fn refused_metric(app: &TestApp, reason: &str) -> f64 {
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", app.url))
-        .bearer_auth(METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let series = format!("pushdial_widget_callbacks_refused_total{{reason=\"{reason}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&series))

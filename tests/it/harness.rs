@@ -260,6 +260,19 @@ impl TestApp {
         Self::create_org_in(&self.db, "Other").await
     }
 
+    /// The api's `/metrics` text, read as the operator's scraper reads it (with the metrics
+    /// token; the public listener serves them to no one else).
+    pub async fn metrics(&self) -> String {
+        let resp = reqwest::Client::new()
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     /// An sdk client with the organization's secret key.
     pub fn client(&self) -> Client {
         Client::new(&self.url, &self.org.secret_key).unwrap()

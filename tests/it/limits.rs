@@ -147,15 +147,7 @@ async fn flood_limit_refuses_with_retry_after_and_refused_calls_take_no_quota() 
 
     // Metric labels stay the API's routes: random paths are `other`.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let text = http
-        .get(format!("{}/metrics", app.url))
-        .bearer_auth(crate::harness::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(text.contains("route=\"other\""));
     assert!(!text.contains("nothing-"), "no label per random path");
 
@@ -298,12 +290,7 @@ async fn past_its_limit_of_requests_in_progress_an_instance_answers_503_at_once(
     // Health checks are not counted: a busy instance still says it is alive.
     let health = http.get(format!("{}/healthz", app.url)).send().await;
     assert_eq!(health.unwrap().status(), 200);
-    let metrics = http
-        .get(format!("{}/metrics", app.url))
-        .bearer_auth(crate::harness::METRICS_TOKEN)
-        .send()
-        .await;
-    let metrics = metrics.unwrap().text().await.unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("pushdial_requests_shed_total{route=\"/v1/calls\"} 1"),
         "{metrics}"

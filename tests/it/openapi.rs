@@ -83,14 +83,7 @@ async fn metrics_report_requests_calls_and_refusals() {
         .unwrap_err();
     assert_eq!(refused.code(), Some("number_type_blocked"));
 
-    let resp = reqwest::Client::new()
-        .get(format!("{}/metrics", app.url))
-        .bearer_auth(crate::harness::METRICS_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let text = resp.text().await.unwrap();
+    let text = app.metrics().await;
     for needle in [
         "pushdial_http_requests_total{method=\"POST\",route=\"/v1/calls\",status=\"201\"}",
         "pushdial_http_requests_total{method=\"GET\",route=\"/v1/calls/:id\",status=\"200\"}",
