@@ -78,6 +78,9 @@ enum AdminCommand {
         /// Calls created per minute.
         #[arg(long)]
         calls_per_minute: Option<u32>,
+        /// Webhook endpoints the organization may have.
+        #[arg(long)]
+        webhook_endpoints: Option<u32>,
     },
 }
 
@@ -137,8 +140,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                     org,
                     api_per_second,
                     calls_per_minute,
+                    webhook_endpoints,
                 },
-        } => return set_limits(&config, &org, api_per_second, calls_per_minute).await,
+        } => {
+            let limits = Limits {
+                api_per_second,
+                calls_per_minute,
+                webhook_endpoints,
+            };
+            return set_limits(&config, &org, limits).await;
+        }
         Command::Serve => {
             pushdial::migrate(&config).await?;
             Roles {
@@ -239,14 +250,19 @@ async fn rotate_encryption_key(config: &Config, batch: i64) -> Result<(), String
     }
 }
 
-async fn set_limits(
-    config: &Config,
-    org: &str,
+/// The plan limits `admin set-limits` was given (0 returns one to the default).
+struct Limits {
     api_per_second: Option<u32>,
     calls_per_minute: Option<u32>,
-) -> Result<(), String> {
-    if api_per_second.is_none() && calls_per_minute.is_none() {
-        return Err("give --api-per-second and/or --calls-per-minute".into());
+    webhook_endpoints: Option<u32>,
+}
+
+async fn set_limits(config: &Config, org: &str, limits: Limits) -> Result<(), String> {
+    if limits.api_per_second.is_none()
+        && limits.calls_per_minute.is_none()
+        && limits.webhook_endpoints.is_none()
+    {
+        return Err("give --api-per-second, --calls-per-minute and/or --webhook-endpoints".into());
     }
     let to_limit = |v: Option<u32>| -> Result<Option<Option<i32>>, String> {
         v.map(|n| match n {
@@ -263,20 +279,25 @@ async fn set_limits(
         .await
         .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
     let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
-    let found = pushdial_core::store::orgs::set_limits(
-        &mut conn,
-        org,
-        to_limit(api_per_second)?,
-        to_limit(calls_per_minute)?,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let plan = pushdial_core::store::orgs::PlanLimits {
+        api_per_second: to_limit(limits.api_per_second)?,
+        calls_per_minute: to_limit(limits.calls_per_minute)?,
+        webhook_endpoints: to_limit(limits.webhook_endpoints)?,
+    };
+    let found = pushdial_core::store::orgs::set_limits(&mut conn, org, plan)
+        .await
+        .map_err(|e| e.to_string())?;
     if !found {
         return Err(format!("no organization {org}"));
     }
     println!(
         "{}",
-        serde_json::json!({ "org_id": org, "api_per_second": api_per_second, "calls_per_minute": calls_per_minute })
+        serde_json::json!({
+            "org_id": org,
+            "api_per_second": limits.api_per_second,
+            "calls_per_minute": limits.calls_per_minute,
+            "webhook_endpoints": limits.webhook_endpoints,
+        })
     );
     Ok(())
 }

@@ -39,6 +39,10 @@ pub struct WebhookEndpoint {
     pub failing_since: Option<DateTime<Utc>>,
     /// Most deliveries per second to this endpoint, if limited.
     pub rate_limit_per_s: Option<i32>,
+    /// Messages waiting for delivery to this endpoint (a first attempt or a retry): its
+    /// backlog. A slow endpoint gets a few attempts at once (4 by default), and the rest
+    /// wait here.
+    pub pending_messages: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The signing secret (`whsec_…`): only in the answer that creates or rotates it.
@@ -58,6 +62,7 @@ impl From<EndpointRow> for WebhookEndpoint {
             disabled_reason: e.disabled_reason,
             failing_since: e.failing_since,
             rate_limit_per_s: e.rate_limit_per_s,
+            pending_messages: e.pending_messages,
             created_at: e.created_at,
             updated_at: e.updated_at,
             secret: None,
@@ -253,6 +258,16 @@ async fn enabled_endpoint(ctx: &Ctx, org_id: &str, id: &str) -> Result<EndpointR
     Ok(current)
 }
 
+/// Takes one of the organization's sends on demand (test, resend, recover) for this
+/// minute: each queues a delivery that may hold a worker slot for the delivery timeout, so
+/// they are bounded beside the API's own limit (`429 rate_limited`, `Retry-After`). Fails
+/// open while Redis is down, as the API's limits do.
+async fn take_send(ctx: &Ctx, org_id: &str) -> Result<(), Error> {
+    let limit = pushdial_core::limits::per_minute(ctx.config.limit_webhook_sends_per_minute);
+    pushdial_core::limits::take(ctx, "webhook_sends", org_id, limit).await?;
+    Ok(())
+}
+
 /// The answer of an accepted delivery.
 fn queued(event_id: String, endpoint_id: String) -> DeliveryQueued {
     DeliveryQueued::Accepted(Json(Queued {
@@ -292,7 +307,9 @@ async fn queue_message(
 impl WebhooksApi {
     /// Create a webhook endpoint
     ///
-    /// The answer carries the signing secret; it is not shown again.
+    /// The answer carries the signing secret; it is not shown again. An organization has
+    /// at most 20 endpoints by default (its plan may allow another number); past it the
+    /// answer is `409 endpoint_limit_reached`.
     #[oai(
         path = "/v1/webhook_endpoints",
         method = "post",
@@ -312,6 +329,17 @@ impl WebhooksApi {
         let secret = signing::new_secret();
         let id = ids::new_id(Kind::WebhookEndpoint);
         let mut conn = ctx.db.begin().await?;
+        let (count, plan) = store::lock_endpoint_count(&mut conn, &auth.org_id)
+            .await?
+            .ok_or(Error::NotFound("organization"))?;
+        let cap = plan.map_or(i64::from(ctx.config.limit_webhook_endpoints), i64::from);
+        if count >= cap {
+            return Err(Error::conflict(
+                "endpoint_limit_reached",
+                format!("the organization has {count} webhook endpoints, its plan's limit: delete one first"),
+            )
+            .into());
+        }
         let row = store::insert_endpoint(
             &mut conn,
             NewEndpoint {
@@ -507,6 +535,9 @@ impl WebhooksApi {
     /// Send a test event
     ///
     /// Delivers a `webhook.test` event to this endpoint only.
+    ///
+    /// Sends on demand (test, resend, recover) are limited per organization (60 a minute
+    /// by default); past it the answer is `429 rate_limited` with `Retry-After`.
     #[oai(
         path = "/v1/webhook_endpoints/:endpoint_id/test",
         method = "post",
@@ -520,6 +551,7 @@ impl WebhooksApi {
     ) -> Result<DeliveryQueued, EndpointWriteError> {
         auth.require_admin()?;
         let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
+        take_send(&ctx, &auth.org_id).await?;
         let event_id = ids::new_id(Kind::Event);
         let data = serde_json::json!({ "endpoint_id": current.id, "message": "This is a test event from pushdial." });
         let mut tx = ctx.db.begin().await?;
@@ -550,6 +582,9 @@ impl WebhooksApi {
     ///
     /// Queues a new delivery of the event (after the call's earlier events), or, if one is
     /// still pending, tries it now.
+    ///
+    /// Sends on demand (test, resend, recover) are limited per organization (60 a minute
+    /// by default); past it the answer is `429 rate_limited` with `Retry-After`.
     #[oai(
         path = "/v1/webhook_endpoints/:endpoint_id/events/:event_id/resend",
         method = "post",
@@ -565,6 +600,7 @@ impl WebhooksApi {
         auth.require_admin()?;
         let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let event_id = ids::parse(Kind::Event, "event_id", &event_id.0)?;
+        take_send(&ctx, &auth.org_id).await?;
         let mut tx = ctx.db.begin().await?;
         let event = store::get_event(&mut tx, &auth.org_id, &event_id)
             .await?
@@ -592,6 +628,9 @@ impl WebhooksApi {
     ///
     /// Sends again every event whose delivery to this endpoint failed since `since` — after
     /// an outage on the receiver's side, say.
+    ///
+    /// Sends on demand (test, resend, recover) are limited per organization (60 a minute
+    /// by default); past it the answer is `429 rate_limited` with `Retry-After`.
     #[oai(
         path = "/v1/webhook_endpoints/:endpoint_id/recover",
         method = "post",
@@ -606,6 +645,7 @@ impl WebhooksApi {
     ) -> Result<RecoveryQueued, EndpointWriteError> {
         auth.require_admin()?;
         let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
+        take_send(&ctx, &auth.org_id).await?;
         let mut tx = ctx.db.begin().await?;
         let messages = store::recover(&mut tx, &auth.org_id, &current.id, body.0.since).await?;
         webhooks::enqueue_deliveries(&mut tx, &messages).await?;

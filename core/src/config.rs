@@ -202,13 +202,43 @@ pub struct Config {
     #[arg(long, env = "PUSHDIAL_WEBHOOK_RETRY_SCHEDULE", default_value = crate::webhooks::DEFAULT_SCHEDULE)]
     pub webhook_retry_schedule: String,
 
-    /// Time a webhook receiver has to answer.
-    #[arg(long, env = "PUSHDIAL_WEBHOOK_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    /// Time a webhook receiver has to answer (a delivery holds a worker slot that long).
+    #[arg(long, env = "PUSHDIAL_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub webhook_timeout: Duration,
 
     /// An endpoint failing without a success for this long is disabled.
     #[arg(long, env = "PUSHDIAL_WEBHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
     pub webhook_disable_after: Duration,
+
+    /// Webhook deliveries (and other bulk jobs) one worker runs at once: the bulk lane's
+    /// slots, apart from the call lane's (`PUSHDIAL_WORKER_CONCURRENCY`), so that slow
+    /// receivers never delay a call. One organization gets at most a quarter of them (at
+    /// least 4).
+    #[arg(long, env = "PUSHDIAL_WEBHOOK_CONCURRENCY", default_value_t = 32)]
+    pub webhook_concurrency: usize,
+
+    /// Deliveries to one webhook endpoint in flight at once, across every worker: a slow
+    /// receiver holds no more slots than this, however long its backlog.
+    #[arg(
+        long,
+        env = "PUSHDIAL_WEBHOOK_ENDPOINT_CONCURRENCY",
+        default_value_t = 4
+    )]
+    pub webhook_endpoint_concurrency: u32,
+
+    /// Default webhook endpoints per organization (an organization's plan may set its own
+    /// with `pushdial admin set-limits --webhook-endpoints`).
+    #[arg(long, env = "PUSHDIAL_LIMIT_WEBHOOK_ENDPOINTS", default_value_t = 20)]
+    pub limit_webhook_endpoints: u32,
+
+    /// Test sends and resends (`/test`, `/events/{id}/resend`, `/recover`) per organization
+    /// per minute.
+    #[arg(
+        long,
+        env = "PUSHDIAL_LIMIT_WEBHOOK_SENDS_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub limit_webhook_sends_per_minute: u32,
 
     /// Default public-API requests per second, per organization and per API key (an
     /// organization's plan may set its own).

@@ -18,6 +18,13 @@ pub struct Metrics {
     pub click_to_offer: HistogramVec,
     pub jobs_ready: IntGaugeVec,
     pub job_oldest_age: IntGaugeVec,
+    /// Ready jobs and the oldest one's age per lane, and for the organizations (and webhook
+    /// endpoints) with the most ready jobs: a tenant's backlog, with bounded labels.
+    pub lane_ready: IntGaugeVec,
+    pub lane_oldest_age: IntGaugeVec,
+    pub org_ready: IntGaugeVec,
+    pub org_oldest_age: IntGaugeVec,
+    pub endpoint_ready: IntGaugeVec,
     pub jobs_run: IntCounterVec,
     pub push_results: IntCounterVec,
     pub webhook_attempts: IntCounterVec,
@@ -145,6 +152,36 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "Age of the oldest due job, by kind (read at scrape)",
             &["kind"],
         ),
+        lane_ready: gauge(
+            &r,
+            "pushdial_lane_jobs_ready",
+            "Jobs due and not leased, by lane (call, bulk; read at scrape)",
+            &["lane"],
+        ),
+        lane_oldest_age: gauge(
+            &r,
+            "pushdial_lane_oldest_age_seconds",
+            "Age of the oldest due job, by lane (read at scrape)",
+            &["lane"],
+        ),
+        org_ready: gauge(
+            &r,
+            "pushdial_org_jobs_ready",
+            "Jobs due and not leased, by lane, for the 10 organizations with the most in each lane (read at scrape)",
+            &["lane", "org_id"],
+        ),
+        org_oldest_age: gauge(
+            &r,
+            "pushdial_org_oldest_age_seconds",
+            "Age of the oldest due job, by lane, for the organizations of pushdial_org_jobs_ready (read at scrape)",
+            &["lane", "org_id"],
+        ),
+        endpoint_ready: gauge(
+            &r,
+            "pushdial_webhook_endpoint_deliveries_ready",
+            "Deliveries due and not leased, for the 10 webhook endpoints with the most (read at scrape)",
+            &["org_id", "endpoint_id"],
+        ),
         jobs_run: counter(
             &r,
             "pushdial_jobs_total",
@@ -236,8 +273,13 @@ impl Metrics {
 /// Shortest time between two reads of the job queue's aggregate by one process.
 const QUEUE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Most ready jobs one sample reads; depths beyond it are reported as this many.
+/// Most ready jobs one sample reads (half from each lane's oldest); depths beyond it are
+/// reported as this many.
 const QUEUE_SAMPLE_CAP: i64 = 50_000;
+
+/// Organizations (and endpoints) named in the per-tenant gauges, per lane: the ones with
+/// the most ready jobs, so that the labels stay few however many tenants there are.
+const TOP_TENANTS: usize = 10;
 
 /// When this process last sampled the queue (held while a sample is being taken).
 static QUEUE_SAMPLED: tokio::sync::Mutex<Option<std::time::Instant>> =
@@ -265,27 +307,102 @@ pub async fn refresh(ctx: &crate::Ctx) {
     }
     *last = Some(std::time::Instant::now());
     let rows = sqlx::query!(
-        r#"select kind as "kind!", count(*) as "ready!",
+        r#"select lane as "lane!", kind as "kind!", org_id as "org_id!", lane_key as "lane_key!",
+                  count(*) as "ready!",
                   coalesce(extract(epoch from now() - min(run_at)), 0)::float8 as "age!"
-           from (select kind, run_at from jobs
-                 where lease_owner is null and dead_at is null and run_at <= now()
-                 order by run_at limit $1) oldest
-           group by kind"#,
-        QUEUE_SAMPLE_CAP
+           from ((select lane, kind, org_id, lane_key, run_at from jobs
+                  where lane = 0 and lease_owner is null and dead_at is null and run_at <= now()
+                  order by run_at limit $1)
+                 union all
+                 (select lane, kind, org_id, lane_key, run_at from jobs
+                  where lane = 1 and lease_owner is null and dead_at is null and run_at <= now()
+                  order by run_at limit $1)) oldest
+           group by lane, kind, org_id, lane_key"#,
+        QUEUE_SAMPLE_CAP / 2
     )
     .fetch_all(&ctx.db)
     .await;
     match rows {
         Ok(rows) => {
-            m.jobs_ready.reset();
-            m.job_oldest_age.reset();
-            for row in rows {
-                m.jobs_ready.with_label_values(&[&row.kind]).set(row.ready);
-                m.job_oldest_age
-                    .with_label_values(&[&row.kind])
-                    .set(row.age as i64);
-            }
+            let samples: Vec<Sample> = rows
+                .into_iter()
+                .map(|r| Sample {
+                    lane: if r.lane == 0 { "call" } else { "bulk" },
+                    kind: r.kind,
+                    org_id: r.org_id,
+                    lane_key: r.lane_key,
+                    ready: r.ready,
+                    age: r.age,
+                })
+                .collect();
+            publish_queue(m, &samples);
         }
         Err(e) => tracing::warn!(error = %e, "job queue metrics not read"),
+    }
+}
+
+/// Ready jobs of one (lane, kind, organization, lane key) in a sample of the queue.
+struct Sample {
+    lane: &'static str,
+    kind: String,
+    org_id: String,
+    lane_key: String,
+    ready: i64,
+    age: f64,
+}
+
+/// Sets the queue gauges from a sample: by kind, by lane, and for the organizations and
+/// endpoints with the most ready jobs.
+fn publish_queue(m: &Metrics, samples: &[Sample]) {
+    use std::collections::HashMap;
+    fn add<K: std::hash::Hash + Eq>(to: &mut HashMap<K, (i64, f64)>, key: K, s: &Sample) {
+        let e = to.entry(key).or_insert((0, 0.0));
+        e.0 += s.ready;
+        e.1 = e.1.max(s.age);
+    }
+    let mut kinds = HashMap::new();
+    let mut lanes = HashMap::new();
+    let mut orgs = HashMap::new();
+    let mut endpoints = HashMap::new();
+    for s in samples {
+        add(&mut kinds, s.kind.as_str(), s);
+        add(&mut lanes, s.lane, s);
+        add(&mut orgs, (s.lane, s.org_id.as_str()), s);
+        if s.kind == crate::queue::kinds::WEBHOOK_DELIVER {
+            add(&mut endpoints, (s.org_id.as_str(), s.lane_key.as_str()), s);
+        }
+    }
+    m.jobs_ready.reset();
+    m.job_oldest_age.reset();
+    for (kind, (ready, age)) in &kinds {
+        m.jobs_ready.with_label_values(&[kind]).set(*ready);
+        m.job_oldest_age.with_label_values(&[kind]).set(*age as i64);
+    }
+    m.lane_ready.reset();
+    m.lane_oldest_age.reset();
+    for lane in ["call", "bulk"] {
+        let (ready, age) = lanes.get(lane).copied().unwrap_or((0, 0.0));
+        m.lane_ready.with_label_values(&[lane]).set(ready);
+        m.lane_oldest_age.with_label_values(&[lane]).set(age as i64);
+    }
+    m.org_ready.reset();
+    m.org_oldest_age.reset();
+    for lane in ["call", "bulk"] {
+        let mut top: Vec<_> = orgs.iter().filter(|((l, _), _)| *l == lane).collect();
+        top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0 .1.cmp(b.0 .1)));
+        for ((lane, org), (ready, age)) in top.into_iter().take(TOP_TENANTS) {
+            m.org_ready.with_label_values(&[lane, org]).set(*ready);
+            m.org_oldest_age
+                .with_label_values(&[lane, org])
+                .set(*age as i64);
+        }
+    }
+    m.endpoint_ready.reset();
+    let mut top: Vec<_> = endpoints.iter().collect();
+    top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+    for ((org, endpoint), (ready, _)) in top.into_iter().take(TOP_TENANTS) {
+        m.endpoint_ready
+            .with_label_values(&[org, endpoint])
+            .set(*ready);
     }
 }

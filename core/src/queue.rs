@@ -80,6 +80,28 @@ pub async fn enqueue_all(
     Ok(rows.into_iter().map(|r| (r.kind, r.id)).collect())
 }
 
+/// One delivery job per webhook message, in one statement; the payload names the
+/// message's organization and endpoint, the keys its claim takes turns by.
+pub async fn enqueue_deliveries(conn: &mut PgConnection, messages: &[i64]) -> sqlx::Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let trace = traced(&serde_json::json!({})).into_owned();
+    sqlx::query!(
+        "insert into jobs (kind, payload)
+         select $1, $3::jsonb || jsonb_build_object('message_id', m.id, 'org_id', m.org_id,
+                                                    'endpoint_id', m.endpoint_id)
+         from webhook_messages m join unnest($2::bigint[]) with ordinality as t (id, n) on t.id = m.id
+         order by t.n",
+        kinds::WEBHOOK_DELIVER,
+        messages,
+        trace
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The payload with the current trace context, so that the job continues the trace of
 /// whatever enqueued it (see `telemetry`).
 fn traced(payload: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value> {
@@ -93,7 +115,9 @@ fn traced(payload: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value
     }
 }
 
-/// Claims up to `limit` due jobs for `worker`, leasing them for `lease`.
+/// Claims up to `limit` due jobs of any lane, oldest first, for `worker`, leasing them for
+/// `lease` — without turns between organizations: the worker claims per lane
+/// ([`claim_calls`], [`claim_bulk`]); this is for tools and tests of the lease itself.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
@@ -118,6 +142,229 @@ pub async fn claim(
         worker,
         limit,
         lease_ms
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A lane of the queue: claimed by its own loop, with its own slots, so that the work of
+/// one lane never waits behind the other's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The work that moves a call (`call.*`: offer, push wake-up, offer timeout, expiry,
+    /// the offer outbox): milliseconds each, and late is useless.
+    Call,
+    /// Everything else: webhook deliveries, which may each hold a slot until the delivery
+    /// timeout.
+    Bulk,
+}
+
+impl Lane {
+    /// The value of `jobs.lane` (a column generated from the kind).
+    pub fn id(self) -> i16 {
+        match self {
+            Lane::Call => 0,
+            Lane::Bulk => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Call => "call",
+            Lane::Bulk => "bulk",
+        }
+    }
+
+    /// Jobs of one organization one worker runs at once in this lane, of its `slots`: the
+    /// rest stay free for other organizations. A quarter of the bulk lane (a tarpit
+    /// receiver holds a slot for the whole delivery timeout), half of the call lane (calls
+    /// take milliseconds: a busy organization needs the throughput, and only a slow push
+    /// service could hold them) — at least 4, and always one slot fewer than all.
+    pub fn org_share(self, slots: usize) -> usize {
+        let part = match self {
+            Lane::Call => slots / 2,
+            Lane::Bulk => slots / 4,
+        };
+        part.max(4.min(slots.saturating_sub(1))).max(1)
+    }
+}
+
+/// How many due jobs of the call lane one claim looks at, per slot it fills: enough that
+/// an organization at its share does not hide the others' jobs behind its own.
+const CALL_WINDOW_PER_SLOT: i64 = 4;
+
+/// Claims up to `limit` due jobs of the call lane for `worker`. Oldest first, taking turns
+/// between organizations: an organization's n-th job of the claim counts after the jobs it
+/// already runs on this worker, and no organization runs more than `org_cap` at once here
+/// (those at their cap are skipped, so their backlog never hides another's job).
+pub async fn claim_calls(
+    conn: &mut PgConnection,
+    worker: &str,
+    limit: i64,
+    lease: Duration,
+    org_cap: i64,
+) -> sqlx::Result<Vec<Job>> {
+    let lease_ms = lease.as_millis() as i64;
+    sqlx::query_as!(
+        Job,
+        r#"with mine as (
+             select org_id, count(*) as running from jobs
+             where lease_owner = $1 and lane = 0
+             group by org_id
+         ),
+         waiting as (
+             select id, org_id, run_at from jobs
+             where lane = 0 and lease_owner is null and dead_at is null and run_at <= now()
+               and org_id <> all (array(select org_id from mine where running >= $4))
+             order by run_at
+             limit $2::bigint * $5::bigint
+             for update skip locked
+         ),
+         ranked as (
+             select w.id, w.run_at,
+                    coalesce(m.running, 0) + row_number() over (partition by w.org_id order by w.run_at) as turn
+             from waiting w left join mine m on m.org_id = w.org_id
+         ),
+         due as (
+             select id from ranked where turn <= $4 order by turn, run_at limit $2
+         )
+         update jobs set attempts = attempts + 1, lease_owner = $1,
+                lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
+         from due where jobs.id = due.id
+         returning jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts,
+                   extract(epoch from clock_timestamp() - jobs.run_at)::float8 as "waited_seconds!""#,
+        worker,
+        limit,
+        lease_ms,
+        org_cap,
+        CALL_WINDOW_PER_SLOT
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A lane key of the bulk lane with jobs waiting, and its organization.
+#[derive(Debug, Clone)]
+pub struct BulkKey {
+    pub key: String,
+    pub org_id: String,
+}
+
+/// Up to `max` lane keys (endpoints) of the bulk lane with jobs waiting (due or later),
+/// in order after `after` — one index probe each, however long each one's backlog.
+pub async fn bulk_keys(
+    conn: &mut PgConnection,
+    after: &str,
+    max: i64,
+) -> sqlx::Result<Vec<BulkKey>> {
+    let rows = sqlx::query!(
+        r#"with recursive keys (key, org_id, n) as (
+             (select lane_key, org_id, 1 from jobs
+              where lane = 1 and lease_owner is null and dead_at is null and lane_key > $1
+              order by lane_key limit 1)
+             union all
+             select next.lane_key, next.org_id, k.n + 1
+             from keys k cross join lateral (
+                 select j.lane_key, j.org_id from jobs j
+                 where j.lane = 1 and j.lease_owner is null and j.dead_at is null
+                   and j.lane_key > k.key
+                 order by j.lane_key limit 1
+             ) next
+             where k.n < $2
+         )
+         select key as "key!", org_id as "org_id!" from keys"#,
+        after,
+        max as i32
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| BulkKey {
+            key: r.key,
+            org_id: r.org_id,
+        })
+        .collect())
+}
+
+/// What a bulk claim takes turns over, and the shares it keeps to.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkClaim<'a> {
+    /// The lane keys to look at (from [`bulk_keys`]).
+    pub keys: &'a [BulkKey],
+    /// Jobs of one organization this worker runs at once in the lane.
+    pub org_cap: i64,
+    /// Jobs of one lane key (endpoint) running at once across every worker.
+    pub key_cap: i64,
+}
+
+/// Claims up to `limit` due jobs of the bulk lane among `claim.keys` for `worker`. Each key
+/// (an endpoint) gives its oldest due jobs, no more than keep `key_cap` of its jobs running
+/// across every worker (a slow receiver gets that many attempts at once, however long its
+/// backlog) and none of an organization already at its share; then organizations take
+/// turns as in [`claim_calls`]: an organization's n-th job counts after those it already
+/// runs on this worker, at most `org_cap` of them.
+pub async fn claim_bulk(
+    conn: &mut PgConnection,
+    worker: &str,
+    limit: i64,
+    lease: Duration,
+    claim: BulkClaim<'_>,
+) -> sqlx::Result<Vec<Job>> {
+    if claim.keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lease_ms = lease.as_millis() as i64;
+    let keys: Vec<String> = claim.keys.iter().map(|k| k.key.clone()).collect();
+    let orgs: Vec<String> = claim.keys.iter().map(|k| k.org_id.clone()).collect();
+    sqlx::query_as!(
+        Job,
+        r#"with leased as (
+             select lane_key, org_id, count(*) as total,
+                    count(*) filter (where lease_owner = $1) as mine
+             from jobs where lease_owner is not null and lane = 1
+             group by lane_key, org_id
+         ),
+         orgs as (
+             select org_id, sum(mine)::bigint as running from leased group by org_id
+         ),
+         keys as (
+             select k.key, k.org_id,
+                    coalesce((select sum(l.total)::bigint from leased l where l.lane_key = k.key), 0) as busy,
+                    coalesce((select o.running from orgs o where o.org_id = k.org_id), 0) as running
+             from unnest($2::text[], $3::text[]) as k (key, org_id)
+         ),
+         waiting as (
+             select c.id, c.org_id, c.run_at
+             from keys cross join lateral (
+                 select j.id, j.org_id, j.run_at from jobs j
+                 where j.lane = 1 and j.lane_key = keys.key
+                   and j.lease_owner is null and j.dead_at is null and j.run_at <= now()
+                 order by j.run_at
+                 limit greatest(0, least($7 - keys.busy, $6 - keys.running, $4))
+                 for update skip locked
+             ) c
+         ),
+         ranked as (
+             select w.id, w.run_at,
+                    coalesce(o.running, 0) + row_number() over (partition by w.org_id order by w.run_at) as turn
+             from waiting w left join orgs o on o.org_id = w.org_id
+         ),
+         due as (
+             select id from ranked where turn <= $6 order by turn, run_at limit $4
+         )
+         update jobs set attempts = attempts + 1, lease_owner = $1,
+                lease_expires_at = clock_timestamp() + $5::bigint * interval '1 millisecond'
+         from due where jobs.id = due.id
+         returning jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts,
+                   extract(epoch from clock_timestamp() - jobs.run_at)::float8 as "waited_seconds!""#,
+        worker,
+        &keys,
+        &orgs,
+        limit,
+        lease_ms,
+        claim.org_cap,
+        claim.key_cap
     )
     .fetch_all(conn)
     .await
@@ -368,10 +615,11 @@ pub async fn reschedule(
     Ok(())
 }
 
-/// When the next unleased job falls due, if any.
-pub async fn next_due(conn: &mut PgConnection) -> sqlx::Result<Option<DateTime<Utc>>> {
+/// When the next unleased job of `lane` falls due, if any.
+pub async fn next_due(conn: &mut PgConnection, lane: Lane) -> sqlx::Result<Option<DateTime<Utc>>> {
     sqlx::query_scalar!(
-        "select min(run_at) from jobs where lease_owner is null and dead_at is null"
+        "select min(run_at) from jobs where lease_owner is null and dead_at is null and lane = $1",
+        lane.id()
     )
     .fetch_one(conn)
     .await

@@ -11,10 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pushdial_core::push::PushGateway;
-use pushdial_core::queue::{self, kinds, Job};
+use pushdial_core::queue::{self, kinds, Job, Lane};
 use pushdial_core::shutdown::Stop;
 use pushdial_core::Ctx;
 use tokio::task::{JoinHandle, JoinSet};
+
+/// Lane keys (webhook endpoints with jobs waiting) one bulk claim looks at: a probe of the
+/// index each. Beyond it, claims take the keys in turns.
+const BULK_KEYS_PER_CLAIM: i64 = 512;
+
+/// The shortest pause of a lane after a claim that took nothing.
+const IDLE_AFTER_EMPTY_CLAIM: Duration = Duration::from_millis(20);
 
 /// Aborts a helper task when the worker that owns it goes away.
 struct AbortOnDrop(JoinHandle<()>);
@@ -86,10 +93,12 @@ impl Worker {
     }
 
     /// Runs until `stop` fires, then waits (bounded by the shutdown grace) for the jobs in
-    /// hand. Jobs run in a `JoinSet` owned by this future: if the future is dropped (the
-    /// worker is killed), its jobs stop with it and their leases expire to be rescued.
+    /// hand. Each lane has its own claim loop and slots: the call lane
+    /// (`PUSHDIAL_WORKER_CONCURRENCY`) and the bulk lane (`PUSHDIAL_WEBHOOK_CONCURRENCY`),
+    /// so that no backlog of deliveries ever stands between a call and its offer. Jobs run
+    /// in `JoinSet`s owned by this future: if the future is dropped (the worker is killed),
+    /// its jobs stop with it and their leases expire to be rescued.
     pub async fn run(self, stop: Stop) {
-        let concurrency = self.ctx.config.worker_concurrency.max(1);
         let wake = self.ctx.notifier.local.clone();
         // Wake-ups from other processes arrive through Redis.
         let follower = {
@@ -100,53 +109,45 @@ impl Worker {
                 ctx.presence.follow_jobs(stop, || wake.notify_one()).await
             }))
         };
+        // One wake-up (a permit of `local`) wakes both lanes: each waits on its own.
+        let lanes = [
+            Arc::new(tokio::sync::Notify::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        ];
+        let relay = {
+            let lanes = lanes.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    wake.notified().await;
+                    for lane in &lanes {
+                        lane.notify_one();
+                    }
+                }
+            }))
+        };
         let rescuer = AbortOnDrop(tokio::spawn(rescue_loop(self.ctx.clone(), stop.clone())));
-        let mut running = JoinSet::new();
-        tracing::info!(worker = %self.id, concurrency, "worker started");
-
-        while !stop.is_stopped() {
-            while running.try_join_next().is_some() {}
-            let free = concurrency.saturating_sub(running.len());
-            let mut got = 0;
-            if free > 0 {
-                let claimed = match self.ctx.db.acquire().await {
-                    Ok(mut conn) => {
-                        queue::claim(&mut conn, &self.id, free as i64, self.ctx.config.job_lease)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                match claimed {
-                    Ok(jobs) => {
-                        got = jobs.len();
-                        for job in jobs {
-                            let worker = self.clone();
-                            running.spawn(async move { worker.execute(job).await });
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
-                }
-                if got > 0 && got == free {
-                    continue; // probably more waiting
-                }
-            }
-            let pause = self.idle_pause().await;
-            tokio::select! {
-                _ = stop.wait() => break,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-            }
-        }
+        tracing::info!(
+            worker = %self.id,
+            calls = self.ctx.config.worker_concurrency,
+            bulk = self.ctx.config.webhook_concurrency,
+            "worker started"
+        );
+        let [call_wake, bulk_wake] = lanes;
+        let (mut calls, mut bulk) = tokio::join!(
+            self.claim_loop(Lane::Call, call_wake, &stop),
+            self.claim_loop(Lane::Bulk, bulk_wake, &stop),
+        );
         // Let running jobs finish, within the grace; the rest are stopped and their leases
         // handed back, so another worker takes them over at once.
         let grace = self.ctx.config.shutdown_grace;
         let _ = tokio::time::timeout(grace, async {
-            while running.join_next().await.is_some() {}
+            while calls.join_next().await.is_some() {}
+            while bulk.join_next().await.is_some() {}
         })
         .await;
-        if !running.is_empty() {
-            running.shutdown().await;
+        if !calls.is_empty() || !bulk.is_empty() {
+            calls.shutdown().await;
+            bulk.shutdown().await;
             let released = match self.ctx.db.acquire().await {
                 Ok(mut conn) => queue::release(&mut conn, &self.id).await,
                 Err(e) => Err(e),
@@ -161,15 +162,113 @@ impl Worker {
                 Err(e) => tracing::warn!(error = %e, "leases not released; they will expire"),
             }
         }
-        drop((follower, rescuer));
+        drop((follower, relay, rescuer));
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
-    /// How long to sleep when idle: until the next scheduled job, at most the poll interval.
-    async fn idle_pause(&self) -> Duration {
+    /// Claims and runs the jobs of one lane until `stop` fires; returns the jobs still
+    /// running then.
+    async fn claim_loop(
+        &self,
+        lane: Lane,
+        wake: Arc<tokio::sync::Notify>,
+        stop: &Stop,
+    ) -> JoinSet<()> {
+        let slots = match lane {
+            Lane::Call => self.ctx.config.worker_concurrency,
+            Lane::Bulk => self.ctx.config.webhook_concurrency,
+        }
+        .max(1);
+        let org_cap = lane.org_share(slots) as i64;
+        let key_cap = i64::from(self.ctx.config.webhook_endpoint_concurrency.max(1));
+        let lease = self.ctx.config.job_lease;
+        // Where the next look for bulk lane keys starts: past the last one seen when a look
+        // found as many as it may take, so that every key gets its turn however many wait.
+        let mut after = String::new();
+        let mut running = JoinSet::new();
+        while !stop.is_stopped() {
+            while running.try_join_next().is_some() {}
+            let free = slots.saturating_sub(running.len());
+            let mut got = 0;
+            if free > 0 {
+                let claimed = match self.ctx.db.acquire().await {
+                    Ok(mut conn) => match lane {
+                        Lane::Call => {
+                            queue::claim_calls(&mut conn, &self.id, free as i64, lease, org_cap)
+                                .await
+                        }
+                        Lane::Bulk => {
+                            match queue::bulk_keys(&mut conn, &after, BULK_KEYS_PER_CLAIM).await {
+                                Ok(keys) => {
+                                    after = match keys.last() {
+                                        Some(last) if keys.len() as i64 == BULK_KEYS_PER_CLAIM => {
+                                            last.key.clone()
+                                        }
+                                        _ => String::new(),
+                                    };
+                                    let claim = queue::BulkClaim {
+                                        keys: &keys,
+                                        org_cap,
+                                        key_cap,
+                                    };
+                                    queue::claim_bulk(
+                                        &mut conn,
+                                        &self.id,
+                                        free as i64,
+                                        lease,
+                                        claim,
+                                    )
+                                    .await
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                    },
+                    Err(e) => Err(e),
+                };
+                match claimed {
+                    Ok(jobs) => {
+                        got = jobs.len();
+                        for job in jobs {
+                            let worker = self.clone();
+                            running.spawn(async move { worker.execute(job).await });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(lane = lane.name(), error = %e, "claiming jobs failed")
+                    }
+                }
+                // Probably more waiting (a claim takes turns, and may leave some for the
+                // next one); or, for the bulk lane, keys past those this claim looked at.
+                if got > 0 || !after.is_empty() {
+                    continue;
+                }
+            }
+            // After a claim that found nothing it may take, what is due belongs to
+            // organizations or endpoints at their share: a job finishing (or a wake-up)
+            // ends the pause, not a timer spinning on them.
+            let floor = if free > 0 {
+                IDLE_AFTER_EMPTY_CLAIM
+            } else {
+                Duration::ZERO
+            };
+            let pause = self.idle_pause(lane).await.max(floor);
+            tokio::select! {
+                _ = stop.wait() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+            }
+        }
+        running
+    }
+
+    /// How long a lane sleeps when idle: until its next scheduled job, at most the poll
+    /// interval.
+    async fn idle_pause(&self, lane: Lane) -> Duration {
         let poll = self.ctx.config.job_poll_interval;
         let next = match self.ctx.db.acquire().await {
-            Ok(mut conn) => queue::next_due(&mut conn).await.ok().flatten(),
+            Ok(mut conn) => queue::next_due(&mut conn, lane).await.ok().flatten(),
             Err(_) => None,
         };
         match next {

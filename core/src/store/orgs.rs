@@ -221,24 +221,34 @@ pub async fn route_view(
     }))
 }
 
-/// Sets an organization's plan limits (`None` leaves one as it is; `Some(None)` returns it
-/// to the deployment default); `false` if there is no such organization.
+/// An organization's plan limits; for each, `None` leaves it as it is and `Some(None)`
+/// returns it to the deployment default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlanLimits {
+    pub api_per_second: Option<Option<i32>>,
+    pub calls_per_minute: Option<Option<i32>>,
+    pub webhook_endpoints: Option<Option<i32>>,
+}
+
+/// Sets an organization's plan limits; `false` if there is no such organization.
 pub async fn set_limits(
     conn: &mut PgConnection,
     id: &str,
-    api_per_second: Option<Option<i32>>,
-    calls_per_minute: Option<Option<i32>>,
+    limits: PlanLimits,
 ) -> sqlx::Result<bool> {
     let done = sqlx::query!(
         "update organizations set
             limit_api_per_second = case when $2 then $3 else limit_api_per_second end,
-            limit_calls_per_minute = case when $4 then $5 else limit_calls_per_minute end
+            limit_calls_per_minute = case when $4 then $5 else limit_calls_per_minute end,
+            limit_webhook_endpoints = case when $6 then $7 else limit_webhook_endpoints end
          where id = $1",
         id,
-        api_per_second.is_some(),
-        api_per_second.flatten(),
-        calls_per_minute.is_some(),
-        calls_per_minute.flatten()
+        limits.api_per_second.is_some(),
+        limits.api_per_second.flatten(),
+        limits.calls_per_minute.is_some(),
+        limits.calls_per_minute.flatten(),
+        limits.webhook_endpoints.is_some(),
+        limits.webhook_endpoints.flatten()
     )
     .execute(conn)
     .await?;

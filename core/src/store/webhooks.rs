@@ -121,6 +121,29 @@ pub struct EndpointRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub rate_limit_per_s: Option<i32>,
+    /// Messages waiting for delivery (their first attempt or a retry): the endpoint's
+    /// backlog.
+    pub pending_messages: i64,
+}
+
+/// An organization's webhook endpoints and its plan's cap on them, read with the
+/// organization's row locked until the transaction ends (`for no key update`: calls and
+/// other inserts referencing the organization go on), so that two creations cannot both
+/// take the last place.
+pub async fn lock_endpoint_count(
+    conn: &mut PgConnection,
+    org_id: &str,
+) -> sqlx::Result<Option<(i64, Option<i32>)>> {
+    let row = sqlx::query!(
+        r#"select o.limit_webhook_endpoints,
+                  (select count(*) from webhook_endpoints e where e.org_id = o.id) as "endpoints!"
+           from organizations o where o.id = $1
+           for no key update of o"#,
+        org_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.endpoints, r.limit_webhook_endpoints)))
 }
 
 pub struct NewEndpoint<'a> {
@@ -143,7 +166,8 @@ pub async fn insert_endpoint(
         "insert into webhook_endpoints (id, org_id, url, description, event_types, enabled, secret_sealed, rate_limit_per_s)
          values ($1, $2, $3, $4, $5, $6, $7, $8)
          returning id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s",
+                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s,
+                   (select count(*) from webhook_messages m where m.endpoint_id = webhook_endpoints.id and m.status = 'pending') as \"pending_messages!\"",
         e.id,
         e.org_id,
         e.url,
@@ -165,7 +189,8 @@ pub async fn get_endpoint(
     sqlx::query_as!(
         EndpointRow,
         "select id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s
+                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s,
+                   (select count(*) from webhook_messages m where m.endpoint_id = webhook_endpoints.id and m.status = 'pending') as \"pending_messages!\"
          from webhook_endpoints where org_id = $1 and id = $2",
         org_id,
         id
@@ -182,7 +207,8 @@ pub async fn list_endpoints(
     let rows = sqlx::query_as!(
         EndpointRow,
         "select id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s
+                previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s,
+                   (select count(*) from webhook_messages m where m.endpoint_id = webhook_endpoints.id and m.status = 'pending') as \"pending_messages!\"
          from webhook_endpoints
          where org_id = $1
            and ($2::text is null or id < $2)
@@ -234,7 +260,8 @@ pub async fn update_endpoint(
             updated_at = now()
          where org_id = $1 and id = $2
          returning id, org_id, url, description, event_types, enabled, disabled_reason, secret_sealed,
-                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s",
+                   previous_secret_sealed, previous_secret_expires_at, failing_since, created_at, updated_at, rate_limit_per_s,
+                   (select count(*) from webhook_messages m where m.endpoint_id = webhook_endpoints.id and m.status = 'pending') as \"pending_messages!\"",
         org_id,
         id,
         u.url.as_deref(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rand::Rng;
 use sqlx::PgConnection;
 
-use crate::queue::{self, kinds};
+use crate::queue;
 use crate::store::webhooks as store;
 
 /// Every event type, in the order of the lifecycle.
@@ -47,13 +47,10 @@ pub async fn record(
     enqueue_deliveries(conn, &messages).await
 }
 
-/// One delivery job per message, in the caller's transaction.
+/// One delivery job per message, in the caller's transaction (one statement however many
+/// endpoints subscribe).
 pub async fn enqueue_deliveries(conn: &mut PgConnection, messages: &[i64]) -> sqlx::Result<()> {
-    for message_id in messages {
-        let payload = serde_json::json!({ "message_id": message_id });
-        queue::enqueue(conn, kinds::WEBHOOK_DELIVER, &payload, None).await?;
-    }
-    Ok(())
+    queue::enqueue_deliveries(conn, messages).await
 }
 
 /// The delay before attempt `attempt + 1` (attempt counts from 1) from `schedule`, with

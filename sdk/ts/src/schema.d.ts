@@ -336,7 +336,9 @@ export interface paths {
         put?: never;
         /**
          * Create a webhook endpoint
-         * @description The answer carries the signing secret; it is not shown again.
+         * @description The answer carries the signing secret; it is not shown again. An organization has
+         *     at most 20 endpoints by default (its plan may allow another number); past it the
+         *     answer is `409 endpoint_limit_reached`.
          */
         post: operations["create_webhook_endpoint"];
         delete?: never;
@@ -400,6 +402,9 @@ export interface paths {
         /**
          * Send a test event
          * @description Delivers a `webhook.test` event to this endpoint only.
+         *
+         *     Sends on demand (test, resend, recover) are limited per organization (60 a minute
+         *     by default); past it the answer is `429 rate_limited` with `Retry-After`.
          */
         post: operations["test_webhook_endpoint"];
         delete?: never;
@@ -421,6 +426,9 @@ export interface paths {
          * Resend an event to an endpoint
          * @description Queues a new delivery of the event (after the call's earlier events), or, if one is
          *     still pending, tries it now.
+         *
+         *     Sends on demand (test, resend, recover) are limited per organization (60 a minute
+         *     by default); past it the answer is `429 rate_limited` with `Retry-After`.
          */
         post: operations["resend_webhook_event"];
         delete?: never;
@@ -442,6 +450,9 @@ export interface paths {
          * Recover failed deliveries
          * @description Sends again every event whose delivery to this endpoint failed since `since` — after
          *     an outage on the receiver's side, say.
+         *
+         *     Sends on demand (test, resend, recover) are limited per organization (60 a minute
+         *     by default); past it the answer is `429 rate_limited` with `Retry-After`.
          */
         post: operations["recover_webhook_endpoint"];
         delete?: never;
@@ -2505,6 +2516,13 @@ export interface components {
              * @description Most deliveries per second to this endpoint, if limited.
              */
             rate_limit_per_s?: number;
+            /**
+             * Format: int64
+             * @description Messages waiting for delivery to this endpoint (a first attempt or a retry): its
+             *     backlog. A slow endpoint gets a few attempts at once (4 by default), and the rest
+             *     wait here.
+             */
+            pending_messages: number;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
