@@ -13,6 +13,9 @@
 //!    POST; and the sustained deliveries per second;
 //! 5. agent sockets: memory and CPU of one api process holding N sockets with heartbeats,
 //!    vs the same process idle.
+//! 8. noisy neighbour (`--only noisy`): organization B's click to offer through push at
+//!    100 calls/s while organization A floods webhook endpoints that never answer, vs B
+//!    alone.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark stops at the first surprise
 
@@ -67,7 +70,8 @@ struct Args {
     /// (to trace the latency curve; the throughput benchmark is then skipped).
     #[arg(long)]
     latency_rate: Option<f64>,
-    /// Only these benchmarks (throughput, latency, offer, webhook, sockets, soak).
+    /// Only these benchmarks (throughput, latency, offer, webhook, sockets, hostile, noisy,
+    /// soak).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -136,6 +140,8 @@ struct Bench {
     push_url: String,
     hook_port: u16,
     hook: Arc<Hooks>,
+    /// When the loopback push service received each call's wake-up.
+    pushed: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 /// What the loopback webhook receiver saw: arrival time per event id.
@@ -157,6 +163,11 @@ const BENCH_METRICS_TOKEN: &str = "bench-metrics";
 
 impl Bench {
     fn start(&self, role: &str, port: u16) -> Proc {
+        self.start_with(role, port, &[])
+    }
+
+    /// `start`, with more (or overriding) environment variables.
+    fn start_with(&self, role: &str, port: u16, env: &[(&str, &str)]) -> Proc {
         let child = Command::new(&self.args.pushdial)
             .arg(role)
             .env("DATABASE_URL", &self.args.database_url)
@@ -175,6 +186,7 @@ impl Bench {
             // The api serves its metrics (read for the server-side latency) to this bearer.
             .env("PUSHDIAL_METRICS_TOKEN", BENCH_METRICS_TOKEN)
             .env("RUST_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -2020,20 +2032,249 @@ fn machine(database_url: &str) -> Value {
     })
 }
 
+// ---------------------------------------------------------------------------------------
+// 8: noisy neighbour
+// ---------------------------------------------------------------------------------------
+
+/// Calls per second organization B places in the noisy-neighbour benchmark.
+const NOISY_RATE: f64 = 100.0;
+
+/// Webhook endpoints of organization A, each on a receiver that never answers.
+const NOISY_ENDPOINTS: usize = 50;
+
+/// A receiver that accepts connections and never answers: every delivery to it holds its
+/// worker slot until the delivery timeout.
+async fn tarpit() -> Result<u16> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    Ok(port)
+}
+
+/// B's click to offer through push (request sent → wake-up at the push service), over
+/// `time` at `NOISY_RATE`; with the number of calls created and of those woken.
+async fn push_offers(
+    b: &Bench,
+    base: &str,
+    sk: &str,
+    agents: &Arc<Vec<String>>,
+    time: Duration,
+) -> (Histogram<u64>, usize, usize) {
+    let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let (http, base2, sk2, agents2, created2) = (
+        b.http.clone(),
+        base.to_owned(),
+        sk.to_owned(),
+        agents.clone(),
+        created.clone(),
+    );
+    open_loop(NOISY_RATE, time, move |i| {
+        let (http, base, sk, agents, created) = (
+            http.clone(),
+            base2.clone(),
+            sk2.clone(),
+            agents2.clone(),
+            created2.clone(),
+        );
+        async move {
+            let clicked = Instant::now();
+            match create_call(&http, &base, &sk, &agents[i as usize % agents.len()]).await {
+                Ok(call) => {
+                    let id = call["id"].as_str().unwrap_or("").to_owned();
+                    created.lock().unwrap().insert(id, clicked);
+                    true
+                }
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    // Wake-ups still on their way: a few seconds, far less than a call's life.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let created = created.lock().unwrap().clone();
+    loop {
+        let pushed = b.pushed.lock().unwrap();
+        if created.keys().all(|id| pushed.contains_key(id)) || Instant::now() > deadline {
+            break;
+        }
+        drop(pushed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pushed = b.pushed.lock().unwrap().clone();
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    let mut woken = 0;
+    for (id, clicked) in &created {
+        if let Some(at) = pushed.get(id) {
+            woken += 1;
+            let _ = hist.record(at.saturating_duration_since(*clicked).as_micros().max(1) as u64);
+        }
+    }
+    (hist, created.len(), woken)
+}
+
+/// Organization B's calls to phones woken by push, alone and then while organization A
+/// (its plan allows 50 webhook endpoints, every one on a receiver that never answers,
+/// subscribed to everything) sends test events as fast as its API limit lets it and places
+/// calls at its calls-per-minute limit, whose events go to all 50 endpoints. The figure
+/// is the ratio of B's click-to-offer p99 with A to B's alone: A's load may delay only A.
+async fn noisy(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
+    clear_jobs(&b.args.database_url)?;
+    let (api_port, worker_port) = (free_port(), free_port());
+    let _api = b.start("api", api_port);
+    let _worker = b.start("worker", worker_port);
+    b.ready(api_port).await?;
+    b.ready(worker_port).await?;
+    let base = format!("http://127.0.0.1:{api_port}");
+    // B: no plan limit in the way; phones reachable only by push.
+    let (sk_b, devices) = b.org(&base, 100).await?;
+    let agents_b: Arc<Vec<String>> = Arc::new(devices.iter().map(|d| d.agent_id.clone()).collect());
+    // A: the deployment's default limits, but for endpoints (its plan allows 50).
+    let org_a = b.admin(&["create-org", "--name", "noisy"])?;
+    let a_id = org_a["org_id"].as_str().context("org id")?.to_owned();
+    let sk_a = org_a["secret_key"].as_str().context("secret key")?.to_owned();
+    b.admin(&[
+        "set-limits",
+        "--org",
+        &a_id,
+        "--webhook-endpoints",
+        &NOISY_ENDPOINTS.to_string(),
+    ])?;
+    let device_a = b.device(&base, &sk_a, "A's agent".into()).await?;
+    let mut endpoints = Vec::new();
+    for _ in 0..NOISY_ENDPOINTS {
+        let port = tarpit().await?;
+        let e = b
+            .post(
+                &base,
+                &sk_a,
+                "/v1/webhook_endpoints",
+                json!({"url": format!("http://127.0.0.1:{port}/hook")}),
+            )
+            .await?;
+        endpoints.push(e["id"].as_str().context("endpoint id")?.to_owned());
+    }
+    let time = Duration::from_secs(b.args.seconds);
+
+    open_loop(NOISY_RATE, WARM_UP, calls_to(&b.http, &base, &sk_b, &agents_b)).await;
+    let (alone, created_alone, woken_alone) = push_offers(b, &base, &sk_b, &agents_b, time).await;
+
+    // A's flood: test events round the endpoints at A's API limit (100/s), and calls.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let answers: Arc<Mutex<HashMap<u16, u64>>> = Arc::default();
+    let flood = {
+        let (http, base, sk, answers, stop) = (
+            b.http.clone(),
+            base.clone(),
+            sk_a.clone(),
+            answers.clone(),
+            stop_rx.clone(),
+        );
+        let endpoints = Arc::new(endpoints.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut i = 0usize;
+            while !*stop.borrow() {
+                tick.tick().await;
+                let path = format!("{base}/v1/webhook_endpoints/{}/test", endpoints[i % endpoints.len()]);
+                i += 1;
+                let (http, sk, answers) = (http.clone(), sk.clone(), answers.clone());
+                tokio::spawn(async move {
+                    if let Ok(r) = http.post(path).bearer_auth(&sk).send().await {
+                        *answers.lock().unwrap().entry(r.status().as_u16()).or_default() += 1;
+                    }
+                });
+            }
+        })
+    };
+    let a_calls = {
+        let (http, base, sk, agent, stop) = (
+            b.http.clone(),
+            base.clone(),
+            sk_a.clone(),
+            device_a.agent_id.clone(),
+            stop_rx.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            while !*stop.borrow() {
+                tick.tick().await;
+                let _ = create_call(&http, &base, &sk, &agent).await;
+            }
+        })
+    };
+    // Let A's backlog build: more deliveries due than the worker has slots.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (with_a, created_with, woken_with) = push_offers(b, &base, &sk_b, &agents_b, time).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(flood, a_calls);
+    let metrics = b
+        .http
+        .get(format!("http://127.0.0.1:{worker_port}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let bulk_ready = metrics
+        .lines()
+        .find(|l| l.starts_with("pushdial_lane_jobs_ready{lane=\"bulk\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("?")
+        .to_owned();
+    let answers = answers.lock().unwrap().clone();
+    println!(
+        "  B alone: {woken_alone}/{created_alone} woken, p50 {:.2} ms p99 {:.2} ms",
+        ms(&alone, 0.5),
+        ms(&alone, 0.99)
+    );
+    println!(
+        "  B with A: {woken_with}/{created_with} woken, p50 {:.2} ms p99 {:.2} ms; A's test sends by status {answers:?}, bulk lane ready at the end {bulk_ready}",
+        ms(&with_a, 0.5),
+        ms(&with_a, 0.99)
+    );
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        let (value, baseline) = (ms(&with_a, q), ms(&alone, q));
+        figures.push(figure(
+            "8 noisy neighbour (B's click → push, A flooding)",
+            &format!("{name} at {NOISY_RATE}/s, {woken_with}/{created_with} woken"),
+            value,
+            "ms",
+            "B alone, same rate",
+            baseline,
+            (q == 0.99).then_some(("p99 ratio ≤ 1.5", value <= 1.5 * baseline)),
+        ));
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
     let hook_port = free_port();
     let hooks = Arc::new(Hooks::default());
     start_receiver(hooks.clone(), hook_port).await?;
-    // The loopback push service: accepts every wake-up.
+    // The loopback push service: accepts every wake-up, noting when each call's came.
     let push_port = free_port();
+    let pushed: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", push_port)).await?;
+        let pushed = pushed.clone();
         let app = poem::Route::new().at(
             "/push",
-            poem::post(poem::endpoint::make(|_req: poem::Request| async {
-                poem::http::StatusCode::OK
+            poem::post(poem::endpoint::make(move |req: poem::Request| {
+                let pushed = pushed.clone();
+                async move {
+                    let at = Instant::now();
+                    let body: Value = req.into_body().into_json().await.unwrap_or_default();
+                    if let Some(call) = body["payload"]["call_id"].as_str() {
+                        pushed.lock().unwrap().insert(call.to_owned(), at);
+                    }
+                    poem::http::StatusCode::OK
+                }
             })),
         );
         tokio::spawn(async move {
@@ -2049,6 +2290,7 @@ async fn main() -> Result<()> {
         push_url: format!("http://127.0.0.1:{push_port}/push"),
         hook_port,
         hook: hooks,
+        pushed,
         args,
     };
     let wants = |name: &str| b.args.only.is_empty() || b.args.only.iter().any(|o| o == name);
@@ -2081,6 +2323,10 @@ async fn main() -> Result<()> {
     if wants("hostile") {
         println!("7. hostile clients");
         hostile(&b, &mut figures).await?;
+    }
+    if wants("noisy") {
+        println!("8. noisy neighbour");
+        noisy(&b, &mut figures).await?;
     }
     // The soak takes half an hour by default: only when asked for by name.
     if b.args.only.iter().any(|o| o == "soak") {

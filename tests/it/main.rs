@@ -21,6 +21,7 @@ mod call_loop;
 mod cli;
 mod dialing;
 mod failover;
+mod fairness;
 mod idempotency;
 mod isolation;
 mod jobs;
