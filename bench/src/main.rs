@@ -2098,11 +2098,13 @@ async fn push_offers(
     let deadline = Instant::now() + Duration::from_secs(5);
     let created = created.lock().unwrap().clone();
     loop {
-        let pushed = b.pushed.lock().unwrap();
-        if created.keys().all(|id| pushed.contains_key(id)) || Instant::now() > deadline {
+        let all = {
+            let pushed = b.pushed.lock().unwrap();
+            created.keys().all(|id| pushed.contains_key(id))
+        };
+        if all || Instant::now() > deadline {
             break;
         }
-        drop(pushed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pushed = b.pushed.lock().unwrap().clone();
@@ -2136,7 +2138,10 @@ async fn noisy(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     // A: the deployment's default limits, but for endpoints (its plan allows 50).
     let org_a = b.admin(&["create-org", "--name", "noisy"])?;
     let a_id = org_a["org_id"].as_str().context("org id")?.to_owned();
-    let sk_a = org_a["secret_key"].as_str().context("secret key")?.to_owned();
+    let sk_a = org_a["secret_key"]
+        .as_str()
+        .context("secret key")?
+        .to_owned();
     b.admin(&[
         "set-limits",
         "--org",
@@ -2160,7 +2165,12 @@ async fn noisy(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
     }
     let time = Duration::from_secs(b.args.seconds);
 
-    open_loop(NOISY_RATE, WARM_UP, calls_to(&b.http, &base, &sk_b, &agents_b)).await;
+    open_loop(
+        NOISY_RATE,
+        WARM_UP,
+        calls_to(&b.http, &base, &sk_b, &agents_b),
+    )
+    .await;
     let (alone, created_alone, woken_alone) = push_offers(b, &base, &sk_b, &agents_b, time).await;
 
     // A's flood: test events round the endpoints at A's API limit (100/s), and calls.
@@ -2180,12 +2190,19 @@ async fn noisy(b: &Bench, figures: &mut Vec<Figure>) -> Result<()> {
             let mut i = 0usize;
             while !*stop.borrow() {
                 tick.tick().await;
-                let path = format!("{base}/v1/webhook_endpoints/{}/test", endpoints[i % endpoints.len()]);
+                let path = format!(
+                    "{base}/v1/webhook_endpoints/{}/test",
+                    endpoints[i % endpoints.len()]
+                );
                 i += 1;
                 let (http, sk, answers) = (http.clone(), sk.clone(), answers.clone());
                 tokio::spawn(async move {
                     if let Ok(r) = http.post(path).bearer_auth(&sk).send().await {
-                        *answers.lock().unwrap().entry(r.status().as_u16()).or_default() += 1;
+                        *answers
+                            .lock()
+                            .unwrap()
+                            .entry(r.status().as_u16())
+                            .or_default() += 1;
                     }
                 });
             }

@@ -700,6 +700,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_organizations_share_leaves_slots_for_the_others() {
+        assert_eq!(Lane::Bulk.org_share(32), 8);
+        assert_eq!(Lane::Call.org_share(32), 16);
+        assert_eq!(Lane::Bulk.org_share(8), 4);
+        assert_eq!(Lane::Bulk.org_share(4), 3);
+        assert_eq!(Lane::Call.org_share(2), 1);
+        assert_eq!(Lane::Bulk.org_share(1), 1, "a single slot cannot be shared");
+        for slots in 2..200 {
+            for lane in [Lane::Call, Lane::Bulk] {
+                assert!(lane.org_share(slots) < slots, "{lane:?} {slots}");
+            }
+        }
+    }
+
+    #[test]
     fn backoff_grows_and_is_bounded() {
         for attempt in 0..30 {
             let d = backoff(attempt, None);

@@ -138,8 +138,12 @@ async fn a_tenants_tarpit_webhooks_never_delay_another_tenants_push_offers_or_we
                     .send()
                     .await
                     .unwrap();
-                *answers.lock().unwrap().entry(r.status().as_u16()).or_default() += 1;
-                if i % 10 == 0 {
+                *answers
+                    .lock()
+                    .unwrap()
+                    .entry(r.status().as_u16())
+                    .or_default() += 1;
+                if i.is_multiple_of(10) {
                     let to = format!("+1415555{:04}", 1000 + i / 10);
                     let _ = noisy
                         .create_call(&CreateCall::for_agent(to, &noisy_agent), None)
@@ -151,9 +155,11 @@ async fn a_tenants_tarpit_webhooks_never_delay_another_tenants_push_offers_or_we
         })
     };
     // Until A's deliveries wait in line: more due than the worker has slots.
-    eventually(Duration::from_secs(20), "A's backlog of deliveries", || async {
-        (backlog(&app, &app.org.org_id).await > 2 * SLOTS as i64).then_some(())
-    })
+    eventually(
+        Duration::from_secs(20),
+        "A's backlog of deliveries",
+        || async { (backlog(&app, &app.org.org_id).await > 2 * SLOTS as i64).then_some(()) },
+    )
     .await;
 
     // B, the quiet organization: a phone woken by push, and a webhook receiver.
@@ -176,7 +182,10 @@ async fn a_tenants_tarpit_webhooks_never_delay_another_tenants_push_offers_or_we
         let mut create = CreateCall::for_agent(format!("+1212555{:04}", 1000 + i), &agent);
         create.expires_in = Some(10);
         let call = quiet.create_call(&create, None).await.unwrap();
-        assert_eq!(call.status, "queued", "no socket: the worker wakes the phone");
+        assert_eq!(
+            call.status, "queued",
+            "no socket: the worker wakes the phone"
+        );
         calls.push(call);
     }
 
