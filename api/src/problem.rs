@@ -65,6 +65,10 @@ pub struct Problem {
     pub errors: Vec<ProblemField>,
 }
 
+/// When to retry a request refused for want of PostgreSQL or Redis: a restart or a
+/// failover is usually over within seconds.
+const DEPENDENCY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Problem {
     pub fn new(status: u16, code: &str, detail: impl Into<String>) -> Self {
         let title = StatusCode::from_u16(status)
@@ -93,10 +97,33 @@ impl Problem {
                 r.policy = None;
             });
         }
-        if e.is_internal() {
+        if let Some((dependency, cause)) = e.dependency_failure() {
+            // Not our fault, and likely gone in a moment (a restart, a failover): say when
+            // to come back, and count it apart from our own failures.
+            tracing::warn!(error = ?e, dependency, cause, "request failed: dependency unavailable");
+            pushdial_core::metrics::METRICS
+                .dependency_unavailable
+                .with_label_values(&[dependency, cause])
+                .inc();
+        } else if e.is_internal() {
             tracing::error!(error = ?e, "request failed");
         }
-        let detail = if e.is_internal() {
+        if status == 503 {
+            // Every 503 carries Retry-After; a fail-closed limit may have set a longer one.
+            let _ = RATE.try_with(|r| {
+                r.borrow_mut()
+                    .retry_after
+                    .get_or_insert(DEPENDENCY_RETRY_AFTER);
+            });
+        }
+        let detail = if let Some((dependency, _)) = e.dependency_failure() {
+            let name = if dependency == "redis" {
+                "Redis"
+            } else {
+                "PostgreSQL"
+            };
+            format!("{name} is unavailable right now (restarting or unreachable); retry after the Retry-After delay")
+        } else if e.is_internal() {
             "something went wrong on our side; retry later, and quote the request id if it persists"
                 .to_owned()
         } else {

@@ -3,7 +3,9 @@
 //! (the fallback); heartbeats refresh both (the fallback in one write per second for all
 //! of the instance's sockets); offers published for this instance are
 //! forwarded to the socket. A socket silent for a whole presence window is closed, so
-//! presence never outlives the connection by more than one window.
+//! presence never outlives the connection by more than one window. A socket that opens is
+//! sent the offers still pending for its device, and an instance re-asserts its sockets'
+//! presence as soon as Redis comes back without it (`keep_presence`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,13 +32,25 @@ pub enum Outgoing {
     Close(String),
 }
 
+/// One socket this instance holds.
+struct Held {
+    conn_id: u64,
+    org_id: String,
+    tx: mpsc::Sender<Outgoing>,
+}
+
 /// The sockets this instance holds, by device: where messages for a device go.
 #[derive(Default)]
 pub struct Sockets {
     next: AtomicU64,
-    by_device: Mutex<HashMap<String, (u64, mpsc::Sender<Outgoing>)>>,
+    by_device: Mutex<HashMap<String, Held>>,
     touches: std::sync::Arc<Touches>,
+    /// Whether `keep_presence` runs for these sockets (started with the first one).
+    keeper: std::sync::OnceLock<()>,
 }
+
+/// How often an instance checks that Redis still holds what it wrote.
+const KEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How long heartbeats wait to be written to the presence fallback together.
 const TOUCH_EVERY: Duration = Duration::from_secs(1);
@@ -101,34 +115,167 @@ impl Touches {
 }
 
 impl Sockets {
-    fn register(&self, device_id: &str) -> (u64, mpsc::Receiver<Outgoing>) {
+    fn register(&self, org_id: &str, device_id: &str) -> (u64, mpsc::Receiver<Outgoing>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(64);
         // A newer socket of the same device replaces the old one, whose sender is dropped;
         // the old connection notices and closes.
-        self.lock().insert(device_id.to_owned(), (id, tx));
+        let held = Held {
+            conn_id: id,
+            org_id: org_id.to_owned(),
+            tx,
+        };
+        self.lock().insert(device_id.to_owned(), held);
         (id, rx)
     }
 
     fn unregister(&self, device_id: &str, conn_id: u64) {
         let mut map = self.lock();
-        if map.get(device_id).is_some_and(|(id, _)| *id == conn_id) {
+        if map.get(device_id).is_some_and(|h| h.conn_id == conn_id) {
             map.remove(device_id);
         }
     }
 
     /// Queues a message for a device's socket on this instance; `false` if none.
     pub fn send(&self, device_id: &str, message: Outgoing) -> bool {
-        let sender = self.lock().get(device_id).map(|(_, tx)| tx.clone());
+        let sender = self.lock().get(device_id).map(|h| h.tx.clone());
         match sender {
             Some(tx) => tx.try_send(message).is_ok(),
             None => false,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, mpsc::Sender<Outgoing>)>> {
+    /// The devices whose sockets this instance holds, with their organizations.
+    fn held(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .map(|(device, h)| (device.clone(), h.org_id.clone()))
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.by_device.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Starts `keep_presence` for this instance's sockets, once.
+    fn keep(self: &std::sync::Arc<Self>, ctx: &Ctx, stop: &Stop) {
+        self.keeper.get_or_init(|| {
+            tokio::spawn(keep_presence(ctx.clone(), self.clone(), stop.clone()));
+        });
+    }
+}
+
+/// Keeps Redis holding the presence of this instance's sockets. Presence keys live only in
+/// Redis, rewritten by heartbeats every third of a window: a Redis that restarts empty, fails
+/// over or is flushed would leave connected phones unknown until their next heartbeat, and
+/// offers published meanwhile would reach no one. Every second this refreshes a marker of
+/// the instance; when the marker is gone (Redis lost what we wrote) or Redis did not
+/// answer, it writes every socket's presence again at once and sends each socket the offers
+/// still pending for it (from PostgreSQL; phones ignore duplicates). While Redis does not
+/// answer, offers cannot come through it: pending offers are sent from PostgreSQL each
+/// second instead, each once.
+async fn keep_presence(ctx: Ctx, sockets: std::sync::Arc<Sockets>, stop: Stop) {
+    let m = &*pushdial_core::metrics::METRICS;
+    // The first marker is missing by nature: the sockets just wrote their own presence.
+    let mut first = true;
+    // While Redis does not answer: the offers already sent from PostgreSQL.
+    let mut outage: Option<std::collections::HashSet<String>> = None;
+    loop {
+        tokio::select! {
+            _ = stop.wait() => return,
+            _ = tokio::time::sleep(KEEP_EVERY) => {}
+        }
+        match ctx.presence.keep_instance_marker(&ctx.instance_id).await {
+            Ok(kept) => {
+                let returned = outage.take().is_some();
+                let lost = !kept && !std::mem::take(&mut first);
+                if !(returned || lost) {
+                    continue;
+                }
+                let held = sockets.held();
+                if held.is_empty() {
+                    continue;
+                }
+                let ids: Vec<String> = held.iter().map(|(d, _)| d.clone()).collect();
+                match ctx.presence.mark_all_live(&ids, &ctx.instance_id).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            sockets = ids.len(),
+                            returned,
+                            lost,
+                            "presence re-asserted in Redis"
+                        );
+                        m.presence_reasserted
+                            .with_label_values(&["redis_returned"])
+                            .inc_by(ids.len() as u64);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence not re-asserted; retrying");
+                        outage = Some(Default::default());
+                        continue;
+                    }
+                }
+                resend_pending(&ctx, &sockets, &held, "redis_returned", None).await;
+            }
+            Err(e) => {
+                first = false;
+                let sent = outage.get_or_insert_with(|| {
+                    tracing::warn!(error = %e, "Redis unavailable: offers to this instance's sockets come from PostgreSQL");
+                    Default::default()
+                });
+                let held = sockets.held();
+                if !held.is_empty() {
+                    resend_pending(&ctx, &sockets, &held, "redis_down", Some(sent)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends the offers pending for `devices` to their sockets here; with `once`, only those
+/// not in it (and records them).
+async fn resend_pending(
+    ctx: &Ctx,
+    sockets: &Sockets,
+    devices: &[(String, String)],
+    reason: &str,
+    mut once: Option<&mut std::collections::HashSet<String>>,
+) {
+    let pending = match ctx.db.acquire().await {
+        Ok(mut conn) => device_store::pending_offers(&mut conn, devices).await,
+        Err(e) => Err(e),
+    };
+    let pending = match pending {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "pending offers not read; the workers' retries deliver them");
+            return;
+        }
+    };
+    let mut sent = 0u64;
+    for offer in pending {
+        if let Some(once) = once.as_deref_mut() {
+            if !once.insert(offer.call_id.clone()) {
+                continue;
+            }
+        }
+        if sockets.send(&offer.device_id, Outgoing::Text(offer_message(&offer))) {
+            sent += 1;
+        }
+    }
+    if sent > 0 {
+        tracing::info!(offers = sent, reason, "pending offers sent again");
+        pushdial_core::metrics::METRICS
+            .offers_resent
+            .with_label_values(&[reason])
+            .inc_by(sent);
+    }
+}
+
+/// The `call.offer` message of a pending offer, as every other sender writes it.
+fn offer_message(offer: &device_store::PendingOffer) -> String {
+    serde_json::json!({"type": "call.offer", "call_id": offer.call_id, "expires_at": offer.expires_at})
+        .to_string()
 }
 
 /// Buffers sized for many quiet sockets: agents exchange a few small messages a minute,
@@ -199,7 +346,8 @@ async fn serve_socket(
     socket: poem::web::websocket::WebSocketStream,
 ) {
     let (mut sink, mut source) = socket.split();
-    let (conn_id, mut outbox) = sockets.register(&device_id);
+    let (conn_id, mut outbox) = sockets.register(&org_id, &device_id);
+    sockets.keep(&ctx, &stop);
     pushdial_core::metrics::METRICS.agent_sockets.inc();
     let heartbeat = ctx.config.heartbeat_interval();
     let window = ctx.config.presence_window;
@@ -218,6 +366,11 @@ async fn serve_socket(
         "heartbeat_interval_s": heartbeat.as_secs_f64().ceil().max(1.0) as u64,
     });
     let mut alive = sink.send(Message::Text(hello.to_string())).await.is_ok();
+    // Offers made while the phone was away (its api died, its socket dropped, Redis was
+    // down) are sent again now, on whichever api it reconnected to: nothing else would.
+    if alive {
+        alive = send_pending(&ctx, &org_id, &device_id, &mut sink).await;
+    }
     let mut last_heard = Instant::now();
     let mut last_refresh = Instant::now();
     let mut check = tokio::time::interval(heartbeat.min(Duration::from_secs(5)));
@@ -281,6 +434,43 @@ async fn serve_socket(
     }
     announce(&ctx, &org_id, &device_id, true).await;
     tracing::info!(device_id = %device_id, "agent disconnected");
+}
+
+/// Sends a newly connected device the offers still pending for it; `false` if the socket
+/// failed meanwhile.
+async fn send_pending(
+    ctx: &Ctx,
+    org_id: &str,
+    device_id: &str,
+    sink: &mut (impl futures::Sink<Message> + Unpin),
+) -> bool {
+    let device = [(device_id.to_owned(), org_id.to_owned())];
+    let pending = match ctx.db.acquire().await {
+        Ok(mut conn) => device_store::pending_offers(&mut conn, &device).await,
+        Err(e) => Err(e),
+    };
+    let pending = match pending {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(device_id, error = %e, "pending offers not read; the workers' retries deliver them");
+            return true;
+        }
+    };
+    for offer in &pending {
+        if sink
+            .send(Message::Text(offer_message(offer)))
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        pushdial_core::metrics::METRICS
+            .offers_resent
+            .with_label_values(&["socket_opened"])
+            .inc();
+        tracing::info!(device_id, call_id = %offer.call_id, "pending offer sent again on a new socket");
+    }
+    true
 }
 
 /// Tells the tenant when the device's reachability flipped (best effort: logged on failure).

@@ -43,7 +43,7 @@ impl Reach {
 }
 
 /// Decides how each device can be reached: Redis presence keys first, Postgres
-/// `stream_seen_at` when Redis cannot answer. `last_seen_at` alone never makes a device
+/// `stream_seen_at` when Redis cannot answer or has no key for the device. `last_seen_at` alone never makes a device
 /// reachable; it only keeps a push channel fresh.
 pub async fn reachability(ctx: &Ctx, devices: &[DeviceRow]) -> Vec<Reach> {
     let ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
@@ -65,19 +65,24 @@ fn reach_of(
     live: Option<Vec<Option<String>>>,
     now: DateTime<Utc>,
 ) -> Vec<Reach> {
+    let seen_live = |d: &DeviceRow| stream_seen_live(ctx, d, now);
     let live: Vec<Option<Option<String>>> = match live {
-        Some(instances) => instances.into_iter().map(|i| i.map(Some)).collect(),
-        None => {
-            let window = chrono::Duration::from_std(ctx.config.presence_window).unwrap_or_default();
-            devices
-                .iter()
-                .map(|d| {
-                    d.stream_seen_at
-                        .filter(|t| now - *t <= window)
-                        .map(|_| None)
-                })
-                .collect()
-        }
+        // Redis answered. A device it has no key for may still hold a socket whose key
+        // Redis lost (a restart, a failover, a flush: the api re-asserts its sockets within
+        // a second); its heartbeat in PostgreSQL says so, so a connected phone is never
+        // refused for what Redis forgot.
+        Some(instances) => instances
+            .into_iter()
+            .zip(devices)
+            .map(|(i, d)| match i {
+                Some(instance) => Some(Some(instance)),
+                None => seen_live(d).then_some(None),
+            })
+            .collect(),
+        None => devices
+            .iter()
+            .map(|d| seen_live(d).then_some(None))
+            .collect(),
     };
     devices
         .iter()
@@ -89,6 +94,13 @@ fn reach_of(
             None => Reach::Offline,
         })
         .collect()
+}
+
+/// A socket's heartbeat in PostgreSQL within the presence window (cleared when the socket
+/// closes): the device holds a socket, whatever Redis says.
+fn stream_seen_live(ctx: &Ctx, d: &DeviceRow, now: DateTime<Utc>) -> bool {
+    let window = chrono::Duration::from_std(ctx.config.presence_window).unwrap_or_default();
+    d.stream_seen_at.is_some_and(|t| now - t <= window)
 }
 
 /// A push channel that was not rejected, of a device that checked in within the
@@ -309,7 +321,12 @@ pub async fn reach_and_take(
 ) -> Result<Routed> {
     let now = Utc::now();
     let ids: Vec<String> = c.devices.iter().map(|d| d.id.clone()).collect();
-    let push: Vec<bool> = c.devices.iter().map(|d| push_ready(ctx, d, now)).collect();
+    // Reachable without a presence key: by push, or by a socket whose key Redis lost.
+    let push: Vec<bool> = c
+        .devices
+        .iter()
+        .map(|d| push_ready(ctx, d, now) || stream_seen_live(ctx, d, now))
+        .collect();
     let unreachable = || {
         Error::conflict(
             "no_device_reachable",

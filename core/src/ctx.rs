@@ -48,7 +48,9 @@ impl Ctx {
         if config.webhook_timeout >= config.job_lease {
             // A delivery outliving its lease would be taken over and sent twice at once.
             return Err(format!(
-                "PUSHDIAL_WEBHOOK_TIMEOUT ({:?}) must be shorter than PUSHDIAL_JOB_LEASE ({:?})",
+                "PUSHDIAL_WEBHOOK_TIMEOUT ({:?}) must be shorter than PUSHDIAL_JOB_LEASE ({:?}): \
+                 a delivery still waiting for its receiver when its lease ends would be taken \
+                 over by another worker and sent twice; lower the timeout or lengthen the lease",
                 config.webhook_timeout, config.job_lease
             ));
         }
@@ -60,6 +62,17 @@ impl Ctx {
             // connection that broke while idle fails its next query, which answers 503, and
             // is then closed rather than returned.
             .test_before_acquire(false)
+            // …except for a while after a query found PostgreSQL gone (a restart, backends
+            // terminated): then idle connections are likely dead too, and a ping costs less
+            // than a request answered 503 for each of them.
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    if !database_suspect() {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .connect(&config.database_url)
             .await
             .map_err(|e| {
@@ -122,6 +135,27 @@ impl Ctx {
             }
         });
     }
+}
+
+/// Until when (milliseconds since the epoch) idle pool connections are pinged before use.
+static DATABASE_SUSPECT_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long after a connection-level database error idle connections are tested.
+const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+/// Records that a query found PostgreSQL unreachable or its session terminated (see
+/// `error::database_unavailable`): idle connections are tested before use for a while.
+pub fn suspect_database() {
+    let until = now_ms() + SUSPECT_FOR.as_millis() as u64;
+    DATABASE_SUSPECT_UNTIL.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn database_suspect() -> bool {
+    now_ms() < DATABASE_SUSPECT_UNTIL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Hides the password of a connection URL in messages.

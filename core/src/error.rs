@@ -53,7 +53,7 @@ pub enum Error {
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
     #[error("database error")]
-    Database(#[from] sqlx::Error),
+    Database(#[source] sqlx::Error),
     #[error("redis error")]
     Redis(#[from] redis::RedisError),
     #[error("internal error: {0}")]
@@ -105,7 +105,7 @@ impl Error {
             Error::Unprocessable { .. } => 422,
             Error::RateLimited { .. } => 429,
             Error::Unavailable { .. } => 503,
-            Error::Database(e) if is_unavailable(e) => 503,
+            _ if self.dependency_failure().is_some() => 503,
             Error::Database(_) | Error::Redis(_) | Error::Internal(_) => 500,
         }
     }
@@ -121,7 +121,7 @@ impl Error {
             | Error::Unavailable { code, .. } => code,
             Error::NotFound(_) => "resource_missing",
             Error::RateLimited { .. } => "rate_limited",
-            Error::Database(e) if is_unavailable(e) => "database_unavailable",
+            _ if self.dependency_failure().is_some() => DEPENDENCY_UNAVAILABLE,
             Error::Database(_) | Error::Redis(_) | Error::Internal(_) => "internal_error",
         }
     }
@@ -138,8 +138,75 @@ impl Error {
     pub fn is_internal(&self) -> bool {
         self.status() >= 500 && !matches!(self, Error::Unavailable { .. })
     }
+
+    /// `(dependency, cause)` when this error means PostgreSQL or Redis could not be reached
+    /// or is restarting, rather than a fault of ours: such a request may succeed when
+    /// retried, and is answered `503 dependency_unavailable` with `Retry-After`.
+    pub fn dependency_failure(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Error::Database(e) => database_unavailable(e).map(|cause| ("postgres", cause)),
+            Error::Redis(e) => redis_unavailable(e).map(|cause| ("redis", cause)),
+            _ => None,
+        }
+    }
 }
 
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+/// The problem code of a request that failed because PostgreSQL or Redis is unreachable,
+/// restarting or dropped its connection (`503`, with `Retry-After`).
+pub const DEPENDENCY_UNAVAILABLE: &str = "dependency_unavailable";
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if database_unavailable(&e).is_some() {
+            // Connections idle in the pool may be dead too (a restart, every backend
+            // terminated): test them before use for a while instead of failing a request on
+            // each of them.
+            crate::ctx::suspect_database();
+        }
+        Error::Database(e)
+    }
+}
+
+/// Why a database error means PostgreSQL is unavailable, if it does: the pool could not
+/// give a connection, the connection broke, or the server is shutting down, starting up,
+/// out of connections or terminated the session (SQLSTATE classes 08 connection
+/// exception, 53 insufficient resources, 57 operator intervention — 57P01
+/// admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now —, 58 system error).
+pub fn database_unavailable(e: &sqlx::Error) -> Option<&'static str> {
+    match e {
+        sqlx::Error::PoolTimedOut => Some("pool_timeout"),
+        sqlx::Error::PoolClosed => Some("pool_closed"),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => Some("connection"),
+        sqlx::Error::Protocol(_) => Some("connection"),
+        sqlx::Error::Database(db) => {
+            let code = db.code()?;
+            match code.get(..2)? {
+                "08" => Some("connection"),
+                "53" => Some("resources"),
+                "57" if code.starts_with("57P") => Some("shutdown"),
+                "57" => Some("canceled"),
+                "58" => Some("system"),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Why a Redis error means Redis is unavailable, if it does: unreachable, timed out,
+/// presumed down after a failure, loading its data after a restart, or failing over.
+pub fn redis_unavailable(e: &redis::RedisError) -> Option<&'static str> {
+    use redis::ErrorKind;
+    if e.is_timeout() {
+        return Some("timeout");
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return Some("connection");
+    }
+    match e.kind() {
+        ErrorKind::BusyLoadingError => Some("loading"),
+        ErrorKind::TryAgain | ErrorKind::MasterDown | ErrorKind::ReadOnly => Some("failover"),
+        ErrorKind::ClusterDown => Some("failover"),
+        _ => None,
+    }
 }

@@ -45,6 +45,13 @@ pub struct Metrics {
     /// Widget callbacks refused by the widget's hourly caps, or because the caps could not
     /// be checked (Redis down: they fail closed).
     pub widget_callbacks_refused: IntCounterVec,
+    /// Presence keys this api wrote again for the sockets it holds, after finding that
+    /// Redis had lost them (a restart, a failover, a flush) or had been unreachable.
+    pub presence_reasserted: IntCounterVec,
+    /// Pending offers sent again on a socket: when it opened, or when Redis came back.
+    pub offers_resent: IntCounterVec,
+    /// Requests answered `503 dependency_unavailable`, by dependency and cause.
+    pub dependency_unavailable: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -254,6 +261,24 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             "pushdial_widget_callbacks_refused_total",
             "Widget callbacks refused by the widget's hourly caps (callbacks_cap, scheduled_cap) or while the caps cannot be checked (limits_unavailable)",
             &["reason"],
+        ),
+        presence_reasserted: counter(
+            &r,
+            "pushdial_presence_reasserted_total",
+            "Sockets whose presence this api wrote again at once because Redis had lost it or had been unreachable (reason: redis_returned)",
+            &["reason"],
+        ),
+        offers_resent: counter(
+            &r,
+            "pushdial_offers_resent_total",
+            "Pending offers sent again on a socket (reason: socket_opened, redis_returned, redis_down: sent from PostgreSQL while Redis does not answer) or whose delivery waits for the phone's socket (waiting_for_socket)",
+            &["reason"],
+        ),
+        dependency_unavailable: counter(
+            &r,
+            "pushdial_dependency_unavailable_total",
+            "Requests answered 503 dependency_unavailable, by dependency (postgres, redis) and cause",
+            &["dependency", "cause"],
         ),
         registry: r,
     }

@@ -17,7 +17,13 @@ const COMMAND_TIMEOUT: Duration = Duration::from_millis(500);
 /// a reconnect: requests stay fast (on the Postgres fallback) while Redis is down.
 const BACKOFF_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
-/// Deletes a presence key only if it still names the given instance.
+/// Retries of a lost pub/sub connection start this soon after the loss…
+const RESUBSCRIBE_FIRST: Duration = Duration::from_millis(100);
+/// …and back off to at most this: until an instance is subscribed again, offers published
+/// for its sockets reach no one (they are delivered again once it is, see `api::stream`),
+/// so it must be back within a second of Redis.
+const RESUBSCRIBE_MAX: Duration = Duration::from_secs(1);
+
 /// Caches a session unless it was revoked meanwhile (a revocation leaves a marker), so a
 /// request that read the session just before sign-out cannot bring it back.
 static PUT_SESSION: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -27,6 +33,21 @@ static PUT_SESSION: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::ne
     )
 });
 
+/// Refreshes an instance's marker and tells whether it was there: a missing marker means
+/// Redis lost what the instance wrote (a restart, a failover, a flush), or the instance
+/// could not refresh it for a whole presence window.
+static MARK_INSTANCE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local old = redis.call('GET', KEYS[1]) \
+         redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) \
+         if old then return 1 end return 0",
+    )
+});
+
+/// Presence keys written per round trip when an instance re-asserts its sockets.
+const REASSERT_CHUNK: usize = 500;
+
+/// Deletes a presence key only if it still names the given instance.
 static CLEAR_IF_OURS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
 });
@@ -134,6 +155,41 @@ impl Presence {
                 .query_async(&mut conn),
         )
         .await
+    }
+
+    /// Refreshes `instance`'s marker (for one presence window); `Ok(false)` when it was
+    /// missing, i.e. Redis no longer holds what this instance wrote: its presence keys must
+    /// be written again.
+    pub async fn keep_instance_marker(&self, instance: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        let mut invocation = MARK_INSTANCE.key(format!("{}alive:{instance}", self.prefix));
+        invocation.arg(self.window.as_millis() as u64);
+        self.guarded(invocation.invoke_async::<i64>(&mut conn))
+            .await
+            .map(|kept| kept == 1)
+    }
+
+    /// Marks every given device live on `instance` for one presence window, a few hundred
+    /// keys per round trip: an instance re-asserting the sockets it holds.
+    pub async fn mark_all_live(
+        &self,
+        device_ids: &[String],
+        instance: &str,
+    ) -> redis::RedisResult<()> {
+        for chunk in device_ids.chunks(REASSERT_CHUNK) {
+            let mut pipe = redis::pipe();
+            for device_id in chunk {
+                pipe.cmd("SET")
+                    .arg(self.presence_key(device_id))
+                    .arg(instance)
+                    .arg("PX")
+                    .arg(self.window.as_millis() as u64)
+                    .ignore();
+            }
+            let mut conn = self.conn.clone();
+            self.guarded(pipe.query_async::<()>(&mut conn)).await?;
+        }
+        Ok(())
     }
 
     /// Removes the device's presence if it still points at `instance` (a newer socket on
@@ -345,11 +401,13 @@ impl Presence {
     where
         F: Fn(String) + Send + Sync,
     {
-        let mut delay = Duration::from_millis(100);
+        let mut delay = RESUBSCRIBE_FIRST;
         loop {
             let session = async {
                 let mut pubsub = self.client.get_async_pubsub().await?;
                 pubsub.subscribe(channel).await?;
+                // Subscribed: the next loss of the connection starts from a short delay.
+                delay = RESUBSCRIBE_FIRST;
                 let mut messages = pubsub.on_message();
                 while let Some(msg) = messages.next().await {
                     match msg.get_payload::<String>() {
@@ -372,7 +430,7 @@ impl Presence {
                 _ = stop.wait() => return,
                 _ = tokio::time::sleep(delay) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
+            delay = (delay * 2).min(RESUBSCRIBE_MAX);
         }
     }
 }

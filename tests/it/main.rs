@@ -22,6 +22,7 @@ mod cli;
 mod dialing;
 mod failover;
 mod fairness;
+mod faults;
 mod idempotency;
 mod isolation;
 mod jobs;

@@ -78,7 +78,10 @@ pub async fn deliver_offer(worker: &Worker, job: &Job) -> Result<(), JobError> {
     };
     let reach = reachability(&worker.ctx, std::slice::from_ref(&device)).await;
     // A miss is left to the ack timeout, which moves on to the next device.
-    deliver(worker, &call, &device, &reach[0]).await.map(|_| ())
+    match deliver(worker, &call, &device, &reach[0]).await? {
+        Delivery::AwaitSocket(why) => Err(JobError::defer(AWAIT_SOCKET_EVERY, why)),
+        Delivery::Handed | Delivery::Missed { .. } => Ok(()),
+    }
 }
 
 /// `call.offer_timeout`: the device did not ack in time; offer the next one.
@@ -149,7 +152,16 @@ enum Delivery {
         /// Why, when the push provider said (`push_rejected`, `push_credential_failed`).
         push_failure: Option<&'static str>,
     },
+    /// The device holds (or held a moment ago) a live socket that cannot be reached now —
+    /// Redis is down, or the api named by its presence is gone and the phone is
+    /// reconnecting — and it has no push channel: the offer stays with it and is sent
+    /// again shortly, until it is handed over or its ack timeout moves the call on.
+    AwaitSocket(String),
 }
+
+/// How often an offer waiting for its device's socket is tried again (and the api the
+/// phone reconnects to sends it pending offers at once).
+const AWAIT_SOCKET_EVERY: Duration = Duration::from_millis(500);
 
 /// Offers the call to the next reachable device that was not tried yet; fails the call when
 /// none is left.
@@ -204,6 +216,12 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
             Ok(Delivery::Missed { push_failure: why }) => {
                 queue::delete(&mut conn, outbox).await?;
                 push_failure = push_failure.or(why);
+            }
+            Ok(Delivery::AwaitSocket(why)) => {
+                // The outbox job sends it again; the ack timeout still bounds the wait.
+                tracing::info!(device_id = %device.id, reason = %why, "offer waits for the phone's socket");
+                queue::reschedule(&mut conn, outbox, AWAIT_SOCKET_EVERY, &why).await?;
+                return Ok(());
             }
             Err(e) => {
                 // The outbox job retries this device; the ack timeout still bounds the wait.
@@ -304,9 +322,12 @@ async fn deliver(
 ) -> Result<Delivery, JobError> {
     let ctx = &worker.ctx;
     let offer = OfferPayload::new(&call.id, call.expires_at);
+    let push_usable = device.push_channel.is_some()
+        && device.push_token.is_some()
+        && device.push_rejected_at.is_none();
     if let Reach::Live(instance) = reach {
         let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
-        match ctx
+        let miss = match ctx
             .presence
             .send_to_device(&device.id, instance.as_deref(), &message)
             .await
@@ -316,20 +337,22 @@ async fn deliver(
                 observe_offer(call, "socket");
                 return Ok(Delivery::Handed);
             }
-            Ok(false) => tracing::info!(device_id = %device.id, "socket gone; trying push"),
-            Err(e) => {
-                if device.push_channel.is_none() {
-                    // Redis is down but the device is live (Postgres fallback): retry the
-                    // job later rather than give up on a phone that is there.
-                    return Err(JobError {
-                        message: format!("live delivery unavailable: {e}"),
-                        retry_after: None,
-                        defer: false,
-                    });
-                }
-                tracing::warn!(device_id = %device.id, error = %e, "live delivery failed; trying push")
-            }
+            // No api holds the socket now (it died, or is subscribing again after Redis
+            // came back), or Redis has lost the presence key while PostgreSQL still sees
+            // the heartbeat: the phone is likely reconnecting.
+            Ok(false) => "socket gone".to_owned(),
+            Err(e) => format!("live delivery unavailable: {e}"),
+        };
+        if !push_usable {
+            // A phone that was there a moment ago and has no other channel: wait for its
+            // socket (the api it reconnects to sends pending offers) rather than give up.
+            pushdial_core::metrics::METRICS
+                .offers_resent
+                .with_label_values(&["waiting_for_socket"])
+                .inc();
+            return Ok(Delivery::AwaitSocket(miss));
         }
+        tracing::info!(device_id = %device.id, reason = %miss, "live delivery failed; trying push");
     }
     let (Some(channel), Some(token)) = (&device.push_channel, &device.push_token) else {
         return Ok(Delivery::Missed { push_failure: None });

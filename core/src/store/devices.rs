@@ -272,3 +272,34 @@ pub async fn mark_push_rejected(
     .await?;
     Ok(())
 }
+
+/// A call offered to a device and not yet acknowledged, ended or expired.
+#[derive(Debug, Clone)]
+pub struct PendingOffer {
+    pub call_id: String,
+    pub device_id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The calls offered to these devices (`(device, organization)` pairs) that they have not
+/// acknowledged yet and that have not expired: what a phone must be offered again when its
+/// socket opens, or when Redis, through which offers reach sockets, comes back.
+pub async fn pending_offers(
+    conn: &mut PgConnection,
+    devices: &[(String, String)],
+) -> sqlx::Result<Vec<PendingOffer>> {
+    let (ids, orgs): (Vec<String>, Vec<String>) = devices.iter().cloned().unzip();
+    sqlx::query_as!(
+        PendingOffer,
+        r#"select c.id as call_id, c.device_id as "device_id!", c.expires_at
+           from calls c
+           join unnest($1::text[], $2::text[]) as t(id, org_id)
+             on c.org_id = t.org_id and c.device_id = t.id
+           where c.status = 'offered' and c.expires_at > now()
+           order by c.created_at"#,
+        &ids,
+        &orgs
+    )
+    .fetch_all(conn)
+    .await
+}
