@@ -115,38 +115,6 @@ fn traced(payload: &serde_json::Value) -> std::borrow::Cow<'_, serde_json::Value
     }
 }
 
-/// Claims up to `limit` due jobs of any lane, oldest first, for `worker`, leasing them for
-/// `lease` — without turns between organizations: the worker claims per lane
-/// ([`claim_calls`], [`claim_bulk`]); this is for tools and tests of the lease itself.
-pub async fn claim(
-    conn: &mut PgConnection,
-    worker: &str,
-    limit: i64,
-    lease: Duration,
-) -> sqlx::Result<Vec<Job>> {
-    let lease_ms = lease.as_millis() as i64;
-    sqlx::query_as!(
-        Job,
-        r#"with due as (
-             select id from jobs
-             where lease_owner is null and dead_at is null and run_at <= now()
-             order by run_at
-             limit $2
-             for update skip locked
-         )
-         update jobs set attempts = attempts + 1, lease_owner = $1,
-                lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
-         from due where jobs.id = due.id
-         returning jobs.id, jobs.kind, jobs.payload, jobs.attempts, jobs.max_attempts,
-                   extract(epoch from clock_timestamp() - jobs.run_at)::float8 as "waited_seconds!""#,
-        worker,
-        limit,
-        lease_ms
-    )
-    .fetch_all(conn)
-    .await
-}
-
 /// A lane of the queue: claimed by its own loop, with its own slots, so that the work of
 /// one lane never waits behind the other's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

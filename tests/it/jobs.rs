@@ -340,7 +340,7 @@ async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
         .unwrap();
     for i in 0..50 {
         let mut conn = db.acquire().await.unwrap();
-        queue::enqueue(&mut conn, "test.noop", &serde_json::json!({ "i": i }), None)
+        queue::enqueue(&mut conn, "call.noop", &serde_json::json!({ "i": i }), None)
             .await
             .unwrap();
     }
@@ -349,39 +349,52 @@ async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
         let db = db.clone();
         async move {
             let mut conn = db.acquire().await.unwrap();
-            queue::claim(&mut conn, worker, 30, Duration::from_secs(30))
+            queue::claim_calls(&mut conn, worker, 30, Duration::from_secs(30), 100)
                 .await
                 .unwrap()
         }
     };
     let (a, b) = tokio::join!(claim("a"), claim("b"));
+    // A claim locks a window of due jobs wider than it takes (so that turns between
+    // organizations can be chosen), so a claimer racing it may find everything locked this
+    // time: what is left goes to the next claim.
+    let rest = claim("b").await;
+    let b: Vec<_> = b.into_iter().chain(rest).collect();
     let mut ids: Vec<i64> = a.iter().chain(b.iter()).map(|j| j.id).collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), a.len() + b.len(), "no job claimed twice");
     assert_eq!(ids.len(), 50, "every job claimed");
+    // Who holds which job does not matter below; name one of each.
+    let held: Vec<(&str, &pushdial_core::queue::Job)> = a
+        .iter()
+        .map(|j| ("a", j))
+        .chain(b.iter().map(|j| ("b", j)))
+        .collect();
+    let (first_owner, first) = (held[0].0, held[0].1.clone());
+    let (last_owner, last) = (held[49].0, held[49].1.clone());
 
     // A lease that expires is rescued; the next claim is a new attempt, and the old owner
     // can neither complete nor retry the job any more.
     let mut conn = db.acquire().await.unwrap();
-    let job = a[0].clone();
+    let job = first;
     sqlx::query("update jobs set lease_expires_at = now() - interval '1 second' where id = $1")
         .bind(job.id)
         .execute(&mut *conn)
         .await
         .unwrap();
     assert_eq!(queue::rescue(&mut conn).await.unwrap(), 1);
-    let again = queue::claim(&mut conn, "c", 100, Duration::from_secs(30))
+    let again = queue::claim_calls(&mut conn, "c", 100, Duration::from_secs(30), 100)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, job.id);
     assert_eq!(again[0].attempts, job.attempts + 1);
     assert!(
-        !queue::complete(&mut conn, &job, "a").await.unwrap(),
+        !queue::complete(&mut conn, &job, first_owner).await.unwrap(),
         "the old owner is fenced out"
     );
-    assert!(!queue::retry(&mut conn, &job, "a", Duration::ZERO, "late")
+    assert!(!queue::retry(&mut conn, &job, first_owner, Duration::ZERO, "late")
         .await
         .unwrap());
     assert!(queue::complete(&mut conn, &again[0], "c").await.unwrap());
@@ -394,14 +407,13 @@ async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
 
     // A failed job comes back after its backoff with the error kept; after its last
     // attempt it is buried, not retried forever.
-    let last = b[0].clone();
     sqlx::query("update jobs set max_attempts = $2 where id = $1")
         .bind(last.id)
         .bind(last.attempts)
         .execute(&mut *conn)
         .await
         .unwrap();
-    assert!(queue::retry(&mut conn, &last, "b", Duration::ZERO, "boom")
+    assert!(queue::retry(&mut conn, &last, last_owner, Duration::ZERO, "boom")
         .await
         .unwrap());
     let (dead, error): (bool, Option<String>) =
@@ -412,7 +424,7 @@ async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
             .unwrap();
     assert!(dead);
     assert_eq!(error.as_deref(), Some("boom"));
-    assert!(queue::claim(&mut conn, "d", 100, Duration::from_secs(30))
+    assert!(queue::claim_calls(&mut conn, "d", 100, Duration::from_secs(30), 100)
         .await
         .unwrap()
         .iter()
