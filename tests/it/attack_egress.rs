@@ -280,3 +280,69 @@ async fn webhook_endpoints_on_ip_literals_are_refused_at_registration() {
     assert_eq!(app.counts().await, before, "nothing written");
     assert_eq!(connections.load(Ordering::SeqCst), 0);
 }
+
+/// The attack, once a URL is stored: an endpoint whose URL names the deployment's own
+/// network (a row written before the policy, or by hand) is refused before each delivery,
+/// and its attempts say `egress_refused`, never a status the target gave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_webhook_url_on_the_internal_network_is_refused_before_each_delivery() {
+    let (port, connections) = internal_service().await;
+    let app = TestApp::spawn().await;
+    let (status, endpoint) = app
+        .api(
+            reqwest::Method::POST,
+            "/v1/webhook_endpoints",
+            Some(json!({"url": "https://hooks.example.com/pushdial"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{endpoint}");
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    for url in [
+        format!("http://[::1]:{port}/"),
+        format!("http://2130706433:{port}/"),
+    ] {
+        sqlx::query("update webhook_endpoints set url = $2 where id = $1")
+            .bind(&id)
+            .bind(&url)
+            .execute(&app.db)
+            .await
+            .unwrap();
+        let (status, sent) = app
+            .api(
+                reqwest::Method::POST,
+                &format!("/v1/webhook_endpoints/{id}/test"),
+                None,
+            )
+            .await;
+        assert!(status < 300, "{status}: {sent}");
+    }
+    let attempts = eventually(Duration::from_secs(20), "both attempts recorded", || {
+        let app = &app;
+        let id = id.clone();
+        async move {
+            let (_, attempts) = app
+                .api(
+                    reqwest::Method::GET,
+                    &format!("/v1/webhook_endpoints/{id}/attempts"),
+                    None,
+                )
+                .await;
+            let data = attempts["data"].as_array().cloned().unwrap_or_default();
+            (data.len() >= 2).then_some(data)
+        }
+    })
+    .await;
+    for attempt in &attempts {
+        assert!(attempt["status_code"].is_null(), "{attempt}");
+        let error = attempt["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("egress_refused (forbidden_address)"),
+            "{attempt}"
+        );
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "the internal service was never reached"
+    );
+}

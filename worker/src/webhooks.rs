@@ -96,9 +96,10 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         error: Some(storable(&error)),
         retry_after: None,
     };
+    // A refusal of the egress policy is said as such, never as the target's status.
     let url = match worker.ctx.egress.check_url(&d.url) {
         Ok(u) => u,
-        Err(e) => return failed(e.to_string()),
+        Err(e) => return failed(egress_refused(&e)),
     };
     let mut secrets = Vec::with_capacity(2);
     let bound = Bound::WebhookSecret {
@@ -148,7 +149,12 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         .await;
     let mut response = match response {
         Ok(r) => r,
-        Err(e) => return failed(describe(&e)),
+        Err(e) => {
+            return failed(match pushdial_core::egress::EgressError::of(&e) {
+                Some(refused) => egress_refused(&refused),
+                None => describe(&e),
+            })
+        }
     };
     let status = response.status().as_u16();
     let retry_after = response
@@ -172,6 +178,12 @@ async fn send(worker: &Worker, d: &Delivery) -> Answer {
         error: None,
         retry_after,
     }
+}
+
+/// An attempt the egress policy stopped before any connection (at the URL, or at the
+/// addresses its host resolved to): `egress_refused (<kind>): <why>`.
+fn egress_refused(e: &pushdial_core::egress::EgressError) -> String {
+    format!("egress_refused ({}): {e}", e.kind())
 }
 
 /// Text a receiver sent, storable: PostgreSQL text cannot hold NUL.
