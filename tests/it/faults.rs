@@ -286,14 +286,14 @@ async fn requests_cut_off_by_postgresql_terminating_connections_are_503_never_50
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
-                let place = worker == 0 && i % 4 == 0;
+                let place = worker == 0 && i.is_multiple_of(4);
                 let req = if place {
                     let n = numbers.fetch_add(1, Ordering::Relaxed);
                     http.post(format!("{url}/v1/calls"))
                         .json(&serde_json::json!({
                             "to": format!("+1415555{:04}", 2000 + n), "agent_id": agent_id
                         }))
-                } else if i % 2 == 0 {
+                } else if i.is_multiple_of(2) {
                     http.get(format!("{url}/v1/calls?limit=5"))
                 } else {
                     http.get(format!("{url}/v1/agents/{agent_id}"))
