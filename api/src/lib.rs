@@ -11,6 +11,7 @@ pub mod agents;
 pub mod api_keys;
 pub mod auth;
 pub mod calls;
+pub mod contract;
 pub mod devices;
 pub mod idempotency;
 pub mod limits;
@@ -114,10 +115,35 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
     )
 }
 
-/// The OpenAPI document as pretty JSON, exactly as committed in `openapi/openapi.json`.
+/// The OpenAPI 3.1 document as pretty JSON, exactly as committed in `openapi/openapi.json`
+/// (poem-openapi's rendering, finished by `contract::finish`).
 pub fn openapi_json() -> String {
-    api_service().spec()
+    contract::finish(&api_service().spec())
 }
+
+/// `GET /`: the console, where a person who opens the printed URL wants to be.
+#[handler]
+fn root() -> Response {
+    Response::builder()
+        .status(poem::http::StatusCode::FOUND)
+        .header(poem::http::header::LOCATION, "/console/")
+        .finish()
+}
+
+/// The routes served beside the OpenAPI document's, with their methods, for `Allow`.
+const PLAIN_ROUTES: &[(&str, &str)] = &[
+    ("/", "GET, HEAD"),
+    ("/agent/v1/stream", "GET, HEAD"),
+    ("/healthz", "GET, HEAD"),
+    ("/readyz", "GET, HEAD"),
+    ("/metrics", "GET, HEAD"),
+    ("/openapi.json", "GET, HEAD"),
+    ("/docs", "GET, HEAD"),
+    ("/auth/providers", "GET, HEAD"),
+    ("/auth/{provider}/login", "GET, HEAD"),
+    ("/auth/{provider}/callback", "GET, HEAD"),
+    ("/auth/logout", "POST"),
+];
 
 /// Prometheus metrics of this process.
 #[handler]
@@ -261,11 +287,21 @@ pub fn app(
         .map(|p| p.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
     let routes = Arc::new(problem::known_routes(paths.into_iter()));
+    let methods = Arc::new(contract::Methods::new(&spec, PLAIN_ROUTES));
     let service = api_service().server(ctx.config.public_url());
-    let spec = service.spec_endpoint();
-    let docs = docs_page(&service.redoc_html());
+    // The served document is the finished one, with this deployment's server URL; the
+    // reference renders the same document.
+    let stock_spec = service.spec();
+    let served = contract::finish(&stock_spec);
+    let docs = docs_page(&service.redoc_html().replace(&stock_spec, &served));
+    let spec = poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .body(served.clone())
+    });
     let web_dir = ctx.config.web_dir.clone();
     Route::new()
+        .at("/", get(root))
         .nest("/", service.with(widget_api::WidgetGate))
         .nest("/console", web::console(&web_dir))
         .at("/agent/", web::agent(&web_dir))
@@ -292,6 +328,7 @@ pub fn app(
         .data(sockets)
         .data(draining)
         .data(stop)
+        .with(contract::AllowHeader(methods))
         .with(problem::RequestIdMiddleware {
             flood,
             routes,

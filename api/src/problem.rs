@@ -61,7 +61,6 @@ pub struct Problem {
     /// Stable machine-readable code, e.g. `no_device_reachable`.
     pub code: String,
     pub request_id: String,
-    #[oai(skip_serializing_if_is_empty)]
     pub errors: Vec<ProblemField>,
 }
 

@@ -45,8 +45,8 @@ pub struct WebhookEndpoint {
     pub pending_messages: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    /// The signing secret (`whsec_…`): only in the answer that creates or rotates it.
-    #[oai(skip_serializing_if_is_none)]
+    /// The signing secret (`whsec_…`): only in the answer that creates or rotates it,
+    /// `null` elsewhere.
     pub secret: Option<String>,
 }
 

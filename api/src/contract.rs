@@ -1,0 +1,352 @@
+//! The published contract: poem-openapi renders an OpenAPI 3.0 document, which cannot say
+//! what the server answers (a 3.0 document has no `webhooks`, and its fields cannot be
+//! `null` without `nullable`). `finish` turns it, in this one place, into the OpenAPI 3.1
+//! document that is committed, served at `/openapi.json` and rendered at `/docs`:
+//!
+//! - every field of a response object is always present; a value that is absent is `null`,
+//!   so every property of a response schema is required, and those that may be absent are
+//!   nullable (`type: [T, "null"]`, or `anyOf` with `{type: null}`);
+//! - a request's optional field may be left out or sent as `null` (both mean "not given",
+//!   or "clear it" where an update says so);
+//! - every response names the headers it may carry (`Request-Id` always, `Retry-After` on
+//!   429 and 503, the rate-limit headers wherever a limit was consulted); every operation
+//!   with a body documents 415, and every operation 408 and 413 (the limits that apply to
+//!   any request before it reaches its handler); 405 (with `Allow`) is a shared response.
+//!
+//! `allowed_methods` answers a 405's `Allow` from the same document's paths.
+
+use serde_json::{json, Map, Value};
+
+/// The problem document's schema, referenced by every error response.
+const PROBLEM: &str = "#/components/schemas/Problem";
+
+/// The finished 3.1 document (pretty JSON) from poem-openapi's rendering.
+pub fn finish(spec: &str) -> String {
+    let Ok(mut doc) = serde_json::from_str::<Value>(spec) else {
+        return spec.to_owned();
+    };
+    transform(&mut doc);
+    serde_json::to_string_pretty(&doc).unwrap_or_else(|_| spec.to_owned())
+}
+
+fn transform(doc: &mut Value) {
+    doc["openapi"] = json!("3.1.0");
+    let responses = schemas_reached(doc, &["paths"], |key| key == "responses")
+        .into_iter()
+        .chain(schemas_reached(doc, &["webhooks"], |key| {
+            key == "requestBody"
+        }))
+        .collect::<std::collections::HashSet<_>>();
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        for (name, schema) in schemas.iter_mut() {
+            fix_object(schema, responses.contains(name));
+        }
+    }
+    add_components(doc);
+    if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for op in item.values_mut() {
+                fix_operation(op);
+            }
+        }
+    }
+    if let Some(text) = doc.pointer("/info/description").and_then(Value::as_str) {
+        doc["info"]["description"] = json!(format!("{text}\n\n{CONTRACT_NOTES}"));
+    }
+}
+
+/// What the reference says about the shape of every answer.
+const CONTRACT_NOTES: &str = "**The shape of every answer.** Every field of a response \
+object is always present: a value that is absent is `null`, never a missing field, and the \
+schemas say so (every property required, nullable where it may be absent). In a request, an \
+optional field may be left out or sent as `null`. Every error is a problem document \
+(`application/problem+json`) whose `errors` is always present (`[]` when no field is at \
+fault). A request with a body must send `Content-Type: application/json`, or it is answered \
+`415` (`unsupported_media_type`). A method a path does not accept is answered `405` \
+(`method_not_allowed`) with `Allow` listing the methods it does accept. `GET /` redirects \
+to the console (`/console/`).";
+
+/// Names of the component schemas reachable from the parts of `doc` under `root` whose key
+/// `pick` accepts (and from the schemas those reach).
+fn schemas_reached(doc: &Value, root: &[&str], pick: impl Fn(&str) -> bool) -> Vec<String> {
+    fn refs(x: &Value, out: &mut Vec<String>) {
+        match x {
+            Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+                    if let Some(name) = r.strip_prefix("#/components/schemas/") {
+                        out.push(name.to_owned());
+                    }
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    fn picked(x: &Value, pick: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+        match x {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    if pick(k) {
+                        refs(v, out);
+                    } else {
+                        picked(v, pick, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| picked(v, pick, out)),
+            _ => {}
+        }
+    }
+    let mut start = doc;
+    for key in root {
+        start = &start[*key];
+    }
+    let mut todo = vec![];
+    picked(start, &pick, &mut todo);
+    let mut seen: Vec<String> = vec![];
+    while let Some(name) = todo.pop() {
+        if seen.contains(&name) {
+            continue;
+        }
+        if let Some(schema) = doc.pointer(&format!("/components/schemas/{name}")) {
+            refs(schema, &mut todo);
+        }
+        seen.push(name);
+    }
+    seen
+}
+
+/// A response object: every property required, those poem left optional nullable. A request
+/// object: optional properties accept `null`.
+fn fix_object(schema: &mut Value, response: bool) {
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
+    let required: Vec<String> = obj
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(props) = obj.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let names: Vec<String> = props.keys().cloned().collect();
+    for (name, prop) in props.iter_mut() {
+        if !required.contains(name) {
+            *prop = nullable(std::mem::take(prop));
+        }
+    }
+    if response {
+        obj.insert("required".into(), json!(names));
+    }
+}
+
+/// `schema`, or `null`.
+fn nullable(mut schema: Value) -> Value {
+    let Some(obj) = schema.as_object_mut() else {
+        return schema;
+    };
+    if obj.is_empty() {
+        return schema; // any value, null included
+    }
+    if let Some(Value::String(t)) = obj.get("type").cloned() {
+        obj.insert("type".into(), json!([t, "null"]));
+        if let Some(Value::Array(values)) = obj.get_mut("enum") {
+            values.push(Value::Null);
+        }
+        return schema;
+    }
+    let mut outer = Map::new();
+    for key in ["description", "title", "default", "example"] {
+        if let Some(v) = obj.remove(key) {
+            outer.insert(key.into(), v);
+        }
+    }
+    outer.insert("anyOf".into(), json!([schema, {"type": "null"}]));
+    Value::Object(outer)
+}
+
+fn problem_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "headers": {"Request-Id": {"$ref": "#/components/headers/Request-Id"}},
+        "content": {"application/problem+json": {"schema": {"$ref": PROBLEM}}}
+    })
+}
+
+fn add_components(doc: &mut Value) {
+    let header = |description: &str, schema: Value, required: bool| json!({"description": description, "required": required, "schema": schema});
+    doc["components"]["headers"] = json!({
+        "Request-Id": header("The id of this request: quote it when asking about it.", json!({"type": "string"}), true),
+        "Retry-After": header("Seconds to wait before retrying.", json!({"type": "integer", "minimum": 1}), true),
+        "RateLimit-Policy": header("The rate-limit policy consulted (`\"name\";q=quota;w=window seconds`).", json!({"type": "string"}), false),
+        "RateLimit": header("What is left of that policy (`\"name\";r=remaining;t=seconds until reset`).", json!({"type": "string"}), false),
+        "Allow": header("The methods this path accepts.", json!({"type": "string"}), true),
+    });
+    let mut not_allowed = problem_response(
+        "The path does not accept this method (`method_not_allowed`); `Allow` lists those it does.",
+    );
+    not_allowed["headers"]["Allow"] = json!({"$ref": "#/components/headers/Allow"});
+    doc["components"]["responses"] = json!({ "MethodNotAllowed": not_allowed });
+}
+
+fn fix_operation(op: &mut Value) {
+    let has_body = op.get("requestBody").is_some();
+    let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if has_body {
+        responses.entry("415").or_insert_with(|| {
+            problem_response(
+                "The body is not JSON (`unsupported_media_type`): send `Content-Type: application/json`.",
+            )
+        });
+    }
+    responses.entry("408").or_insert_with(|| {
+        problem_response("The request's body did not arrive in time (`request_timeout`).")
+    });
+    responses.entry("413").or_insert_with(|| {
+        problem_response("The request's body is over 64 KiB (`payload_too_large`).")
+    });
+    for (status, response) in responses.iter_mut() {
+        let Some(response) = response.as_object_mut() else {
+            continue;
+        };
+        let headers = response
+            .entry("headers")
+            .or_insert_with(|| json!({}))
+            .as_object_mut();
+        let Some(headers) = headers else {
+            continue;
+        };
+        let mut names = vec!["Request-Id", "RateLimit-Policy", "RateLimit"];
+        if status == "429" || status == "503" {
+            names.push("Retry-After");
+        }
+        for name in names {
+            headers
+                .entry(name)
+                .or_insert_with(|| json!({"$ref": format!("#/components/headers/{name}")}));
+        }
+    }
+}
+
+/// Path templates of the document with the methods each accepts, for `Allow`.
+#[derive(Debug, Default)]
+pub struct Methods(Vec<(Vec<String>, String)>);
+
+impl Methods {
+    /// From the document's `paths`, and the plain routes served beside the API.
+    pub fn new(spec: &Value, plain: &[(&str, &str)]) -> Methods {
+        let mut out = vec![];
+        if let Some(paths) = spec.get("paths").and_then(Value::as_object) {
+            for (path, item) in paths {
+                let mut methods: Vec<String> = item
+                    .as_object()
+                    .map(|m| {
+                        m.keys()
+                            .filter(|k| {
+                                matches!(k.as_str(), "get" | "put" | "post" | "delete" | "patch")
+                            })
+                            .map(|k| k.to_uppercase())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if methods.iter().any(|m| m == "GET") {
+                    // poem answers HEAD wherever it answers GET.
+                    methods.push("HEAD".into());
+                }
+                if path.starts_with("/widget/v1/") {
+                    // The widget's CORS preflight.
+                    methods.push("OPTIONS".into());
+                }
+                methods.sort();
+                out.push((segments(path), methods.join(", ")));
+            }
+        }
+        for (path, methods) in plain {
+            out.push((segments(path), (*methods).to_owned()));
+        }
+        Methods(out)
+    }
+
+    /// The methods the route matching `path` accepts, if it is one of ours.
+    pub fn allowed(&self, path: &str) -> Option<&str> {
+        let given: Vec<&str> = path.split('/').collect();
+        // A literal segment wins over a parameter (`/v1/invitations/accept`).
+        self.0
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == given.len()
+                    && template
+                        .iter()
+                        .zip(&given)
+                        .all(|(t, g)| t == g || (t.starts_with('{') && !g.is_empty()))
+            })
+            .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
+            .map(|(_, methods)| methods.as_str())
+    }
+}
+
+/// Gives every 405 the `Allow` header RFC 9110 requires: the methods of the route, from
+/// the same table as the document.
+pub struct AllowHeader(pub std::sync::Arc<Methods>);
+
+impl<E: poem::Endpoint> poem::Middleware<E> for AllowHeader {
+    type Output = AllowHeaderEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        AllowHeaderEndpoint {
+            inner,
+            methods: self.0.clone(),
+        }
+    }
+}
+
+pub struct AllowHeaderEndpoint<E> {
+    inner: E,
+    methods: std::sync::Arc<Methods>,
+}
+
+impl<E: poem::Endpoint> poem::Endpoint for AllowHeaderEndpoint<E> {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        use poem::IntoResponse;
+        let path = req.uri().path().to_owned();
+        let mut resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) if e.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED => {
+                crate::problem::catch_all(e).await
+            }
+            Err(e) => return Err(e),
+        };
+        if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
+            && !resp.headers().contains_key(poem::http::header::ALLOW)
+        {
+            if let Some(v) = self
+                .methods
+                .allowed(&path)
+                .and_then(|m| poem::http::HeaderValue::from_str(m).ok())
+            {
+                resp.headers_mut().insert(poem::http::header::ALLOW, v);
+            }
+        }
+        Ok(resp)
+    }
+}
+
+fn segments(path: &str) -> Vec<String> {
+    path.split('/').map(str::to_owned).collect()
+}
