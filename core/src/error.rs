@@ -210,3 +210,47 @@ pub fn redis_unavailable(e: &redis::RedisError) -> Option<&'static str> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_dependencies_are_503_dependency_unavailable() {
+        let unavailable = [
+            Error::from(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            ))),
+            Error::from(sqlx::Error::PoolTimedOut),
+            Error::from(sqlx::Error::PoolClosed),
+            Error::Redis(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "redis presumed down",
+            ))),
+            Error::Redis(redis::RedisError::from((
+                redis::ErrorKind::BusyLoadingError,
+                "loading",
+            ))),
+        ];
+        for e in &unavailable {
+            assert_eq!(
+                (e.status(), e.code()),
+                (503, DEPENDENCY_UNAVAILABLE),
+                "{e:?}"
+            );
+            assert!(e.dependency_failure().is_some());
+        }
+        // Our own faults stay 500.
+        let ours = [
+            Error::from(sqlx::Error::RowNotFound),
+            Error::Redis(redis::RedisError::from((
+                redis::ErrorKind::TypeError,
+                "wrong type",
+            ))),
+            Error::Internal("bug".into()),
+        ];
+        for e in &ours {
+            assert_eq!((e.status(), e.code()), (500, "internal_error"), "{e:?}");
+        }
+    }
+}

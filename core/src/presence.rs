@@ -3,8 +3,10 @@
 //! with a TTL of the presence window, refreshed by heartbeats. To reach that socket, anyone
 //! (a worker, another api replica) publishes on `{prefix}instance:{instance_id}`; the
 //! instance forwards the message to the socket. Redis is never the only copy of anything
-//! that matters: a lost message is recovered by the offer timeout, and `stream_seen_at` in
-//! Postgres stands in for presence keys while Redis is down.
+//! that matters: a lost message is sent again (the worker retries an offer whose socket it
+//! cannot reach, and the api a phone reconnects to sends it its pending offers), and
+//! `stream_seen_at` in Postgres stands in for presence keys while Redis is down or after it
+//! lost them, until each api re-asserts its sockets (within a second of Redis answering).
 
 use std::time::Duration;
 
