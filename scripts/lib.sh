@@ -183,6 +183,30 @@ ensure_chromium() {
     ensure_npm_packages web/e2e
 }
 
+# --- Python -----------------------------------------------------------------------
+
+# The Python SDK's tests (tests/it/sdk_python.rs) run in .pushdial/python-venv, which
+# has sdk/python installed (editable) with its test extras: pytest and the pinned model
+# generator. Reinstalled when sdk/python/pyproject.toml changes.
+ensure_python_sdk() {
+    local venv="$PUSHDIAL_ROOT/.pushdial/python-venv"
+    ensure_command python3 python3
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+        die "Python $(python3 -V 2>&1) is too old for sdk/python: install Python 3.10 or newer"
+    if [[ ! -x "$venv/bin/python" ]]; then
+        # Debian's python3 leaves venv's pip bootstrap to a package of its own.
+        python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv
+        log "creating the Python SDK's virtual environment (.pushdial/python-venv)"
+        python3 -m venv "$venv" >&2 || die "python3 -m venv $venv failed"
+    fi
+    if [[ ! -f "$venv/.installed" || "$PUSHDIAL_ROOT/sdk/python/pyproject.toml" -nt "$venv/.installed" ]]; then
+        log "installing sdk/python and its test packages into .pushdial/python-venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+            -e "$PUSHDIAL_ROOT/sdk/python[test]" >&2 || die "pip install -e sdk/python[test] failed"
+        touch "$venv/.installed"
+    fi
+}
+
 # --- PostgreSQL -----------------------------------------------------------------
 
 # psql that never prompts for a password (-w), ignores ~/.psqlrc (-X), fails

@@ -33,6 +33,7 @@ mod openapi;
 mod push;
 mod redis_down;
 mod replicas;
+mod sdk_python;
 mod shutdown;
 mod webhooks;
 mod widgets;
