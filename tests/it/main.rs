@@ -34,6 +34,7 @@ mod push;
 mod redis_down;
 mod replicas;
 mod sdk_python;
+mod sdk_ts;
 mod shutdown;
 mod webhooks;
 mod widgets;

@@ -1,22 +1,76 @@
 /**
- * @pushdial/sdk — a thin, typed client of the pushdial public API.
+ * @pushdial/sdk — the TypeScript client of the pushdial public API, for Node 20+ and
+ * browsers (fetch and Web Crypto only, no Node built-ins).
  *
  * Every path, parameter and body comes from the types generated from openapi/openapi.json
- * (`./schema`); requests go through openapi-fetch. Two ways to authenticate:
- * - a secret key (`pd_sk_…`), server to server: `createPushdial({ baseUrl, apiKey })`;
- * - the console's session cookie, in the browser on the deployment's own origin:
- *   `createPushdial({ organization: 'org_…' })` sends `Pushdial-Organization` and the cookie.
+ * (`./schema`); requests go through openapi-fetch. Two layers:
+ * - `new Pushdial({ baseUrl, apiKey })`: resources (`pd.calls.create`, `pd.calls.list`, …)
+ *   with Idempotency-Keys, retries, pagination and typed errors;
+ * - `createPushdial(...)`: the generated client itself (`pd.GET('/v1/me')`), with the same
+ *   authentication and retries; `unwrap` turns its results into data or a PushdialError.
+ *
+ * Two ways to authenticate: a secret key (`pd_sk_…`), server to server; or, in the
+ * browser on the deployment's own origin, the console's session cookie with
+ * `organization: 'org_…'` (sent as `Pushdial-Organization`).
  */
-import createClient, { type Client, type Middleware } from 'openapi-fetch';
-import type { components, paths } from './schema.js';
-import { ProblemError } from './problem.js';
+import type { components } from './schema.js';
 
 export type { components, operations, paths, webhooks } from './schema.js';
-export { ProblemError, isProblem } from './problem.js';
-export type { Problem, ProblemField } from './problem.js';
+export {
+  Agents,
+  Calls,
+  createPushdial,
+  Devices,
+  Events,
+  newIdempotencyKey,
+  ORGANIZATION_HEADER,
+  PairingCodes,
+  Pushdial,
+  unwrap,
+  WebhookEndpoints,
+} from './client.js';
+export type {
+  CreateAgent,
+  CreateCall,
+  CreateOptions,
+  CreateWebhookEndpoint,
+  ListAgentsParams,
+  ListCallsParams,
+  ListDevicesParams,
+  ListEventsParams,
+  ListWebhookEndpointsParams,
+  PushdialClient,
+  PushdialOptions,
+  RequestOptions,
+  Schemas,
+  UpdateWebhookEndpoint,
+} from './client.js';
+export {
+  AuthenticationError,
+  BadRequestError,
+  ConflictError,
+  ConnectionError,
+  InternalServerError,
+  isProblem,
+  NotFoundError,
+  parseRetryAfter,
+  PayloadTooLargeError,
+  PermissionDeniedError,
+  ProblemError,
+  PushdialError,
+  RateLimitError,
+  ServiceUnavailableError,
+  UnprocessableEntityError,
+} from './errors.js';
+export type { Problem, ProblemField, ProblemInit, PushdialErrorOptions } from './errors.js';
+export { PagePromise } from './pagination.js';
+export type { Cursor, ListPage } from './pagination.js';
+export { backoffDelay, isRetryable, retryingFetch } from './retry.js';
+export type { RetryOptions } from './retry.js';
+export { verifyWebhook, WebhookVerificationError } from './webhooks.js';
+export type { WebhookEvent, WebhookEventType, WebhookHeaders, WebhookPayload } from './webhooks.js';
 
-/** Every schema of the API by name, e.g. `Schemas['Call']`. */
-export type Schemas = components['schemas'];
+type Schemas = components['schemas'];
 export type Agent = Schemas['Agent'];
 export type ApiKey = Schemas['ApiKey'];
 export type AuditEvent = Schemas['AuditEvent'];
@@ -38,98 +92,8 @@ export type WebhookAttempt = Schemas['WebhookAttempt'];
 export type WebhookEndpoint = Schemas['WebhookEndpoint'];
 export type Widget = Schemas['Widget'];
 
-/** The HTTP header that names the organization a session request acts in. */
-export const ORGANIZATION_HEADER = 'Pushdial-Organization';
-
 /** Call statuses after which nothing more happens. */
 export const TERMINAL_CALL_STATUSES: readonly string[] = ['completed', 'declined', 'canceled', 'expired', 'failed'];
-
-export interface PushdialOptions {
-  /** Where the API is, e.g. `https://pushdial.example`. Default: the page's own origin (`''`). */
-  baseUrl?: string;
-  /** A secret key `pd_sk_…`: sent as `Authorization: Bearer`. */
-  apiKey?: string;
-  /**
-   * With a console session (no `apiKey`): the organization to act in, sent as
-   * `Pushdial-Organization`. A function is asked on every request, so one client can
-   * follow an organization switcher.
-   */
-  organization?: string | (() => string | null | undefined);
-  /** A fetch implementation (default: the global one). */
-  fetch?: (input: Request) => Promise<Response>;
-  /** Extra headers for every request. */
-  headers?: Record<string, string>;
-}
-
-/** The openapi-fetch client of the pushdial API: `GET`, `POST`, `PATCH`, `DELETE`, `PUT`, … */
-export type PushdialClient = Client<paths>;
-
-/**
- * Creates a client. With `apiKey` every request carries `Authorization: Bearer <apiKey>`;
- * without one, requests carry the browser's cookies for the same origin
- * (`credentials: 'same-origin'`) and `Pushdial-Organization` when an organization is set.
- */
-export function createPushdial(options: PushdialOptions = {}): PushdialClient {
-  const { baseUrl = '', apiKey, organization, headers } = options;
-  const client = createClient<paths>({
-    baseUrl: baseUrl.replace(/\/+$/, ''),
-    headers,
-    ...(options.fetch ? { fetch: options.fetch } : {}),
-    ...(apiKey ? {} : { credentials: 'same-origin' as const }),
-  });
-  client.use(authMiddleware(apiKey, organization));
-  return client;
-}
-
-function authMiddleware(apiKey: string | undefined, organization: PushdialOptions['organization']): Middleware {
-  return {
-    onRequest({ request }) {
-      if (apiKey) {
-        request.headers.set('Authorization', `Bearer ${apiKey}`);
-        return request;
-      }
-      const org = typeof organization === 'function' ? organization() : organization;
-      if (org && !request.headers.has(ORGANIZATION_HEADER)) {
-        request.headers.set(ORGANIZATION_HEADER, org);
-      }
-      return request;
-    },
-  };
-}
-
-/** What every openapi-fetch method resolves to. */
-interface FetchResult<T> {
-  data?: T;
-  error?: unknown;
-  response: Response;
-}
-
-/**
- * Awaits an openapi-fetch call and returns its data, or throws a ProblemError built
- * from the problem document of a failed answer (or a network failure).
- *
- * ```ts
- * const call = await unwrap(pd.POST('/v1/calls', { body: { to: '+14155550123' } }));
- * ```
- */
-export async function unwrap<T>(pending: Promise<FetchResult<T>>): Promise<T> {
-  let result: FetchResult<T>;
-  try {
-    result = await pending;
-  } catch (e) {
-    if (e instanceof ProblemError) throw e;
-    throw new ProblemError({
-      status: 0,
-      code: 'network_error',
-      title: 'Network error',
-      detail: e instanceof Error ? `could not reach the server: ${e.message}` : 'could not reach the server',
-    });
-  }
-  if (!result.response.ok || result.error !== undefined) {
-    throw ProblemError.fromResponse(result.response, result.error);
-  }
-  return result.data as T;
-}
 
 /**
  * The URL of a call's live Server-Sent Events stream, for `new EventSource(url)` in the

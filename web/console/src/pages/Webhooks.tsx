@@ -415,7 +415,7 @@ export function WebhookDetail({ id }: { id: string }) {
                 onConfirm={async () => {
                   const r = await unwrap(api.POST('/v1/webhook_endpoints/{endpoint_id}/rotate_secret', { ...params, body: { grace_period_s: grace } }));
                   if (r.secret) setSecret(r.secret);
-                  ep.setData({ ...r, secret: undefined });
+                  ep.setData({ ...r, secret: null });
                 }}
               />
             </div>
