@@ -3,6 +3,7 @@ resources and arguments as `Pushdial`, each call awaited."""
 
 from __future__ import annotations
 
+import builtins
 import asyncio
 from collections.abc import Mapping
 from datetime import datetime
@@ -194,7 +195,7 @@ class Calls(_Resource):
         """Cancels a call until its phone starts dialing (`ConflictError` after)."""
         return await self._client._send(ops.cancel_call(call_id))
 
-    async def events(self, call_id: str) -> list[m.CallEvent]:
+    async def events(self, call_id: str) -> builtins.list[m.CallEvent]:
         """The call's timeline, oldest first."""
         return list((await self._client._send(ops.list_call_events(call_id))).data)
 
@@ -253,7 +254,7 @@ class WebhookEndpoints(_Resource):
         *,
         url: str,
         description: str | None = None,
-        event_types: list[str] | None = None,
+        event_types: builtins.list[str] | None = None,
         enabled: bool | None = None,
         rate_limit_per_s: int | None = None,
     ) -> m.WebhookEndpoint:
@@ -284,7 +285,7 @@ class WebhookEndpoints(_Resource):
         *,
         url: str | NotGiven = NOT_GIVEN,
         description: str | None | NotGiven = NOT_GIVEN,
-        event_types: list[str] | NotGiven = NOT_GIVEN,
+        event_types: builtins.list[str] | NotGiven = NOT_GIVEN,
         enabled: bool | NotGiven = NOT_GIVEN,
         rate_limit_per_s: int | None | NotGiven = NOT_GIVEN,
     ) -> m.WebhookEndpoint:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -192,7 +193,7 @@ class Calls(_Resource):
         """Cancels a call until its phone starts dialing (`ConflictError` after)."""
         return self._client._send(ops.cancel_call(call_id))
 
-    def events(self, call_id: str) -> list[m.CallEvent]:
+    def events(self, call_id: str) -> builtins.list[m.CallEvent]:
         """The call's timeline, oldest first."""
         return list(self._client._send(ops.list_call_events(call_id)).data)
 
@@ -251,7 +252,7 @@ class WebhookEndpoints(_Resource):
         *,
         url: str,
         description: str | None = None,
-        event_types: list[str] | None = None,
+        event_types: builtins.list[str] | None = None,
         enabled: bool | None = None,
         rate_limit_per_s: int | None = None,
     ) -> m.WebhookEndpoint:
@@ -282,7 +283,7 @@ class WebhookEndpoints(_Resource):
         *,
         url: str | NotGiven = NOT_GIVEN,
         description: str | None | NotGiven = NOT_GIVEN,
-        event_types: list[str] | NotGiven = NOT_GIVEN,
+        event_types: builtins.list[str] | NotGiven = NOT_GIVEN,
         enabled: bool | NotGiven = NOT_GIVEN,
         rate_limit_per_s: int | None | NotGiven = NOT_GIVEN,
     ) -> m.WebhookEndpoint:

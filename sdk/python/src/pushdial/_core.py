@@ -130,7 +130,7 @@ def _retriable_status(response: httpx.Response) -> bool:
     if response.status_code == 409:
         # The same key is being answered right now: its answer will be replayed.
         try:
-            return response.json().get("code") == "idempotency_key_in_use"
+            return bool(response.json().get("code") == "idempotency_key_in_use")
         except (ValueError, AttributeError):
             return False
     return False
@@ -213,9 +213,16 @@ class ClientCore:
         """The decoded answer, or the error it stands for."""
         if not response.is_success:
             raise error_from_response(response)
+        try:
+            body: Any = response.json() if response.content else None
+        except ValueError as e:
+            raise ResponseValidationError(
+                f"{op.method} {op.path}: the answer is not JSON: {e}",
+                status=response.status_code,
+                body=response.text[:500],
+            ) from e
         if op.cast_to is None:
-            return response.json() if response.content else None  # type: ignore[return-value]
-        body = response.json()
+            return body  # type: ignore[no-any-return]
         try:
             return op.cast_to.model_validate(body)  # type: ignore[attr-defined,no-any-return]
         except pydantic.ValidationError as e:
