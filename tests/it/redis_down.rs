@@ -50,8 +50,9 @@ async fn presence_falls_back_to_postgres_while_redis_is_down() {
         .await
         .unwrap();
     assert_eq!(call.status, "offered");
-    // Without Redis the offer cannot reach the socket: the worker keeps retrying the send
-    // until the ack timeout, then the call fails honestly as not delivered (no 5xx, no hang).
+    // The phone here is a bare stream that never acknowledges (the api hands it the offer
+    // from PostgreSQL while Redis is down): after the ack timeout the call fails honestly
+    // as not delivered (no 5xx, no hang).
     let failed = wait_for_status(&client, &call.id, "failed", Duration::from_secs(10)).await;
     assert_eq!(failed.reason.as_deref(), Some("not_delivered"));
 }
