@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { backoffDelay, isRetryable, Pushdial, PushdialError, RateLimitError, ServiceUnavailableError } from '../src/index.js';
+import { backoffDelay, ConflictError, isRetryable, Pushdial, PushdialError, RateLimitError, ServiceUnavailableError } from '../src/index.js';
 import { needServer, recordingFetch, sleep } from './support.js';
 
 function limited(options: ConstructorParameters<typeof Pushdial>[0] = {}) {
@@ -60,14 +60,17 @@ describe('retries of what the server cannot be made to answer', () => {
   // Answers each request with the next of `script` (then 200 with an empty list).
   let server: Server;
   let base: string;
-  const script: { status: number; headers?: Record<string, string> }[] = [];
+  const script: { status: number; headers?: Record<string, string>; code?: string }[] = [];
   const seen: { method: string; at: number; key: string | undefined }[] = [];
   beforeAll(async () => {
     server = createServer((req, res) => {
       seen.push({ method: req.method!, at: performance.now(), key: req.headers['idempotency-key'] as string | undefined });
       req.resume();
       const next = script.shift() ?? { status: 200 };
-      const problem = next.status === 200 ? { object: 'list', data: [], has_more: false } : { type: 'about:blank', title: 'Service Unavailable', status: next.status, detail: 'try later', code: 'overloaded', request_id: 'req_1', errors: [] };
+      const problem =
+        next.status === 200
+          ? { object: 'list', data: [], has_more: false }
+          : { type: 'about:blank', title: 'Refused', status: next.status, detail: 'try later', code: next.code ?? 'overloaded', request_id: 'req_1', errors: [] };
       res.writeHead(next.status, { 'content-type': next.status === 200 ? 'application/json' : 'application/problem+json', ...next.headers });
       res.end(JSON.stringify(problem));
     });
@@ -91,6 +94,23 @@ describe('retries of what the server cannot be made to answer', () => {
     expect(patch).toBeInstanceOf(ServiceUnavailableError);
     expect((patch as ServiceUnavailableError).retryAfter).toBe(1);
     expect((patch as ServiceUnavailableError).code).toBe('overloaded');
+    expect(seen).toHaveLength(1);
+  });
+
+  test('409 idempotency_key_in_use is retried with the same key; another 409 is not', async () => {
+    const pd = new Pushdial({ baseUrl: base, apiKey: 'pd_sk_test', retry: { baseDelayMs: 10 } });
+    seen.length = 0;
+    script.push({ status: 409, code: 'idempotency_key_in_use' });
+    await pd.agents.create({ name: 'Ada' });
+    expect(seen).toHaveLength(2);
+    expect(seen[0]!.key).toMatch(/.+/);
+    expect(seen[1]!.key).toBe(seen[0]!.key);
+
+    seen.length = 0;
+    script.push({ status: 409, code: 'idempotency_key_reused' });
+    const e = await pd.agents.create({ name: 'Ada' }).catch((e: unknown) => e);
+    expect(e).toBeInstanceOf(ConflictError);
+    expect((e as ConflictError).code).toBe('idempotency_key_reused');
     expect(seen).toHaveLength(1);
   });
 
