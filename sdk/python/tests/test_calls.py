@@ -91,6 +91,8 @@ def test_a_list_pages_through_every_call_newest_first(client: Pushdial, server, 
     assert second is not None and second.data[0].id != first.data[-1].id
 
     # Filters and a cursor given by hand hold on every page.
+    for call_id in ids:
+        wait_for_status(client, call_id, "delivered")
     after = [c.id for c in client.calls.list(status="delivered", starting_after=ids[1], limit=1)]
     assert ids[0] not in after and ids[1] not in after
     assert set(ids[2:]) <= set(after)
