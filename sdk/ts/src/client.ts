@@ -7,7 +7,7 @@
 import createClient, { type Client, type Middleware } from 'openapi-fetch';
 import { ConnectionError, PushdialError } from './errors.js';
 import { PagePromise, type Cursor, type ListPage } from './pagination.js';
-import { retryingFetch, type RetryOptions } from './retry.js';
+import { isAbort, retryingFetch, type RetryOptions } from './retry.js';
 import type { components, paths } from './schema.js';
 
 /** Every schema of the API by name, e.g. `Schemas['Call']`. */
@@ -85,7 +85,8 @@ interface FetchResult<T> {
 
 /**
  * Awaits an openapi-fetch call and returns its data, or throws the PushdialError of a
- * failed answer (its subclass by status) or a ConnectionError when no answer came.
+ * failed answer (its subclass by status) or a ConnectionError when no answer came (an
+ * aborted request throws its AbortError).
  *
  * ```ts
  * const call = await unwrap(pd.POST('/v1/calls', { body: { to: '+14155550123' } }));
@@ -96,7 +97,8 @@ export async function unwrap<T>(pending: Promise<FetchResult<T>>): Promise<T> {
   try {
     result = await pending;
   } catch (e) {
-    if (e instanceof PushdialError) throw e;
+    // An abort is the caller's own doing: it stays an AbortError (or TimeoutError).
+    if (e instanceof PushdialError || isAbort(e)) throw e;
     throw new ConnectionError(e);
   }
   if (!result.response.ok || result.error !== undefined) {

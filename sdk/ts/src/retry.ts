@@ -102,7 +102,8 @@ async function isRetryAnswer(response: Response): Promise<boolean> {
   }
 }
 
-function isAbort(error: unknown): boolean {
+/** Whether `error` is an abort (the caller's signal, or a timeout signal). */
+export function isAbort(error: unknown): boolean {
   return error instanceof Error && (error.name === 'AbortError' || error.name === 'TimeoutError');
 }
 

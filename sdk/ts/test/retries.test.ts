@@ -114,6 +114,17 @@ describe('retries of what the server cannot be made to answer', () => {
     expect(seen).toHaveLength(1);
   });
 
+  test("the request's signal stops a wait between retries, and the abort is thrown as it is", async () => {
+    const pd = new Pushdial({ baseUrl: base, apiKey: 'pd_sk_test' });
+    seen.length = 0;
+    script.push({ status: 503, headers: { 'retry-after': '5' } });
+    const started = performance.now();
+    const e = await pd.agents.list({}, { signal: AbortSignal.timeout(200) }).catch((e: unknown) => e);
+    expect((e as Error).name).toBe('TimeoutError');
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(seen).toHaveLength(1);
+  });
+
   test('a Retry-After longer than maxRetryAfter is not waited for', async () => {
     const pd = new Pushdial({ baseUrl: base, apiKey: 'pd_sk_test', retry: { maxRetryAfter: 5 } });
     seen.length = 0;
