@@ -465,7 +465,10 @@ impl CallsApi {
         let row = calls::cancel(&mut tx, &auth.org_id, &id).await?;
         tx.commit().await?;
         if let Some(device) = &row.device_id {
-            let message = serde_json::json!({ "type": "call.canceled", "call_id": row.id });
+            let message = pushdial_core::protocol::ToPhone::CallCanceled {
+                call_id: row.id.clone(),
+                reason: None,
+            };
             if let Err(e) = ctx.presence.send_to_device(device, None, &message).await {
                 tracing::warn!(call_id = %row.id, error = %e, "cancel not forwarded to the phone");
             }

@@ -40,7 +40,7 @@ pub(crate) async fn after_revoke(ctx: &Ctx, org_id: &str, revoked: &[(String, bo
         if let Err(e) = devices::announce_if_changed(ctx, org_id, id, *was_reachable).await {
             tracing::warn!(device_id = %id, error = %e, "reachability event not recorded");
         }
-        let close = serde_json::json!({ "type": "device.revoked" });
+        let close = pushdial_core::protocol::ToPhone::DeviceRevoked;
         if let Err(e) = ctx.presence.send_to_device(id, None, &close).await {
             tracing::warn!(device_id = %id, error = %e, "could not close the revoked device's socket");
         }

@@ -138,6 +138,7 @@ const PLAIN_ROUTES: &[(&str, &str)] = &[
     ("/readyz", "GET, HEAD"),
     ("/metrics", "GET, HEAD"),
     ("/openapi.json", "GET, HEAD"),
+    ("/asyncapi.yaml", "GET, HEAD"),
     ("/docs", "GET, HEAD"),
     ("/auth/providers", "GET, HEAD"),
     ("/auth/{provider}/login", "GET, HEAD"),
@@ -315,6 +316,15 @@ pub fn app(
         .at("/auth/:provider/callback", get(signin::callback))
         .at("/auth/logout", poem::post(signin::logout))
         .at("/openapi.json", spec)
+        // The agent stream's AsyncAPI document, as committed.
+        .at(
+            "/asyncapi.yaml",
+            get(poem::endpoint::make_sync(|_| {
+                Response::builder()
+                    .content_type("application/yaml")
+                    .body(include_str!("../../openapi/asyncapi.yaml"))
+            })),
+        )
         .at(
             "/docs",
             get(poem::endpoint::make_sync(move |_| {

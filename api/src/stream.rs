@@ -16,6 +16,7 @@ use futures::{SinkExt, StreamExt};
 use poem::web::websocket::{Message, WebSocket};
 use poem::web::Data;
 use poem::{handler, IntoResponse, Request, Response};
+use pushdial_core::protocol::ToPhone;
 use pushdial_core::shutdown::Stop;
 use pushdial_core::store::devices as device_store;
 use pushdial_core::{devices, Ctx};
@@ -274,9 +275,18 @@ async fn resend_pending(
 
 /// The `call.offer` message of a pending offer, as every other sender writes it.
 fn offer_message(offer: &device_store::PendingOffer) -> String {
-    serde_json::json!({"type": "call.offer", "call_id": offer.call_id, "expires_at": offer.expires_at})
-        .to_string()
+    ToPhone::offer(&offer.call_id, offer.expires_at).to_text()
 }
+
+/// Close codes the server ends a socket with (`openapi/asyncapi.yaml` describes each): the
+/// server is shutting down — reconnect at once, to another replica…
+const CLOSE_RESTART: (u16, &str) = (1012, "reconnect");
+/// …no frame arrived for a whole presence window — reconnect with backoff…
+const CLOSE_SILENT: (u16, &str) = (4000, "heartbeat_missed");
+/// …the device was revoked — do not reconnect: its token is refused from now on…
+const CLOSE_REVOKED: (u16, &str) = (4001, "device_revoked");
+/// …a newer socket with the same device token took over — this one should not come back.
+const CLOSE_REPLACED: (u16, &str) = (4002, "replaced");
 
 /// Buffers sized for many quiet sockets: agents exchange a few small messages a minute,
 /// and the library's defaults (128 KiB to read and 128 KiB to write, per socket) would make
@@ -360,12 +370,11 @@ async fn serve_socket(
     announce(&ctx, &org_id, &device_id, was_reachable).await;
     tracing::info!(device_id = %device_id, "agent connected");
 
-    let hello = serde_json::json!({
-        "type": "hello",
-        "device_id": device_id,
-        "heartbeat_interval_s": heartbeat.as_secs_f64().ceil().max(1.0) as u64,
-    });
-    let mut alive = sink.send(Message::Text(hello.to_string())).await.is_ok();
+    let hello = ToPhone::Hello {
+        device_id: device_id.clone(),
+        heartbeat_interval_s: heartbeat.as_secs_f64().ceil().max(1.0) as u64,
+    };
+    let mut alive = sink.send(Message::Text(hello.to_text())).await.is_ok();
     // Offers made while the phone was away (its api died, its socket dropped, Redis was
     // down) are sent again now, on whichever api it reconnected to: nothing else would.
     if alive {
@@ -374,6 +383,9 @@ async fn serve_socket(
     let mut last_heard = Instant::now();
     let mut last_refresh = Instant::now();
     let mut check = tokio::time::interval(heartbeat.min(Duration::from_secs(5)));
+    // Why the server ends the socket, said in its close frame so that the phone knows
+    // whether to come back (the AsyncAPI document lists these codes).
+    let mut close = None;
     while alive {
         tokio::select! {
             incoming = source.next() => match incoming {
@@ -396,23 +408,34 @@ async fn serve_socket(
                 }
                 Some(Outgoing::Close(text)) => {
                     let _ = sink.send(Message::Text(text)).await;
+                    close = Some(CLOSE_REVOKED);
                     break;
                 }
                 // Replaced by a newer socket of the same device.
-                None => break,
+                None => {
+                    close = Some(CLOSE_REPLACED);
+                    break;
+                }
             },
             _ = check.tick() => {
                 if last_heard.elapsed() > window {
                     tracing::info!(device_id = %device_id, "agent silent for a presence window; closing");
+                    close = Some(CLOSE_SILENT);
                     break;
                 }
             }
             _ = stop.wait() => {
                 // Shutting down: tell the agent to come back (to another replica).
-                let _ = sink.send(Message::Text(r#"{"type":"reconnect"}"#.to_owned())).await;
+                let _ = sink.send(Message::Text(ToPhone::Reconnect.to_text())).await;
+                close = Some(CLOSE_RESTART);
                 break;
             }
         }
+    }
+    if let Some((code, reason)) = close {
+        let _ = sink
+            .send(Message::Close(Some((code.into(), reason.to_owned()))))
+            .await;
     }
     let _ = sink.close().await;
     sockets.unregister(&device_id, conn_id);

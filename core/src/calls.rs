@@ -469,7 +469,7 @@ pub async fn insert(
 /// Sends an offer recorded by `insert` to the device's socket; `true` when it was handed
 /// over (its outbox job is then swept). If not, `hurry_first_offer` hands it to the worker.
 pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) -> bool {
-    let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
+    let message = crate::protocol::ToPhone::offer(&call.id, call.expires_at);
     let sent = ctx
         .presence
         .send_to_device(&offer.device_id, offer.instance.as_deref(), &message)

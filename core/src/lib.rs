@@ -20,6 +20,7 @@ pub mod mail;
 pub mod metrics;
 pub mod phone;
 pub mod presence;
+pub mod protocol;
 pub mod push;
 pub mod queue;
 pub mod ratelimit;

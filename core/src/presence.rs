@@ -226,7 +226,7 @@ impl Presence {
         &self,
         device_id: &str,
         instance: Option<&str>,
-        message: &serde_json::Value,
+        message: &crate::protocol::ToPhone,
     ) -> redis::RedisResult<bool> {
         let instance = match instance {
             Some(i) => i.to_owned(),

@@ -578,7 +578,7 @@ impl Runner {
                 call_id,
                 expires_at,
             })) => self.offer(call_id, expires_at),
-            Some(Ok(ServerMessage::CallCanceled { call_id })) => {
+            Some(Ok(ServerMessage::CallCanceled { call_id, .. })) => {
                 match self.inflight.get(&call_id) {
                     Some(token) => {
                         info!(%call_id, "call canceled by the server");
@@ -591,6 +591,8 @@ impl Runner {
                 info!("server asked to reconnect");
                 return Some(SessionEnd::Reconnect);
             }
+            // The socket closes next, and the token is refused on reconnecting.
+            Some(Ok(ServerMessage::DeviceRevoked)) => warn!("this device was revoked"),
             Some(Ok(ServerMessage::Unknown)) => debug!("ignoring unknown server message"),
         }
         None

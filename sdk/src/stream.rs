@@ -56,7 +56,14 @@ pub enum ServerMessage {
     CallCanceled {
         /// The call.
         call_id: String,
+        /// Why, when the server says: `expired` (absent when canceled through the API).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
+    /// The device was revoked: the server closes the socket next, and refuses its token
+    /// from then on (pair again).
+    #[serde(rename = "device.revoked")]
+    DeviceRevoked,
     /// The server is going away: reconnect soon.
     #[serde(rename = "reconnect")]
     Reconnect,
@@ -247,8 +254,20 @@ mod tests {
         assert_eq!(
             parse(r#"{"type":"call.canceled","call_id":"call_1"}"#),
             ServerMessage::CallCanceled {
-                call_id: "call_1".into()
+                call_id: "call_1".into(),
+                reason: None
             }
+        );
+        assert_eq!(
+            parse(r#"{"type":"call.canceled","call_id":"call_1","reason":"expired"}"#),
+            ServerMessage::CallCanceled {
+                call_id: "call_1".into(),
+                reason: Some("expired".into())
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"device.revoked"}"#),
+            ServerMessage::DeviceRevoked
         );
         assert_eq!(parse(r#"{"type":"reconnect"}"#), ServerMessage::Reconnect);
     }

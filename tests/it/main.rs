@@ -7,6 +7,7 @@
 mod harness;
 
 mod accounts;
+mod asyncapi;
 mod attack_egress;
 mod attack_http;
 mod attack_keys;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use pushdial_core::calls::{self, reachability, Change, Reach};
 use pushdial_core::lifecycle::CallStatus;
+use pushdial_core::protocol::{CancelReason, ToPhone};
 use pushdial_core::push::{OfferPayload, PushOutcome, PushTarget};
 use pushdial_core::queue::{self, kinds, Job};
 use pushdial_core::store::calls::{self as call_store, CallRow};
@@ -130,8 +131,10 @@ pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
     tx.commit().await?;
     tracing::info!(call_id = %call.id, "call expired");
     if let Some(device) = &call.device_id {
-        let message =
-            serde_json::json!({"type": "call.canceled", "call_id": call.id, "reason": "expired"});
+        let message = ToPhone::CallCanceled {
+            call_id: call.id.clone(),
+            reason: Some(CancelReason::Expired),
+        };
         if let Err(e) = worker
             .ctx
             .presence
@@ -326,7 +329,7 @@ async fn deliver(
         && device.push_token.is_some()
         && device.push_rejected_at.is_none();
     if let Reach::Live(instance) = reach {
-        let message = serde_json::json!({"type": "call.offer", "call_id": call.id, "expires_at": call.expires_at});
+        let message = ToPhone::offer(&call.id, call.expires_at);
         let miss = match ctx
             .presence
             .send_to_device(&device.id, instance.as_deref(), &message)
