@@ -350,3 +350,85 @@ impl<E: poem::Endpoint> poem::Endpoint for AllowHeaderEndpoint<E> {
 fn segments(path: &str) -> Vec<String> {
     path.split('/').map(str::to_owned).collect()
 }
+
+/// One answer of the api as it leaves the process, for an observer that checks it against
+/// the document (the test harness does, for every answer of every test).
+pub struct Observed<'a> {
+    /// The listener's address: which server answered.
+    pub local: String,
+    pub method: &'a poem::http::Method,
+    pub path: &'a str,
+    pub status: u16,
+    pub headers: &'a poem::http::HeaderMap,
+    /// The body, when it is JSON (streams, pages and files are not read).
+    pub body: Option<&'a [u8]>,
+}
+
+/// What observes every answer.
+pub type Observer = std::sync::Arc<dyn Fn(&Observed<'_>) + Send + Sync>;
+
+static OBSERVER: std::sync::OnceLock<Observer> = std::sync::OnceLock::new();
+
+/// Installs the process's observer (once; later calls are ignored). Without one, answers
+/// pass untouched.
+pub fn set_observer(observer: Observer) {
+    let _ = OBSERVER.set(observer);
+}
+
+/// Shows every answer to the observer, if one is installed.
+pub struct Observe;
+
+impl<E: poem::Endpoint> poem::Middleware<E> for Observe {
+    type Output = ObserveEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        ObserveEndpoint { inner }
+    }
+}
+
+pub struct ObserveEndpoint<E> {
+    inner: E,
+}
+
+impl<E: poem::Endpoint> poem::Endpoint for ObserveEndpoint<E> {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        use poem::IntoResponse;
+        let Some(observer) = OBSERVER.get() else {
+            return self.inner.call(req).await.map(IntoResponse::into_response);
+        };
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let local = req
+            .local_addr()
+            .as_socket_addr()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let mut resp = match self.inner.call(req).await {
+            Ok(r) => r.into_response(),
+            Err(e) => e.into_response(),
+        };
+        let json = resp
+            .headers()
+            .get(poem::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
+        let body = if json {
+            let bytes = resp.take_body().into_bytes().await.unwrap_or_default();
+            resp.set_body(bytes.clone());
+            Some(bytes)
+        } else {
+            None
+        };
+        observer(&Observed {
+            local,
+            method: &method,
+            path: &path,
+            status: resp.status().as_u16(),
+            headers: resp.headers(),
+            body: body.as_deref(),
+        });
+        Ok(resp)
+    }
+}

@@ -121,18 +121,27 @@ pub fn openapi_json() -> String {
     contract::finish(&api_service().spec())
 }
 
-/// `GET /`: the console, where a person who opens the printed URL wants to be.
-#[handler]
-fn root() -> Response {
-    Response::builder()
-        .status(poem::http::StatusCode::FOUND)
-        .header(poem::http::header::LOCATION, "/console/")
-        .finish()
+/// `GET /`: the console, where a person who opens the printed URL wants to be. (Answered
+/// before the router: the API's service, nested at `/`, would take `/` for itself.)
+async fn root_redirect<E: poem::Endpoint>(
+    ep: Arc<E>,
+    req: poem::Request,
+) -> poem::Result<Response> {
+    let get = matches!(
+        *req.method(),
+        poem::http::Method::GET | poem::http::Method::HEAD
+    );
+    if get && req.uri().path() == "/" {
+        return Ok(Response::builder()
+            .status(poem::http::StatusCode::FOUND)
+            .header(poem::http::header::LOCATION, "/console/")
+            .finish());
+    }
+    ep.call(req).await.map(IntoResponse::into_response)
 }
 
 /// The routes served beside the OpenAPI document's, with their methods, for `Allow`.
 const PLAIN_ROUTES: &[(&str, &str)] = &[
-    ("/", "GET, HEAD"),
     ("/agent/v1/stream", "GET, HEAD"),
     ("/healthz", "GET, HEAD"),
     ("/readyz", "GET, HEAD"),
@@ -302,7 +311,6 @@ pub fn app(
     });
     let web_dir = ctx.config.web_dir.clone();
     Route::new()
-        .at("/", get(root))
         .nest("/", service.with(widget_api::WidgetGate))
         .nest("/console", web::console(&web_dir))
         .at("/agent/", web::agent(&web_dir))
@@ -338,6 +346,7 @@ pub fn app(
         .data(sockets)
         .data(draining)
         .data(stop)
+        .around(root_redirect)
         .with(contract::AllowHeader(methods))
         .with(problem::RequestIdMiddleware {
             flood,
@@ -345,6 +354,7 @@ pub fn app(
             trusted: Arc::new(trusted),
             admission,
         })
+        .with(contract::Observe)
 }
 
 /// Serves the api on an already-bound listener until `stop` fires, then lets in-flight

@@ -43,6 +43,7 @@ impl Receiver {
                 async move {
                     let headers = req.headers().clone();
                     let body = req.into_body().into_vec().await.unwrap_or_default();
+                    crate::harness::contract::check_webhook(&body);
                     state.got.lock().unwrap().push((headers, body));
                     "ok"
                 }

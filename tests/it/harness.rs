@@ -16,6 +16,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+#[path = "contract.rs"]
+pub mod contract;
+
 /// The server URL without a database name, from `DATABASE_URL` (any database on it).
 pub fn server_url() -> String {
     let url = std::env::var("DATABASE_URL")
@@ -151,6 +154,9 @@ pub struct TestApp {
     pub org: NewOrg,
     stop: Option<Trigger>,
     server: Option<JoinHandle<Result<(), String>>>,
+    /// Addresses of this app's api processes (itself and its replicas), whose answers the
+    /// contract check claims.
+    apis: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestApp {
@@ -184,6 +190,7 @@ impl TestApp {
         config.listen = addr;
         tune(&mut config);
         let url = format!("http://{addr}");
+        contract::install();
         let (trigger, stop) = shutdown::channel();
         let server = tokio::spawn(pushdial::run(config.clone(), Some(listener), roles, stop));
         let db = PgPoolOptions::new()
@@ -200,6 +207,7 @@ impl TestApp {
             org,
             stop: Some(trigger),
             server: Some(server),
+            apis: std::sync::Mutex::new(vec![addr.to_string()]),
         };
         app.wait_ready().await;
         app
@@ -232,6 +240,10 @@ impl TestApp {
         let mut config = self.config.clone();
         config.listen = listener.local_addr().unwrap();
         let url = format!("http://{}", config.listen);
+        self.apis
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(config.listen.to_string());
         let (trigger, stop) = shutdown::channel();
         tokio::spawn(pushdial::run(
             config,
@@ -378,6 +390,23 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(t) = self.stop.take() {
             t.stop();
+        }
+        // Every answer this test received must be one the published document allows. Under
+        // nextest a process runs one test, so every server it started is this test's.
+        let mine = if std::env::var_os("NEXTEST").is_some() {
+            None
+        } else {
+            let mut apis = self.apis.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            apis.push(contract::WEBHOOKS.to_owned());
+            Some(apis)
+        };
+        let mismatches = contract::take_mismatches(mine.as_deref());
+        if !mismatches.is_empty() && contract::enforced() && !std::thread::panicking() {
+            panic!(
+                "{} answer(s) the OpenAPI document does not allow:\n{}",
+                mismatches.len(),
+                mismatches.join("\n")
+            );
         }
     }
 }

@@ -55,6 +55,7 @@ impl Receiver {
                     async move {
                         let headers = req.headers().clone();
                         let body = req.into_body().into_vec().await.unwrap_or_default();
+                        crate::harness::contract::check_webhook(&body);
                         let refused =
                             state.refuse.lock().unwrap().as_ref().is_some_and(|r| {
                                 String::from_utf8_lossy(&body).contains(r.as_str())
