@@ -173,7 +173,8 @@ macro_rules! problems {
             /// A rate limit refused the request; `Retry-After` says when to retry.
             #[oai(status = 429, content_type = "application/problem+json")]
             TooManyRequests(poem_openapi::payload::Json<$crate::problem::Problem>),
-            /// A dependency (PostgreSQL) is unavailable; retry later.
+            /// A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+            /// limit of requests in progress; retry after `Retry-After`.
             #[oai(status = 503, content_type = "application/problem+json")]
             Unavailable(poem_openapi::payload::Json<$crate::problem::Problem>),
         }

@@ -2752,7 +2752,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -2897,7 +2900,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3040,7 +3046,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3156,7 +3165,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3277,7 +3289,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3393,7 +3408,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3526,7 +3544,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3683,7 +3704,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3813,7 +3837,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -3958,7 +3985,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -4112,7 +4142,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -4252,7 +4285,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -4392,7 +4428,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -4548,7 +4587,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -4688,7 +4730,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -4833,7 +4878,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -4971,7 +5019,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -5125,7 +5176,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -5265,7 +5319,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -5397,7 +5454,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -5538,7 +5598,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -5707,7 +5770,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -5837,7 +5903,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -5978,7 +6047,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -6108,7 +6180,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -6241,7 +6316,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -6376,7 +6454,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -6506,7 +6587,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -6636,7 +6720,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -6771,7 +6858,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -6914,7 +7004,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -7068,7 +7161,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -7222,7 +7318,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -7362,7 +7461,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -7500,7 +7602,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -7640,7 +7745,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -7783,7 +7891,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -7923,7 +8034,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -8079,7 +8193,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -8217,7 +8334,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -8371,7 +8491,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -8525,7 +8648,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -8668,7 +8794,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -8806,7 +8935,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -8946,7 +9078,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -9103,7 +9238,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -9243,7 +9381,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -9376,7 +9517,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -9541,7 +9685,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -9671,7 +9818,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -9801,7 +9951,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -9968,7 +10121,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -10104,7 +10260,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -10257,7 +10416,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -10425,7 +10587,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -10592,7 +10757,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -10744,7 +10912,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -10876,7 +11047,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -11019,7 +11193,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -11148,7 +11325,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -11277,7 +11457,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -11422,7 +11605,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -11587,7 +11773,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -11741,7 +11930,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
@@ -11890,7 +12082,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency (PostgreSQL) is unavailable; retry later. */
+            /**
+             * @description A dependency (PostgreSQL or Redis) is unavailable, or this instance is at its
+             *     limit of requests in progress; retry after `Retry-After`.
+             */
             503: {
                 headers: {
                     RateLimit: components["headers"]["RateLimit"];
