@@ -6,6 +6,8 @@
 //! presence never outlives the connection by more than one window. A socket that opens is
 //! sent the offers still pending for its device, and an instance re-asserts its sockets'
 //! presence as soon as Redis comes back without it (`keep_presence`).
+//! The messages are `pushdial_core::protocol::ToPhone`; a socket the server ends gets a close
+//! code saying whether to come back. `openapi/asyncapi.yaml` publishes all of it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

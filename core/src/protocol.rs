@@ -64,11 +64,6 @@ impl ToPhone {
         // A tagged enum of strings, integers and timestamps always serializes.
         serde_json::to_string(self).unwrap_or_default()
     }
-
-    /// Whether the server closes the socket after writing this message.
-    pub fn closes_socket(&self) -> bool {
-        matches!(self, ToPhone::DeviceRevoked | ToPhone::Reconnect)
-    }
 }
 
 #[cfg(test)]
