@@ -394,9 +394,11 @@ async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
         !queue::complete(&mut conn, &job, first_owner).await.unwrap(),
         "the old owner is fenced out"
     );
-    assert!(!queue::retry(&mut conn, &job, first_owner, Duration::ZERO, "late")
-        .await
-        .unwrap());
+    assert!(
+        !queue::retry(&mut conn, &job, first_owner, Duration::ZERO, "late")
+            .await
+            .unwrap()
+    );
     assert!(queue::complete(&mut conn, &again[0], "c").await.unwrap());
     let left: i64 = sqlx::query_scalar("select count(*) from jobs where id = $1")
         .bind(job.id)
@@ -413,9 +415,11 @@ async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    assert!(queue::retry(&mut conn, &last, last_owner, Duration::ZERO, "boom")
-        .await
-        .unwrap());
+    assert!(
+        queue::retry(&mut conn, &last, last_owner, Duration::ZERO, "boom")
+            .await
+            .unwrap()
+    );
     let (dead, error): (bool, Option<String>) =
         sqlx::query_as("select dead_at is not null, last_error from jobs where id = $1")
             .bind(last.id)
@@ -424,9 +428,11 @@ async fn claims_are_disjoint_and_a_rescued_lease_fences_out_its_old_owner() {
             .unwrap();
     assert!(dead);
     assert_eq!(error.as_deref(), Some("boom"));
-    assert!(queue::claim_calls(&mut conn, "d", 100, Duration::from_secs(30), 100)
-        .await
-        .unwrap()
-        .iter()
-        .all(|j| j.id != last.id));
+    assert!(
+        queue::claim_calls(&mut conn, "d", 100, Duration::from_secs(30), 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.id != last.id)
+    );
 }
