@@ -376,7 +376,12 @@ pub async fn run(
             ctx.presence
                 .follow_instance(&instance, stop, |device_id, message| {
                     let text = message.to_string();
-                    let outgoing = if message["type"] == "device.revoked" {
+                    // A revocation is the last frame: the socket closes after it.
+                    let revoked = matches!(
+                        serde_json::from_value(message),
+                        Ok(pushdial_core::protocol::ToPhone::DeviceRevoked)
+                    );
+                    let outgoing = if revoked {
                         stream::Outgoing::Close(text)
                     } else {
                         stream::Outgoing::Text(text)
