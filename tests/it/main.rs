@@ -24,6 +24,7 @@ mod dialing;
 mod failover;
 mod fairness;
 mod faults;
+mod fuzz;
 mod idempotency;
 mod isolation;
 mod jobs;
