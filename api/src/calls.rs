@@ -10,12 +10,12 @@ use poem_openapi::payload::EventStream;
 use poem_openapi::payload::Json;
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
-use pushdial_core::calls::{self, CallRequest, RawCallRequest, Target};
+use pushdial_core::calls::{self, RawCallRequest};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
-use pushdial_core::ratelimit::Limit;
+use pushdial_core::placing::{self, CallAnswer};
 use pushdial_core::store::calls::{self as call_store, CallFilter};
-use pushdial_core::{limits, Ctx, Error};
+use pushdial_core::{Ctx, Error};
 
 use crate::auth::OrgAuth;
 use crate::idempotency::Idempotency;
@@ -66,78 +66,9 @@ problems!(
     CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
 
-/// The quotas a placed call takes: the organization's calls per minute (its plan's, or
-/// the deployment's) and calls per destination per hour.
-pub(crate) fn quotas(
-    ctx: &Ctx,
-    org_id: &str,
-    request: &CallRequest,
-    per_minute: Option<i32>,
-) -> Vec<(&'static str, String, Limit)> {
-    let per_minute = per_minute
-        .and_then(|r| u32::try_from(r).ok())
-        .unwrap_or(ctx.config.limit_calls_per_minute);
-    vec![
-        ("calls", org_id.to_owned(), limits::per_minute(per_minute)),
-        (
-            "number",
-            format!("{org_id}:{}", request.to.as_str()),
-            limits::per_hour(ctx.config.limit_calls_per_number_per_hour),
-        ),
-    ]
-}
-
-/// Checks a call against the dialing policy, finds its route (a reachable phone) and takes
-/// its quotas: one database read and one Redis round trip, on the caller's connection.
-/// Shared by `POST /v1/calls` and the widget's callbacks.
-pub(crate) async fn route(
-    ctx: &Ctx,
-    conn: &mut sqlx::PgConnection,
-    org_id: &str,
-    request: &CallRequest,
-) -> Result<calls::Routed, Error> {
-    let candidates = calls::candidates(conn, org_id, request).await?;
-    let quotas = quotas(ctx, org_id, request, candidates.per_minute);
-    calls::reach_and_take(ctx, candidates, &quotas).await
-}
-
-/// Writes the call (and its first offer when the phone is live) in the caller's
-/// transaction.
-pub(crate) async fn place(
-    tx: &mut sqlx::PgConnection,
-    ctx: &Ctx,
-    org_id: &str,
-    request: &CallRequest,
-    routed: &calls::Routed,
-) -> Result<(call_store::CallRow, Option<calls::FirstOffer>), Error> {
-    let live = routed.live.as_ref().map(|(d, i)| (d.as_str(), i.clone()));
-    calls::insert(
-        tx,
-        ctx,
-        org_id,
-        request,
-        &routed.agent_id,
-        routed.device_id.as_deref(),
-        live,
-    )
-    .await
-}
-
-/// After the commit: hands an inline first offer to the socket (or, if it cannot be
-/// handed over, to the worker at once), or wakes the workers.
-pub(crate) async fn after_commit(
-    ctx: &Ctx,
-    conn: &mut sqlx::PgConnection,
-    row: &call_store::CallRow,
-    first_offer: Option<&calls::FirstOffer>,
-) {
-    match first_offer {
-        Some(offer) => {
-            if !calls::send_first_offer(ctx, row, offer).await {
-                calls::hurry_first_offer(ctx, conn, row).await;
-            }
-        }
-        None => ctx.wake_workers().await,
+impl CallAnswer for Call {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
     }
 }
 
@@ -244,74 +175,21 @@ impl CallsApi {
         idempotency_key: Header<Option<String>>,
         body: Json<CreateCall>,
     ) -> Result<CallCreated, CreateCallError> {
-        let org_id = &auth.org_id;
         let idem =
             Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?.scoped(auth.user_id());
+        let b = body.0;
+        let raw = RawCallRequest {
+            to: b.to,
+            agent_id: b.agent_id,
+            device_id: b.device_id,
+            confirm: b.confirm,
+            expires_in: b.expires_in,
+            metadata: b.metadata,
+        };
         // One connection for the whole request, reads and transaction alike.
         let mut conn = ctx.db.acquire().await?;
-        if let Some(call) = idem.replay::<Call>(&mut conn, org_id).await? {
-            if auth.own_agent().is_some_and(|own| own != call.agent_id) {
-                return Err(Error::NotFound("call").into());
-            }
-            return Ok(CallCreated::Created(Json(call)));
-        }
-        let b = body.0;
-        // A signed-in member calls through their own phones unless they name others.
-        let agent_id = match (&b.agent_id, &b.device_id) {
-            (None, None) => auth.member_agent().map(str::to_owned),
-            _ => b.agent_id,
-        };
-        if let (Some(own), Some(asked)) = (auth.own_agent(), &agent_id) {
-            if own != asked {
-                return Err(Error::NotFound("agent").into());
-            }
-        }
-        let request = CallRequest::parse(
-            RawCallRequest {
-                to: b.to,
-                agent_id,
-                device_id: b.device_id,
-                confirm: b.confirm,
-                expires_in: b.expires_in,
-                metadata: b.metadata,
-            },
-            ctx.config.call_expires_in,
-        )?;
-        // Before the target's state is looked at, so that nothing about other agents'
-        // phones leaks: an agent may only name their own device.
-        if let (Some(own), Target::Device(device_id)) = (auth.own_agent(), &request.target) {
-            let owner = pushdial_core::store::devices::get(&mut conn, org_id, device_id)
-                .await?
-                .map(|d| d.agent_id);
-            if owner.as_deref() != Some(own) {
-                return Err(Error::NotFound("device").into());
-            }
-        }
-        let candidates = calls::candidates(&mut conn, org_id, &request).await?;
-        if auth
-            .own_agent()
-            .is_some_and(|own| own != candidates.agent_id)
-        {
-            return Err(Error::NotFound("device").into());
-        }
-        crate::auth::may_use_agent(&mut conn, &auth, &candidates.agent_id).await?;
-        // The key is held before the quotas are taken: a retry racing the first request
-        // (409) or finding its answer committed since `replay` spends no quota.
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        if let Some(call) = idem.lock(&mut tx, org_id).await? {
-            return Ok(CallCreated::Created(Json(call)));
-        }
-        // Only now, when nothing else can refuse it, does the call take its quotas.
-        let quotas = quotas(&ctx, org_id, &request, candidates.per_minute);
-        let routed = calls::reach_and_take(&ctx, candidates, &quotas).await?;
-        let (row, first_offer) = place(&mut tx, &ctx, org_id, &request, &routed).await?;
-        let call = Call::from(row.clone());
-        tracing::Span::current().record("call_id", call.id.as_str());
-        idem.save(&mut tx, org_id, 201, &call).await?;
-        tx.commit().await?;
-        after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
-        tracing::info!(org_id = %org_id, "call queued");
-        Ok(CallCreated::Created(Json(call)))
+        let placed = placing::place_call::<Call>(&ctx, &mut conn, &auth, raw, &idem).await?;
+        Ok(CallCreated::Created(Json(placed.into_answer())))
     }
 
     /// List calls

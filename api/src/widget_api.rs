@@ -23,12 +23,9 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
-use pushdial_core::calls::{self as calls_core, CallRequest, RawCallRequest};
-use pushdial_core::ids::{self, Kind};
-use pushdial_core::phone::PhoneNumber;
+use pushdial_core::placing::{self, CallbackInput, Visitor};
 use pushdial_core::store::widgets::{self as store, WidgetRow};
-use pushdial_core::widgets::Cap;
-use pushdial_core::{limits, secrets, text, widgets, Ctx, Error};
+use pushdial_core::{secrets, widgets, Ctx, Error};
 
 use crate::problem::{ApiError, Problem};
 use crate::problems;
@@ -286,23 +283,6 @@ async fn recently_available(ctx: &Ctx, w: &WidgetRow) -> Result<bool, Error> {
     Ok(available)
 }
 
-/// Counts the callback against one of the widget's hourly caps (see `widgets::take_cap`);
-/// a 503 while the caps cannot be checked tells the page when to come back.
-async fn take_cap(ctx: &Ctx, w: &WidgetRow, cap: Cap, req: &Request) -> Result<(), Error> {
-    let (ip, user_agent) = crate::auth::client_of(req);
-    let client = (ip.as_deref(), user_agent.as_deref());
-    crate::limits::retry_later(widgets::take_cap(ctx, w, cap, client).await)
-}
-
-/// The one answer for every number the widget will not call: it never says why (a
-/// blocklist must not be probed from a public page).
-fn not_callable() -> Error {
-    Error::Unprocessable {
-        code: "number_not_callable",
-        message: "we cannot call this number; check it and try again".into(),
-    }
-}
-
 #[OpenApi(tag = "Tags::WidgetApi")]
 impl WidgetApi {
     /// Widget configuration
@@ -368,147 +348,26 @@ impl WidgetApi {
     ) -> Result<CallbackAnswer, WidgetApiError> {
         let w = auth.0.widget;
         let b = body.0;
-        if !b.consent {
-            return Err(Error::invalid("consent", "the visitor must agree to be called").into());
-        }
-        let name = text::optional("name", b.name.as_deref(), 100)?;
-        let locale = match b.locale.as_deref() {
-            None => None,
-            Some(l @ ("en" | "zh")) => Some(l),
-            Some(_) => return Err(Error::invalid("locale", "en or zh").into()),
+        let (ip, user_agent) = crate::auth::client_of(req);
+        let visitor = Visitor {
+            key: crate::auth::client_key(req),
+            ip,
+            user_agent,
         };
-        // A visitor's address may ask only so often, whichever widgets it uses (before
-        // anything else is looked at).
-        let ip = crate::auth::client_key(req);
-        let per_ip = limits::per_minute(ctx.config.limit_widget_per_ip_per_minute);
-        limits::take(&ctx, "widget_ip", &ip, per_ip).await?;
-        // Availability before the number: a hidden widget answers every number alike.
-        let available = if widgets::open_now(&w, chrono::Utc::now()) {
-            widgets::available_agents(&ctx, &w).await?
-        } else {
-            Vec::new()
+        let input = CallbackInput {
+            phone: b.phone,
+            country: b.country,
+            name: b.name,
+            locale: b.locale,
+            consent: b.consent,
         };
-        let unavailable = || {
-            Error::conflict(
-                "unavailable",
-                "nobody can take calls right now; try again later",
-            )
-        };
-        if available.is_empty() && w.when_unavailable != "callback" {
-            return Err(unavailable().into());
-        }
-        let country = b.country.as_deref().map(str::to_ascii_uppercase);
-        let to = PhoneNumber::parse_in("phone", &b.phone, country.as_deref())
-            .map_err(|_| not_callable())?;
-        let mut conn = ctx.db.acquire().await?;
-        pushdial_core::dialing::check(&mut conn, &w.org_id, &to)
-            .await
-            .map_err(|e| match e {
-                Error::Unprocessable { .. } => not_callable(),
-                other => other,
-            })?;
-        drop(conn);
-        // One number is asked for so often across every organization's widgets, so that a
-        // victim's phone cannot be made to ring from many sites.
-        let per_number = limits::per_hour(ctx.config.limit_widget_per_number_per_hour);
-        limits::take(&ctx, "widget_number", to.as_str(), per_number).await?;
-        // Anyone can send this request (the key is public, the Origin forgeable): the
-        // widget's hourly cap bounds the calls it can cause, before its turn is taken.
-        if !available.is_empty() {
-            take_cap(&ctx, &w, Cap::Calling, req).await?;
-        }
-        // Only now, when its input can no longer refuse it, does the request take its turn.
-        let agent = widgets::take_turn(&ctx, &w, &available).await?;
-
-        let id = ids::new_id(Kind::Callback);
-        let token = secrets::new_token("pd_cbt_");
-        let stream_url = format!("/widget/v1/callbacks/{id}/events?token={token}");
-        let (client_ip, _) = crate::auth::client_of(req);
-        if let Some(agent_id) = agent {
-            let mut request = CallRequest::parse(
-                RawCallRequest {
-                    to: to.as_str().to_owned(),
-                    agent_id: Some(agent_id.clone()),
-                    device_id: None,
-                    // `required`, set below (not a value the public API takes).
-                    confirm: None,
-                    expires_in: None,
-                    metadata: Some(std::collections::BTreeMap::from([
-                        ("source".to_owned(), "widget".to_owned()),
-                        ("widget_id".to_owned(), w.id.clone()),
-                        ("callback_id".to_owned(), id.clone()),
-                        (
-                            "visitor_name".to_owned(),
-                            name.unwrap_or_default().to_owned(),
-                        ),
-                    ])),
-                },
-                ctx.config.call_expires_in,
-            )?;
-            // The number came from a public page: a person on the phone confirms it, even
-            // on a phone set to dial by itself.
-            request.confirm = calls_core::CONFIRM_REQUIRED;
-            // The phone may have gone away since it was picked, or the organization's call
-            // quota may be spent: the request is then taken for later.
-            let mut conn = ctx.db.acquire().await?;
-            let admitted = match crate::calls::route(&ctx, &mut conn, &w.org_id, &request).await {
-                Ok(routed) => Some(routed),
-                Err(Error::Conflict { .. } | Error::NotFound(_) | Error::RateLimited { .. }) => {
-                    None
-                }
-                Err(e) => return Err(e.into()),
-            };
-            if let Some(routed) = admitted {
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let (row, first_offer) =
-                    crate::calls::place(&mut tx, &ctx, &w.org_id, &request, &routed).await?;
-                store::insert_callback(
-                    &mut tx,
-                    &id,
-                    &w.org_id,
-                    &w.id,
-                    to.as_str(),
-                    name,
-                    locale,
-                    "calling",
-                    Some(&row.id),
-                    &secrets::hash(&token),
-                    client_ip.as_deref(),
-                )
-                .await?;
-                tx.commit().await?;
-                crate::calls::after_commit(&ctx, &mut conn, &row, first_offer.as_ref()).await;
-                return Ok(CallbackAnswer::Created(Json(CallbackCreated {
-                    id,
-                    status: "calling".into(),
-                    stream_url,
-                })));
-            }
-        }
-        if w.when_unavailable != "callback" {
-            return Err(unavailable().into());
-        }
-        // A request for later places no call, so no call quota bounds it: its own cap does.
-        take_cap(&ctx, &w, Cap::Scheduled, req).await?;
-        let mut conn = ctx.db.acquire().await?;
-        store::insert_callback(
-            &mut conn,
-            &id,
-            &w.org_id,
-            &w.id,
-            to.as_str(),
-            name,
-            locale,
-            "scheduled",
-            None,
-            &secrets::hash(&token),
-            client_ip.as_deref(),
-        )
-        .await?;
+        // The widget's caps fail closed: their 503 tells the page when to come back.
+        let taken = placing::request_callback(&ctx, &w, &visitor, input).await;
+        let taken = crate::limits::retry_later(taken)?;
         Ok(CallbackAnswer::Created(Json(CallbackCreated {
-            id,
-            status: "scheduled".into(),
-            stream_url,
+            id: taken.id,
+            status: taken.status.into(),
+            stream_url: taken.stream_url,
         })))
     }
 

@@ -3,6 +3,7 @@
 //!
 //! Neither `pushdial-api` nor `pushdial-worker` compiles the other; both depend on this crate.
 
+pub mod access;
 pub mod accounts;
 pub mod calls;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod devices;
 pub mod dialing;
 pub mod egress;
 pub mod error;
+pub mod idempotency;
 pub mod ids;
 pub mod keycache;
 pub mod lifecycle;
@@ -19,6 +21,7 @@ pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod phone;
+pub mod placing;
 pub mod presence;
 pub mod protocol;
 pub mod push;

@@ -1,0 +1,163 @@
+//! Who may do what in an organization: the acting principal (`OrgScope`: the tenant, the
+//! actor and its role) that the api's security schemes resolve a credential to, and the
+//! checks a use case asks of it. Here, not in the api, so that a use case in `core`
+//! (`placing`) can apply the same rules the handlers do, in its own order.
+
+use crate::accounts::Role;
+use crate::store::accounts::{self as account_store, AuditEntry};
+use crate::Error;
+
+/// Who is acting.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    /// A secret API key, acting with its creator's role now (`Owner` for the organization's
+    /// own key, which has no creator).
+    Key {
+        key_id: String,
+        role: Role,
+        /// The member who made it: their user id and their own agent.
+        creator: Option<KeyCreator>,
+    },
+    /// A signed-in member.
+    Member {
+        user_id: String,
+        role: Role,
+        /// The member's own agent: their calls and devices.
+        agent_id: String,
+    },
+}
+
+/// The member a key acts for.
+#[derive(Debug, Clone)]
+pub struct KeyCreator {
+    pub user_id: String,
+    pub agent_id: String,
+}
+
+/// The organization a request acts in, who acts, and from where.
+#[derive(Debug, Clone)]
+pub struct OrgScope {
+    pub org_id: String,
+    pub actor: Actor,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl OrgScope {
+    /// The actor's role; a secret key has its creator's.
+    pub fn role(&self) -> Role {
+        match &self.actor {
+            Actor::Key { role, .. } | Actor::Member { role, .. } => *role,
+        }
+    }
+
+    /// The member acting, in person or through a key they made: whom a key made now
+    /// belongs to. `None` for the organization's own key.
+    pub fn acting_user(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { user_id, .. } => Some(user_id),
+            Actor::Key { creator, .. } => creator.as_ref().map(|c| c.user_id.as_str()),
+        }
+    }
+
+    /// The acting member's own agent, in person or through a key they made.
+    fn acting_agent(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { agent_id, .. } => Some(agent_id),
+            Actor::Key { creator, .. } => creator.as_ref().map(|c| c.agent_id.as_str()),
+        }
+    }
+
+    /// Refuses anyone but owners (403 `role_forbidden`).
+    pub fn require_owner(&self) -> Result<(), Error> {
+        if self.role() >= Role::Owner {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "role_forbidden",
+                "this needs the owner role in the organization",
+            ))
+        }
+    }
+
+    /// Refuses members below admin (403 `role_forbidden`).
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.role() >= Role::Admin {
+            Ok(())
+        } else {
+            Err(Error::forbidden(
+                "role_forbidden",
+                "this needs the admin or owner role in the organization",
+            ))
+        }
+    }
+
+    /// For a member with the `agent` role (or a key whose creator has it now): the only
+    /// agent whose calls and devices they may see and use. `None` for admins and owners.
+    pub fn own_agent(&self) -> Option<&str> {
+        match self.role() {
+            // A key with the agent role always has a creator (the organization's is owner);
+            // should one not, it sees an agent that cannot exist: nothing.
+            Role::Agent => Some(self.acting_agent().unwrap_or("")),
+            _ => None,
+        }
+    }
+
+    /// The signed-in member's agent (whatever their role).
+    pub fn member_agent(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { agent_id, .. } => Some(agent_id),
+            Actor::Key { .. } => None,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<&str> {
+        match &self.actor {
+            Actor::Member { user_id, .. } => Some(user_id),
+            Actor::Key { .. } => None,
+        }
+    }
+
+    /// An audit entry for an act of this actor on a target.
+    pub fn audit(&self, action: &str, target_type: &str, target_id: &str) -> AuditEntry {
+        let (actor_type, actor_id) = match &self.actor {
+            Actor::Key { key_id, .. } => ("api_key", key_id.clone()),
+            Actor::Member { user_id, .. } => ("user", user_id.clone()),
+        };
+        AuditEntry {
+            org_id: Some(self.org_id.clone()),
+            action: action.to_owned(),
+            actor_type: actor_type.to_owned(),
+            actor_id: Some(actor_id),
+            target_type: Some(target_type.to_owned()),
+            target_id: Some(target_id.to_owned()),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            data: serde_json::json!({}),
+        }
+    }
+}
+
+/// Refuses an admin (not an owner) acting on an owner's agent — pairing a phone to it,
+/// revoking its phones, or calling through them: admins manage everyone but owners. An
+/// admin's key is refused alike (a key has its creator's role). Owners, the organization's
+/// own key, and members acting on their own agent pass (agents are held to their own agent
+/// by `own_agent` before this).
+/// Asks on the request's own connection, so that a request never holds two.
+pub async fn may_use_agent(
+    conn: &mut sqlx::PgConnection,
+    scope: &OrgScope,
+    agent_id: &str,
+) -> Result<(), Error> {
+    if scope.role() != Role::Admin || scope.acting_agent() == Some(agent_id) {
+        return Ok(());
+    }
+    let role = account_store::role_of_agent(conn, &scope.org_id, agent_id).await?;
+    if role.as_deref() == Some("owner") {
+        return Err(Error::forbidden(
+            "role_forbidden",
+            "admins may not use or manage an owner's phones",
+        ));
+    }
+    Ok(())
+}
