@@ -11,7 +11,8 @@
 //! - every response names the headers it may carry (`Request-Id` always, `Retry-After` on
 //!   429 and 503, the rate-limit headers wherever a limit was consulted); every operation
 //!   with a body documents 415, and every operation 408 and 413 (the limits that apply to
-//!   any request before it reaches its handler); 405 (with `Allow`) is a shared response.
+//!   any request before it reaches its handler); 405 (with `Allow`) is a shared response;
+//! - an event stream's schema is one event's, whose `data` carries an item as JSON.
 //!
 //! `allowed_methods` answers a 405's `Allow` from the same document's paths.
 
@@ -201,6 +202,33 @@ fn add_components(doc: &mut Value) {
     doc["components"]["responses"] = json!({ "MethodNotAllowed": not_allowed });
 }
 
+/// An event stream's schema as OpenAPI 3.1 readers take it: the schema of one event (3.1
+/// has no keyword for the whole stream), whose `data` is one item as JSON. poem-openapi
+/// renders the stream as an array of items (`format: event-stream`), which a reader
+/// validates each event against, and finds every event wrong.
+fn describe_event(schema: &mut Value) {
+    if schema.get("format").and_then(Value::as_str) != Some("event-stream") {
+        return;
+    }
+    let item = schema.get("items").cloned().unwrap_or_else(|| json!({}));
+    *schema = json!({
+        "description": "One server-sent event of the stream (`text/event-stream`): its `event` \
+            names the kind of item, and its `data` is the item as JSON.",
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": item,
+            },
+            "id": {"type": "string"},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    });
+}
+
 fn fix_operation(op: &mut Value) {
     let has_body = op.get("requestBody").is_some();
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
@@ -223,6 +251,12 @@ fn fix_operation(op: &mut Value) {
         let Some(response) = response.as_object_mut() else {
             continue;
         };
+        if let Some(stream) = response
+            .get_mut("content")
+            .and_then(|c| c.pointer_mut("/text~1event-stream/schema"))
+        {
+            describe_event(stream);
+        }
         let headers = response
             .entry("headers")
             .or_insert_with(|| json!({}))
