@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::access::Action;
 use pushdial_core::calls::{reachability, Reach};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::{agents as agent_store, devices as device_store, pairing};
@@ -120,7 +121,7 @@ impl AgentsApi {
         idempotency_key: Header<Option<String>>,
         body: Json<CreateAgent>,
     ) -> Result<AgentCreated, CreateAgentError> {
-        auth.require_admin()?;
+        auth.require(Action::CreateAgent)?;
         let org_id = &auth.org_id;
         let idem = Idempotency::new(idempotency_key.0, "POST /v1/agents", &body.0)?;
         if let Some(agent) = idem.replay(&mut *ctx.db.acquire().await?, org_id).await? {

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::access::Action;
 use pushdial_core::accounts::{self, Role};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::accounts::{self as account_store, AuditRow};
@@ -215,7 +216,7 @@ impl ApiKeysApi {
             k @ ("secret" | "publishable") => k,
             _ => return Err(Error::invalid("type", "secret or publishable").into()),
         };
-        auth.require_admin()?;
+        auth.require(Action::ManageApiKeys)?;
         let mut tx = ctx.db.begin().await?;
         let (secret, row) =
             tenants::new_key(&mut tx, &auth.org_id, kind, name, auth.acting_user()).await?;
@@ -242,7 +243,7 @@ impl ApiKeysApi {
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<ApiKey>>, ApiKeyError> {
         let page = page(Kind::Key, limit.0, starting_after.0, ending_before.0)?;
-        auth.require_admin()?;
+        auth.require(Action::ManageApiKeys)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = keys::list(
             &mut conn,
@@ -269,7 +270,7 @@ impl ApiKeysApi {
         ctx: poem::web::Data<&Ctx>,
         api_key_id: Path<String>,
     ) -> Result<Json<ApiKey>, ApiKeyError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageApiKeys)?;
         let mut conn = ctx.db.acquire().await?;
         Ok(Json(
             get_key(&mut conn, &auth.org_id, &api_key_id.0)
@@ -299,7 +300,7 @@ impl ApiKeysApi {
         if !(0..=MAX_OVERLAP_S).contains(&overlap) {
             return Err(Error::invalid("expires_in", "0 to 604800 seconds (7 days)").into());
         }
-        auth.require_admin()?;
+        auth.require(Action::ManageApiKeys)?;
         let mut tx = ctx.db.begin().await?;
         let old = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
         may_manage_key(&auth, &old)?;
@@ -346,7 +347,7 @@ impl ApiKeysApi {
         ctx: poem::web::Data<&Ctx>,
         api_key_id: Path<String>,
     ) -> Result<Json<ApiKey>, ApiKeyError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageApiKeys)?;
         let mut tx = ctx.db.begin().await?;
         let key = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
         may_manage_key(&auth, &key)?;
@@ -377,7 +378,7 @@ impl ApiKeysApi {
         ctx: poem::web::Data<&Ctx>,
         api_key_id: Path<String>,
     ) -> Result<Json<ApiKey>, ApiKeyError> {
-        auth.require_owner()?;
+        auth.require(Action::TransferApiKey)?;
         let to = auth.acting_user();
         let mut tx = ctx.db.begin().await?;
         let key = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
@@ -425,7 +426,7 @@ impl ApiKeysApi {
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<AuditEvent>>, ApiKeyError> {
         let page = page(Kind::AuditEvent, limit.0, starting_after.0, ending_before.0)?;
-        auth.require_admin()?;
+        auth.require(Action::ReadAuditLog)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = account_store::audit_events(&mut conn, &auth.org_id, action.0.as_deref(), &page)
             .await?;

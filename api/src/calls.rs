@@ -10,6 +10,7 @@ use poem_openapi::payload::EventStream;
 use poem_openapi::payload::Json;
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
+use pushdial_core::access::Action;
 use pushdial_core::calls::{self, RawCallRequest};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
@@ -175,6 +176,7 @@ impl CallsApi {
         idempotency_key: Header<Option<String>>,
         body: Json<CreateCall>,
     ) -> Result<CallCreated, CreateCallError> {
+        auth.require(Action::PlaceCall)?;
         let idem =
             Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?.scoped(auth.user_id());
         let b = body.0;
@@ -212,6 +214,7 @@ impl CallsApi {
         starting_after: Query<Option<String>>,
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<Call>>, ReadCallError> {
+        auth.require(Action::ReadCalls)?;
         let page = page(Kind::Call, limit.0, starting_after.0, ending_before.0)?;
         if let Some(s) = &status.0 {
             if s.parse::<CallStatus>().is_err() {
@@ -250,6 +253,7 @@ impl CallsApi {
         ctx: poem::web::Data<&Ctx>,
         call_id: Path<String>,
     ) -> Result<Json<Call>, ReadCallError> {
+        auth.require(Action::ReadCalls)?;
         let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
         let mut conn = ctx.db.acquire().await?;
         let row = visible(&auth, call_store::get(&mut conn, &auth.org_id, &id).await?)?;
@@ -271,6 +275,7 @@ impl CallsApi {
         ctx: poem::web::Data<&Ctx>,
         call_id: Path<String>,
     ) -> Result<Json<List<CallEvent>>, ReadCallError> {
+        auth.require(Action::ReadCalls)?;
         let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
         let mut conn = ctx.db.acquire().await?;
         visible(&auth, call_store::get(&mut conn, &auth.org_id, &id).await?)?;
@@ -302,6 +307,7 @@ impl CallsApi {
         #[oai(name = "organization")]
         _organization: Query<Option<String>>,
     ) -> Result<EventStream<BoxStream<'static, CallStreamItem>>, ReadCallError> {
+        auth.require(Action::ReadCalls)?;
         let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
         let mut conn = ctx.db.acquire().await?;
         visible(&auth, call_store::get(&mut conn, &auth.org_id, &id).await?)?;
@@ -337,6 +343,7 @@ impl CallsApi {
         ctx: poem::web::Data<&Ctx>,
         call_id: Path<String>,
     ) -> Result<Json<Call>, CancelCallError> {
+        auth.require(Action::CancelCall)?;
         let id = ids::parse(Kind::Call, "call_id", &call_id.0)?;
         let mut tx = ctx.db.begin().await?;
         visible(&auth, call_store::get(&mut tx, &auth.org_id, &id).await?)?;

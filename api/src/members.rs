@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::access::Action;
 use pushdial_core::accounts::{self, Role};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::accounts::{self as store, InvitationRow, MemberRow};
@@ -296,7 +297,7 @@ impl MembersApi {
         starting_after: poem_openapi::param::Query<Option<String>>,
         ending_before: poem_openapi::param::Query<Option<String>>,
     ) -> Result<Json<List<Membership>>, MemberError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageMembers)?;
         let page = page(Kind::User, limit.0, starting_after.0, ending_before.0)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::members(&mut conn, &auth.org_id, &page).await?;
@@ -321,7 +322,7 @@ impl MembersApi {
     ) -> Result<Json<Membership>, MemberError> {
         let user_id = ids::parse(Kind::User, "user_id", &user_id.0)?;
         let role = Role::from_field("role", &body.0.role)?;
-        auth.require_admin()?;
+        auth.require(Action::ManageMembers)?;
         let mut tx = ctx.db.begin().await?;
         let before = store::membership(&mut tx, &auth.org_id, &user_id)
             .await?
@@ -362,7 +363,7 @@ impl MembersApi {
         // Others are removed by owners and admins only; asked before anything is looked up,
         // so that an agent learns nothing about who is a member.
         if auth.user_id() != Some(user_id.as_str()) {
-            auth.require_admin()?;
+            auth.require(Action::ManageMembers)?;
         }
         let mut conn = ctx.db.acquire().await?;
         let agent_id = store::membership(&mut conn, &auth.org_id, &user_id)
@@ -430,7 +431,7 @@ impl MembersApi {
     ) -> Result<InvitationCreated, MemberError> {
         let b = body.0;
         let role = Role::from_field("role", &b.role)?;
-        auth.require_admin()?;
+        auth.require(Action::ManageInvitations)?;
         let mut tx = ctx.db.begin().await?;
         let (token, row) = accounts::invite(
             &mut tx,
@@ -487,7 +488,7 @@ impl MembersApi {
         starting_after: poem_openapi::param::Query<Option<String>>,
         ending_before: poem_openapi::param::Query<Option<String>>,
     ) -> Result<Json<List<Invitation>>, MemberError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageInvitations)?;
         let page = page(Kind::Invitation, limit.0, starting_after.0, ending_before.0)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::invitations(&mut conn, &auth.org_id, &page).await?;
@@ -510,7 +511,7 @@ impl MembersApi {
         invitation_id: Path<String>,
     ) -> Result<Json<Invitation>, MemberError> {
         let id = ids::parse(Kind::Invitation, "invitation_id", &invitation_id.0)?;
-        auth.require_admin()?;
+        auth.require(Action::ManageInvitations)?;
         let mut tx = ctx.db.begin().await?;
         let current = store::get_invitation(&mut tx, &auth.org_id, &id)
             .await?

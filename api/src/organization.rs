@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::access::Action;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::phone::{self, NumberType};
 use pushdial_core::store::orgs::{self, BlockedRow, OrgRow};
@@ -182,7 +183,7 @@ impl OrganizationApi {
         ctx: poem::web::Data<&Ctx>,
         body: Json<UpdateOrganization>,
     ) -> Result<Json<Organization>, OrganizationError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageOrganization)?;
         let dialing = body.0.dialing.unwrap_or(UpdateDialing {
             allowed_countries: None,
             blocked_number_types: None,
@@ -220,7 +221,7 @@ impl OrganizationApi {
         ctx: poem::web::Data<&Ctx>,
         body: Json<CreateBlockedNumber>,
     ) -> Result<Blocked, OrganizationError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageBlockedNumbers)?;
         let prefix: String = body
             .0
             .prefix
@@ -270,7 +271,7 @@ impl OrganizationApi {
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
     ) -> Result<Json<List<BlockedNumber>>, OrganizationError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageBlockedNumbers)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = orgs::blocked(&mut conn, &auth.org_id).await?;
         Ok(Json(List::new(
@@ -291,7 +292,7 @@ impl OrganizationApi {
         ctx: poem::web::Data<&Ctx>,
         blocked_number_id: Path<String>,
     ) -> Result<Json<BlockedNumber>, OrganizationError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageBlockedNumbers)?;
         let id = ids::parse(
             Kind::BlockedNumber,
             "blocked_number_id",

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use pushdial_core::access::Action;
 use pushdial_core::crypto::Bound;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::push::apns::ApnsKey;
@@ -178,7 +179,7 @@ impl PushCredentialsApi {
         provider: Path<String>,
         body: Json<SetPushCredential>,
     ) -> Result<Json<PushCredential>, PushCredentialError> {
-        auth.require_admin()?;
+        auth.require(Action::ManagePushCredentials)?;
         let provider = self::provider(&provider.0)?;
         let (metadata, secret) = parse(provider, body.0)?;
         // Built exactly as the router will from what is stored, so that an unusable key
@@ -216,7 +217,7 @@ impl PushCredentialsApi {
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
     ) -> Result<Json<List<PushCredential>>, PushCredentialError> {
-        auth.require_admin()?;
+        auth.require(Action::ManagePushCredentials)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::list(&mut conn, &auth.org_id).await?;
         Ok(Json(List::new(
@@ -237,7 +238,7 @@ impl PushCredentialsApi {
         ctx: poem::web::Data<&Ctx>,
         provider: Path<String>,
     ) -> Result<Json<PushCredential>, PushCredentialError> {
-        auth.require_admin()?;
+        auth.require(Action::ManagePushCredentials)?;
         let provider = self::provider(&provider.0)?;
         let mut conn = ctx.db.acquire().await?;
         let row = store::get(&mut conn, &auth.org_id, provider)
@@ -260,7 +261,7 @@ impl PushCredentialsApi {
         ctx: poem::web::Data<&Ctx>,
         provider: Path<String>,
     ) -> Result<Json<PushCredential>, PushCredentialError> {
-        auth.require_admin()?;
+        auth.require(Action::ManagePushCredentials)?;
         let provider = self::provider(&provider.0)?;
         let mut conn = ctx.db.begin().await?;
         let row = store::get(&mut conn, &auth.org_id, provider)

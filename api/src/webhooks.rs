@@ -7,6 +7,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::access::Action;
 use pushdial_core::crypto::Bound;
 use pushdial_core::egress::EgressError;
 use pushdial_core::ids::{self, Kind};
@@ -321,7 +322,7 @@ impl WebhooksApi {
         ctx: poem::web::Data<&Ctx>,
         body: Json<CreateWebhookEndpoint>,
     ) -> Result<EndpointCreated, EndpointWriteError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let b = body.0;
         let url = check_url(&ctx, &b.url)?;
         let description = text::optional("description", b.description.as_deref(), 500)?;
@@ -378,7 +379,7 @@ impl WebhooksApi {
         starting_after: Query<Option<String>>,
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<WebhookEndpoint>>, WebhookReadError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let page = page(
             Kind::WebhookEndpoint,
             limit.0,
@@ -405,7 +406,7 @@ impl WebhooksApi {
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
     ) -> Result<Json<WebhookEndpoint>, WebhookReadError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         Ok(Json(
             endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?.into(),
         ))
@@ -424,7 +425,7 @@ impl WebhooksApi {
         endpoint_id: Path<String>,
         body: Json<UpdateWebhookEndpoint>,
     ) -> Result<Json<WebhookEndpoint>, EndpointWriteError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let current = endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let b = body.0;
         let update = EndpointUpdate {
@@ -473,7 +474,7 @@ impl WebhooksApi {
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
     ) -> Result<Json<WebhookEndpoint>, WebhookReadError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let current = endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let mut conn = ctx.db.begin().await?;
         store::delete_endpoint(&mut conn, &auth.org_id, &current.id).await?;
@@ -499,7 +500,7 @@ impl WebhooksApi {
         endpoint_id: Path<String>,
         body: Json<RotateSecret>,
     ) -> Result<Json<WebhookEndpoint>, EndpointWriteError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let grace = body.0.grace_period_s.unwrap_or(86_400);
         if !(0..=7 * 86_400).contains(&grace) {
             return Err(Error::invalid("grace_period_s", "0 to 604800 seconds (7 days)").into());
@@ -549,7 +550,7 @@ impl WebhooksApi {
         ctx: poem::web::Data<&Ctx>,
         endpoint_id: Path<String>,
     ) -> Result<DeliveryQueued, EndpointWriteError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         take_send(&ctx, &auth.org_id).await?;
         let event_id = ids::new_id(Kind::Event);
@@ -597,7 +598,7 @@ impl WebhooksApi {
         endpoint_id: Path<String>,
         event_id: Path<String>,
     ) -> Result<DeliveryQueued, EndpointWriteError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let event_id = ids::parse(Kind::Event, "event_id", &event_id.0)?;
         take_send(&ctx, &auth.org_id).await?;
@@ -643,7 +644,7 @@ impl WebhooksApi {
         endpoint_id: Path<String>,
         body: Json<Recover>,
     ) -> Result<RecoveryQueued, EndpointWriteError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let current = enabled_endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         take_send(&ctx, &auth.org_id).await?;
         let mut tx = ctx.db.begin().await?;
@@ -677,7 +678,7 @@ impl WebhooksApi {
         /// An attempt id: return older attempts.
         starting_after: Query<Option<i64>>,
     ) -> Result<Json<List<WebhookAttempt>>, WebhookReadError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         let current = endpoint(&ctx, &auth.org_id, &endpoint_id.0).await?;
         let limit = limit.0.unwrap_or(20);
         if !(1..=100).contains(&limit) {
@@ -734,7 +735,7 @@ impl WebhooksApi {
         starting_after: Query<Option<String>>,
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<Event>>, WebhookReadError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWebhooks)?;
         if let Some(k) = &kind.0 {
             if !EVENT_TYPES.contains(&k.as_str()) {
                 return Err(Error::invalid("type", format!("unknown event type `{k}`")).into());

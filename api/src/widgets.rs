@@ -6,6 +6,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use pushdial_core::access::Action;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::widgets::{self as store, CallbackRow, WidgetRow, WidgetSettings};
 use pushdial_core::{accounts, tenants, text, widgets, Ctx, Error};
@@ -256,7 +257,7 @@ impl WidgetsApi {
         body: Json<CreateWidget>,
     ) -> Result<WidgetCreated, WidgetError> {
         let b = body.0;
-        auth.require_admin()?;
+        auth.require(Action::ManageWidgets)?;
         let s = settings(
             &ctx,
             &auth.org_id,
@@ -310,7 +311,7 @@ impl WidgetsApi {
         ending_before: Query<Option<String>>,
     ) -> Result<Json<List<Widget>>, WidgetError> {
         let page = page(Kind::Widget, limit.0, starting_after.0, ending_before.0)?;
-        auth.require_admin()?;
+        auth.require(Action::ManageWidgets)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::list(&mut conn, &auth.org_id, &page).await?;
         Ok(Json(List::new(
@@ -334,7 +335,7 @@ impl WidgetsApi {
         ctx: poem::web::Data<&Ctx>,
         widget_id: Path<String>,
     ) -> Result<Json<Widget>, WidgetError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWidgets)?;
         Ok(Json(Widget::new(
             one(&ctx, &auth.org_id, &widget_id.0).await?,
             &ctx,
@@ -354,7 +355,7 @@ impl WidgetsApi {
         widget_id: Path<String>,
         body: Json<UpdateWidget>,
     ) -> Result<Json<Widget>, WidgetError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWidgets)?;
         let current = one(&ctx, &auth.org_id, &widget_id.0).await?;
         let b = body.0;
         let s = settings(
@@ -409,7 +410,7 @@ impl WidgetsApi {
         ctx: poem::web::Data<&Ctx>,
         widget_id: Path<String>,
     ) -> Result<Json<Widget>, WidgetError> {
-        auth.require_admin()?;
+        auth.require(Action::ManageWidgets)?;
         let id = ids::parse(Kind::Widget, "widget_id", &widget_id.0)?;
         let mut tx = ctx.db.begin().await?;
         let row = store::delete(&mut tx, &auth.org_id, &id)

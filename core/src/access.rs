@@ -7,6 +7,67 @@ use crate::accounts::Role;
 use crate::store::accounts::{self as account_store, AuditEntry};
 use crate::Error;
 
+/// What an actor asks to do in an organization. Each handler names its action and asks
+/// [`OrgScope::require`]; which roles may do it is decided here, in one table
+/// ([`Action::allowed_roles`]), so that the rule for a resource cannot differ between its
+/// handlers. What an agent may see of the organization (only their own agent's calls and
+/// devices) is a further scope, `OrgScope::own_agent`, not a role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Place a call (an agent through their own phones only).
+    PlaceCall,
+    /// See calls and their events (an agent their own only).
+    ReadCalls,
+    /// Cancel a call (an agent their own only).
+    CancelCall,
+    /// Create agents.
+    CreateAgent,
+    /// Change the organization's settings.
+    ManageOrganization,
+    /// Add, list and remove blocked numbers.
+    ManageBlockedNumbers,
+    /// List members, change their roles, remove others.
+    ManageMembers,
+    /// Invite members, list and revoke invitations.
+    ManageInvitations,
+    /// Create, read, roll and revoke API keys.
+    ManageApiKeys,
+    /// Read the audit log.
+    ReadAuditLog,
+    /// Hand an API key to another member.
+    TransferApiKey,
+    /// Set, read and delete push credentials.
+    ManagePushCredentials,
+    /// Webhook endpoints, their secrets, deliveries and the event log.
+    ManageWebhooks,
+    /// Create, read, change and delete widgets.
+    ManageWidgets,
+}
+
+const EVERYONE: &[Role] = &[Role::Agent, Role::Admin, Role::Owner];
+const ADMINS: &[Role] = &[Role::Admin, Role::Owner];
+const OWNERS: &[Role] = &[Role::Owner];
+
+impl Action {
+    /// The roles that may do this (a secret key acts with its creator's role).
+    pub fn allowed_roles(self) -> &'static [Role] {
+        match self {
+            Action::PlaceCall | Action::ReadCalls | Action::CancelCall => EVERYONE,
+            Action::CreateAgent
+            | Action::ManageOrganization
+            | Action::ManageBlockedNumbers
+            | Action::ManageMembers
+            | Action::ManageInvitations
+            | Action::ManageApiKeys
+            | Action::ReadAuditLog
+            | Action::ManagePushCredentials
+            | Action::ManageWebhooks
+            | Action::ManageWidgets => ADMINS,
+            Action::TransferApiKey => OWNERS,
+        }
+    }
+}
+
 /// Who is acting.
 #[derive(Debug, Clone)]
 pub enum Actor {
@@ -68,28 +129,21 @@ impl OrgScope {
         }
     }
 
-    /// Refuses anyone but owners (403 `role_forbidden`).
-    pub fn require_owner(&self) -> Result<(), Error> {
-        if self.role() >= Role::Owner {
-            Ok(())
-        } else {
-            Err(Error::forbidden(
-                "role_forbidden",
-                "this needs the owner role in the organization",
-            ))
+    /// Refuses an actor whose role may not do `action` (403 `role_forbidden`): the one
+    /// question a handler asks before it reads or writes anything of the organization.
+    pub fn require(&self, action: Action) -> Result<(), Error> {
+        let allowed = action.allowed_roles();
+        if allowed.contains(&self.role()) {
+            return Ok(());
         }
-    }
-
-    /// Refuses members below admin (403 `role_forbidden`).
-    pub fn require_admin(&self) -> Result<(), Error> {
-        if self.role() >= Role::Admin {
-            Ok(())
-        } else {
-            Err(Error::forbidden(
-                "role_forbidden",
-                "this needs the admin or owner role in the organization",
-            ))
-        }
+        let roles: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+        Err(Error::forbidden(
+            "role_forbidden",
+            format!(
+                "this needs the {} role in the organization",
+                roles.join(" or ")
+            ),
+        ))
     }
 
     /// For a member with the `agent` role (or a key whose creator has it now): the only
