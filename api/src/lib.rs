@@ -407,7 +407,7 @@ pub async fn run(
     let limits = server::ConnLimits {
         header_timeout: ctx.config.header_timeout,
     };
-    let app = app(ctx, sockets, draining, stop.clone());
+    let app = app(ctx, sockets.clone(), draining, stop.clone());
     let result = server::serve(
         listener,
         app,
@@ -416,6 +416,17 @@ pub async fn run(
         grace,
     )
     .await;
+    // Upgraded sockets live outside the server's connections: each is telling its agent to
+    // reconnect elsewhere and closing. Wait for them (within the grace), or the process
+    // could end before an agent heard why its socket closed.
+    let closing = async {
+        while !sockets.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(grace, closing).await.is_err() {
+        tracing::warn!("agent sockets still open after the grace; closing them with the process");
+    }
     follower.abort();
     key_changes.abort();
     result

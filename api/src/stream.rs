@@ -148,6 +148,11 @@ impl Sockets {
         }
     }
 
+    /// Whether this instance holds no socket any more.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// The devices whose sockets this instance holds, with their organizations.
     fn held(&self) -> Vec<(String, String)> {
         self.lock()
