@@ -359,6 +359,20 @@ impl<E: poem::Endpoint> poem::Endpoint for AllowHeaderEndpoint<E> {
     async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
         use poem::IntoResponse;
         let path = req.uri().path().to_owned();
+        // A method the route does not accept is refused here, from the document, before
+        // anything behind the route (the widget's gate looks up its key or callback first)
+        // answers it in its own way.
+        if let Some(allowed) = self.methods.allowed(&path) {
+            let method = req.method().as_str();
+            if !allowed.split(", ").any(|m| m == method) {
+                let mut resp =
+                    crate::problem::catch_all(poem::error::MethodNotAllowedError.into()).await;
+                if let Ok(v) = poem::http::HeaderValue::from_str(allowed) {
+                    resp.headers_mut().insert(poem::http::header::ALLOW, v);
+                }
+                return Ok(resp);
+            }
+        }
         let mut resp = match self.inner.call(req).await {
             Ok(r) => r.into_response(),
             Err(e) if e.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED => {

@@ -217,6 +217,18 @@ async fn root_redirects_and_415_and_405_answer_as_documented() {
         (reqwest::Method::PUT, "/v1/agents", "GET, HEAD, POST"),
         (reqwest::Method::POST, "/healthz", "GET, HEAD"),
         (reqwest::Method::GET, "/auth/logout", "POST"),
+        // Behind the widget's gate, which looks up the callback (404) or answered its own
+        // text/plain 405 before: found by fuzzing.
+        (
+            reqwest::Method::PUT,
+            "/widget/v1/callbacks/0/events",
+            "GET, HEAD, OPTIONS",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/widget/v1/config",
+            "GET, HEAD, OPTIONS",
+        ),
     ] {
         let resp = http
             .request(method.clone(), format!("{}{path}", app.url))
