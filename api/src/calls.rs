@@ -155,7 +155,7 @@ fn follow(
 /// A call the actor may see: an agent sees only their own (others are 404, as if absent).
 fn visible(auth: &OrgAuth, row: Option<call_store::CallRow>) -> Result<call_store::CallRow, Error> {
     match row {
-        Some(r) if auth.own_agent().is_none_or(|own| own == r.agent_id) => Ok(r),
+        Some(r) if auth.sees_agent(&r.agent_id) => Ok(r),
         _ => Err(Error::NotFound("call")),
     }
 }

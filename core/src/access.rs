@@ -157,6 +157,12 @@ impl OrgScope {
         }
     }
 
+    /// Whether the actor may see and use `agent_id`'s calls and devices: admins and owners
+    /// any agent's, an agent only their own. Others' are answered 404, as if absent.
+    pub fn sees_agent(&self, agent_id: &str) -> bool {
+        self.own_agent().is_none_or(|own| own == agent_id)
+    }
+
     /// The signed-in member's agent (whatever their role).
     pub fn member_agent(&self) -> Option<&str> {
         match &self.actor {

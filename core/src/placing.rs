@@ -139,7 +139,7 @@ pub async fn place_call<A: CallAnswer>(
 ) -> Result<Placed<A>> {
     let org_id = &actor.org_id;
     if let Some(call) = idem.replay::<A>(conn, org_id).await? {
-        if actor.own_agent().is_some_and(|own| own != call.agent_id()) {
+        if !actor.sees_agent(call.agent_id()) {
             return Err(Error::NotFound("call"));
         }
         return Ok(Placed::Replayed(call));
@@ -148,10 +148,12 @@ pub async fn place_call<A: CallAnswer>(
     if raw.agent_id.is_none() && raw.device_id.is_none() {
         raw.agent_id = actor.member_agent().map(str::to_owned);
     }
-    if let (Some(own), Some(asked)) = (actor.own_agent(), &raw.agent_id) {
-        if own != asked {
-            return Err(Error::NotFound("agent"));
-        }
+    if raw
+        .agent_id
+        .as_deref()
+        .is_some_and(|a| !actor.sees_agent(a))
+    {
+        return Err(Error::NotFound("agent"));
     }
     let request = CallRequest::parse(raw, ctx.config.call_expires_in)?;
     // Before the target's state is looked at, so that nothing about other agents'
@@ -165,10 +167,7 @@ pub async fn place_call<A: CallAnswer>(
         }
     }
     let candidates = calls::candidates(conn, org_id, &request).await?;
-    if actor
-        .own_agent()
-        .is_some_and(|own| own != candidates.agent_id)
-    {
+    if !actor.sees_agent(&candidates.agent_id) {
         return Err(Error::NotFound("device"));
     }
     may_use_agent(conn, actor, &candidates.agent_id).await?;
