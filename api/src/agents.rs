@@ -203,7 +203,7 @@ impl AgentsApi {
         agent_id: Path<String>,
     ) -> Result<Json<Agent>, ReadAgentError> {
         let id = ids::parse(Kind::Agent, "agent_id", &agent_id.0)?;
-        if auth.own_agent().is_some_and(|own| own != id) {
+        if !auth.sees_agent(&id) {
             return Err(Error::NotFound("agent").into());
         }
         let mut conn = ctx.db.acquire().await?;
@@ -240,7 +240,7 @@ impl AgentsApi {
                 return Err(Error::invalid("agent_id", "required with an API key").into())
             }
         };
-        if auth.own_agent().is_some_and(|own| own != agent_id) {
+        if !auth.sees_agent(&agent_id) {
             return Err(Error::NotFound("agent").into());
         }
         let mut conn = ctx.db.begin().await?;

@@ -26,7 +26,7 @@ async fn one(ctx: &Ctx, auth: &OrgAuth, id: &str) -> Result<Device, Error> {
     let mut conn = ctx.db.acquire().await?;
     let row = device_store::get(&mut conn, &auth.org_id, &id)
         .await?
-        .filter(|d| auth.own_agent().is_none_or(|own| own == d.agent_id))
+        .filter(|d| auth.sees_agent(&d.agent_id))
         .ok_or(Error::NotFound("device"))?;
     drop(conn);
     let reach = reachability(ctx, std::slice::from_ref(&row)).await;
