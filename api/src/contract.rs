@@ -12,7 +12,8 @@
 //!   429 and 503, the rate-limit headers wherever a limit was consulted); every operation
 //!   with a body documents 415, and every operation 408 and 413 (the limits that apply to
 //!   any request before it reaches its handler); 405 (with `Allow`) is a shared response;
-//! - an event stream's schema is one event's, whose `data` carries an item as JSON.
+//! - an event stream's schema is one event's, whose `data` carries an item as JSON;
+//! - a path's id has its kind's pattern, and a list's `limit` its bounds.
 //!
 //! `allowed_methods` answers a 405's `Allow` from the same document's paths.
 
@@ -229,7 +230,53 @@ fn describe_event(schema: &mut Value) {
     });
 }
 
+/// The kind of id a path parameter names, by its name.
+fn id_kind(name: &str) -> Option<pushdial_core::ids::Kind> {
+    use pushdial_core::ids::Kind;
+    Some(match name {
+        "agent_id" => Kind::Agent,
+        "api_key_id" => Kind::Key,
+        "blocked_number_id" => Kind::BlockedNumber,
+        "call_id" => Kind::Call,
+        "callback_id" => Kind::Callback,
+        "device_id" => Kind::Device,
+        "endpoint_id" => Kind::WebhookEndpoint,
+        "event_id" => Kind::Event,
+        "identity_id" => Kind::Identity,
+        "invitation_id" => Kind::Invitation,
+        "user_id" => Kind::User,
+        "widget_id" => Kind::Widget,
+        _ => return None,
+    })
+}
+
+/// What the server checks of a parameter before anything else, stated: an id in a path is
+/// its kind's prefix and 26 characters of Crockford's base 32 (`core::ids`; anything else
+/// is `400 invalid_id`), and a list's `limit` is 1 to 100 (20 when left out).
+fn describe_parameter(param: &mut Value) {
+    let name = param["name"].as_str().unwrap_or_default().to_owned();
+    let place = param["in"].as_str().unwrap_or_default().to_owned();
+    let Some(schema) = param.get_mut("schema").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if place == "path" {
+        if let Some(kind) = id_kind(&name) {
+            schema.insert(
+                "pattern".into(),
+                json!(format!("^{}_[0-9a-hjkmnp-tv-z]{{26}}$", kind.prefix())),
+            );
+        }
+    } else if place == "query" && name == "limit" {
+        schema.insert("minimum".into(), json!(1));
+        schema.insert("maximum".into(), json!(100));
+        schema.insert("default".into(), json!(20));
+    }
+}
+
 fn fix_operation(op: &mut Value) {
+    if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        params.iter_mut().for_each(describe_parameter);
+    }
     let has_body = op.get("requestBody").is_some();
     let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
         return;

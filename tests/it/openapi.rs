@@ -493,3 +493,55 @@ fn document_is_valid_openapi_3_1() {
         }
     }
 }
+
+/// The pattern the document gives each id in a path matches the ids the server makes (and
+/// refuses what `core::ids` refuses), so that a client or fuzzer that follows it sends ids
+/// the server reads.
+#[test]
+fn path_id_patterns_match_the_ids_the_server_makes() {
+    use pushdial_core::ids::{self, Kind};
+    let doc = &*crate::harness::contract::DOC;
+    let kinds = [
+        ("agent_id", Kind::Agent),
+        ("api_key_id", Kind::Key),
+        ("blocked_number_id", Kind::BlockedNumber),
+        ("call_id", Kind::Call),
+        ("callback_id", Kind::Callback),
+        ("device_id", Kind::Device),
+        ("endpoint_id", Kind::WebhookEndpoint),
+        ("event_id", Kind::Event),
+        ("identity_id", Kind::Identity),
+        ("invitation_id", Kind::Invitation),
+        ("user_id", Kind::User),
+        ("widget_id", Kind::Widget),
+    ];
+    let mut seen = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] != "path" || p["name"] == "provider" {
+                    continue;
+                }
+                let name = p["name"].as_str().unwrap();
+                let (_, kind) = kinds
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .unwrap_or_else(|| panic!("a path id with no pattern: {name}"));
+                let v = jsonschema::validator_for(&p["schema"]).unwrap();
+                for _ in 0..20 {
+                    let id = ids::new_id(*kind);
+                    assert!(v.is_valid(&serde_json::json!(id)), "{name}: {id}");
+                }
+                for bad in ["0", "agt_", "agt_0123456789abcdefghjkmnpqri"] {
+                    assert_eq!(
+                        v.is_valid(&serde_json::json!(bad)),
+                        ids::is_valid(*kind, bad),
+                        "{name}: {bad}"
+                    );
+                }
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 30, "the document's paths name ids: {seen}");
+}
