@@ -42,9 +42,8 @@
 //!
 //! The budget is bounded (a fixed seed, 20 examples per operation and phase: about 3,000
 //! requests in some 30 s on two cores); `PUSHDIAL_FUZZ_EXAMPLES` raises it for a deeper
-//! run by hand. Two workers and the stateful phase's use of earlier answers make the exact
-//! count vary a little from run to run; a failure's report names its request, and every
-//! request and answer is kept in a HAR file (its path is in the failure message).
+//! run by hand. A failure's report names its request, and every request and answer is
+//! kept in a HAR file (its path is in the failure message).
 
 use std::time::Duration;
 
@@ -266,7 +265,11 @@ exclude-method = "DELETE"
         .args(["--mode", "all"])
         .args(["--max-examples", &examples.to_string()])
         .args(["--seed", "19"])
-        .args(["--workers", "2"])
+        // One worker: two run as threads, and Python 3.11's parser is not safe across
+        // threads (Hypothesis describing a lambda with `ast.parse` in both at once failed
+        // a run with "AST constructor recursion depth mismatch"); one also keeps the
+        // order, and so the run, the same each time.
+        .args(["--workers", "1"])
         .arg("--continue-on-failure")
         .args(["--report", "junit,har"])
         .arg("--report-dir")
