@@ -149,7 +149,9 @@ impl<E: Endpoint> Endpoint for WidgetGateEndpoint<E> {
         });
         let mut resp = match self.inner.call(req).await {
             Ok(r) => r.into_response(),
-            Err(e) => e.into_response(),
+            // As everywhere else: every error poem raises (a body that is not JSON, a
+            // missing Content-Type) is a problem document, never poem's plain text.
+            Err(e) => crate::problem::catch_all(e).await,
         };
         if let Some(o) = &origin {
             cors(&mut resp, o);
