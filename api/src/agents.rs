@@ -2,7 +2,7 @@
 //! and the codes that pair a phone to one of them.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use pushdial_core::access::Action;
@@ -13,7 +13,7 @@ use pushdial_core::{secrets, text, Ctx, Error};
 
 use crate::auth::OrgAuth;
 use crate::idempotency::Idempotency;
-use crate::models::{page, Agent, List};
+use crate::models::{Agent, List, Pagination};
 use crate::problems;
 use crate::Tags;
 
@@ -158,12 +158,9 @@ impl AgentsApi {
         &self,
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Agent>>, ReadAgentError> {
-        let page = page(Kind::Agent, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Agent)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = match auth.own_agent() {
             // An agent sees only themself.

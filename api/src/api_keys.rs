@@ -18,7 +18,7 @@ use pushdial_core::store::keys::{self, KeyRow};
 use pushdial_core::{tenants, text, Ctx, Error};
 
 use crate::auth::OrgAuth;
-use crate::models::{page, List};
+use crate::models::{List, Pagination};
 use crate::problems;
 use crate::Tags;
 
@@ -237,12 +237,9 @@ impl ApiKeysApi {
         ctx: poem::web::Data<&Ctx>,
         /// Also list revoked and expired keys.
         include_inactive: Query<Option<bool>>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<ApiKey>>, ApiKeyError> {
-        let page = page(Kind::Key, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Key)?;
         auth.require(Action::ManageApiKeys)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = keys::list(
@@ -252,10 +249,7 @@ impl ApiKeysApi {
             &page,
         )
         .await?;
-        Ok(Json(List::new(
-            rows.data.into_iter().map(Into::into).collect(),
-            rows.has_more,
-        )))
+        Ok(Json(List::from(rows)))
     }
 
     /// Retrieve an API key
@@ -420,19 +414,13 @@ impl ApiKeysApi {
         ctx: poem::web::Data<&Ctx>,
         /// Only this action, like `api_key.created`.
         action: Query<Option<String>>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<AuditEvent>>, ApiKeyError> {
-        let page = page(Kind::AuditEvent, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::AuditEvent)?;
         auth.require(Action::ReadAuditLog)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = account_store::audit_events(&mut conn, &auth.org_id, action.0.as_deref(), &page)
             .await?;
-        Ok(Json(List::new(
-            rows.data.into_iter().map(Into::into).collect(),
-            rows.has_more,
-        )))
+        Ok(Json(List::from(rows)))
     }
 }

@@ -20,7 +20,7 @@ use pushdial_core::{Ctx, Error};
 
 use crate::auth::OrgAuth;
 use crate::idempotency::Idempotency;
-use crate::models::{page, Call, CallEvent, List};
+use crate::models::{Call, CallEvent, List, Pagination};
 use crate::problems;
 use crate::Tags;
 
@@ -209,13 +209,10 @@ impl CallsApi {
         created_gte: Query<Option<chrono::DateTime<chrono::Utc>>>,
         /// Only calls created before this time (RFC 3339).
         created_lt: Query<Option<chrono::DateTime<chrono::Utc>>>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Call>>, ReadCallError> {
         auth.require(Action::ReadCalls)?;
-        let page = page(Kind::Call, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Call)?;
         if let Some(s) = &status.0 {
             if s.parse::<CallStatus>().is_err() {
                 return Err(Error::invalid("status", "not a call status").into());
@@ -239,10 +236,7 @@ impl CallsApi {
         }
         let mut conn = ctx.db.acquire().await?;
         let rows = call_store::list(&mut conn, &auth.org_id, &filter, &page).await?;
-        Ok(Json(List::new(
-            rows.data.into_iter().map(Call::from).collect(),
-            rows.has_more,
-        )))
+        Ok(Json(List::from(rows)))
     }
 
     /// Retrieve a call

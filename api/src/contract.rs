@@ -13,6 +13,8 @@
 //!   with a body documents 415, and every operation 408 and 413 (the limits that apply to
 //!   any request before it reaches its handler); 405 (with `Allow`) is a shared response;
 //! - an event stream's schema is one event's, whose `data` carries an item as JSON;
+//! - a list's `Pagination` argument is its three query parameters (`limit`,
+//!   `starting_after`, `ending_before`);
 //! - a path's id has its kind's pattern, and a list's `limit` its bounds.
 //!
 //! `allowed_methods` answers a 405's `Allow` from the same document's paths.
@@ -273,8 +275,31 @@ fn describe_parameter(param: &mut Value) {
     }
 }
 
+/// The three query parameters a list's `Pagination` argument takes, written in place of
+/// the one marker parameter poem-openapi renders for it.
+fn expand_pagination(params: &mut Vec<Value>) {
+    let marked =
+        |p: &Value| p["in"] == "query" && p["schema"]["format"] == crate::models::PAGINATION_MARKER;
+    let Some(at) = params.iter().position(marked) else {
+        return;
+    };
+    let query = |name: &str, schema: Value| {
+        json!({"deprecated": false, "explode": true, "in": "query", "name": name,
+            "required": false, "schema": schema})
+    };
+    let mut limit = query("limit", json!({"type": "integer", "format": "int64"}));
+    limit["description"] = json!("1 to 100, default 20.");
+    let three = [
+        limit,
+        query("starting_after", json!({"type": "string"})),
+        query("ending_before", json!({"type": "string"})),
+    ];
+    params.splice(at..=at, three);
+}
+
 fn fix_operation(op: &mut Value) {
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        expand_pagination(params);
         params.iter_mut().for_each(describe_parameter);
     }
     let has_body = op.get("requestBody").is_some();

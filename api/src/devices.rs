@@ -9,7 +9,7 @@ use pushdial_core::store::devices as device_store;
 use pushdial_core::{devices, Ctx, Error};
 
 use crate::auth::OrgAuth;
-use crate::models::{page, Device, List};
+use crate::models::{Device, List, Pagination};
 use crate::problems;
 use crate::Tags;
 
@@ -78,12 +78,9 @@ impl DevicesApi {
         ctx: poem::web::Data<&Ctx>,
         /// Only this agent's devices.
         agent_id: Query<Option<String>>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Device>>, DeviceError> {
-        let page = page(Kind::Device, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Device)?;
         let mut agent = agent_id
             .0
             .map(|a| ids::parse(Kind::Agent, "agent_id", &a))

@@ -13,7 +13,7 @@ use pushdial_core::store::accounts::{self as store, InvitationRow, MemberRow};
 use pushdial_core::{Ctx, Error};
 
 use crate::auth::{OrgAuth, SessionCookie};
-use crate::models::{page, List};
+use crate::models::{List, Pagination};
 use crate::problems;
 use crate::Tags;
 
@@ -292,19 +292,13 @@ impl MembersApi {
         &self,
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
-        /// 1 to 100, default 20.
-        limit: poem_openapi::param::Query<Option<i64>>,
-        starting_after: poem_openapi::param::Query<Option<String>>,
-        ending_before: poem_openapi::param::Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Membership>>, MemberError> {
         auth.require(Action::ManageMembers)?;
-        let page = page(Kind::User, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::User)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::members(&mut conn, &auth.org_id, &page).await?;
-        Ok(Json(List::new(
-            rows.data.into_iter().map(Into::into).collect(),
-            rows.has_more,
-        )))
+        Ok(Json(List::from(rows)))
     }
 
     /// Change a member's role
@@ -483,19 +477,13 @@ impl MembersApi {
         &self,
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
-        /// 1 to 100, default 20.
-        limit: poem_openapi::param::Query<Option<i64>>,
-        starting_after: poem_openapi::param::Query<Option<String>>,
-        ending_before: poem_openapi::param::Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Invitation>>, MemberError> {
         auth.require(Action::ManageInvitations)?;
-        let page = page(Kind::Invitation, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Invitation)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::invitations(&mut conn, &auth.org_id, &page).await?;
-        Ok(Json(List::new(
-            rows.data.into_iter().map(Into::into).collect(),
-            rows.has_more,
-        )))
+        Ok(Json(List::from(rows)))
     }
 
     /// Revoke an invitation

@@ -4,12 +4,15 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use poem_openapi::param::Query;
+use poem_openapi::registry::{MetaParamIn, MetaSchema, MetaSchemaRef};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use poem_openapi::{Enum, Object};
 use pushdial_core::calls::Reach;
 use pushdial_core::store::agents::AgentRow;
 use pushdial_core::store::calls::{CallRow, EventRow};
 use pushdial_core::store::devices::DeviceRow;
-use pushdial_core::store::Page;
+use pushdial_core::store::{Page, Paged};
 use pushdial_core::{ids, Error};
 
 /// How an agent or device can be reached now.
@@ -225,30 +228,108 @@ impl<T: poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON> List<T
     }
 }
 
-/// Checks the pagination parameters.
-pub fn page(
-    kind: ids::Kind,
+impl<R, T> From<Paged<R>> for List<T>
+where
+    T: From<R> + poem_openapi::types::ParseFromJSON + poem_openapi::types::ToJSON,
+{
+    fn from(rows: Paged<R>) -> Self {
+        List::new(rows.data.into_iter().map(T::from).collect(), rows.has_more)
+    }
+}
+
+/// The format of the one stand-in parameter a `Pagination` argument adds to poem-openapi's
+/// rendering, which `contract::finish` replaces with the three parameters it takes.
+pub const PAGINATION_MARKER: &str = "x-pushdial-pagination";
+
+/// A list's page parameters (`limit`, `starting_after`, `ending_before`), taken by one
+/// argument.
+///
+/// poem-openapi documents one parameter per argument, so this argument stands in the
+/// rendered document as one marker parameter, and `contract::finish` writes the three in
+/// its place. Each is read by poem-openapi's own `Query`, so a value of the wrong type is
+/// refused exactly as any query parameter (`400 invalid_parameter`); `page` checks the rest
+/// where the handler asks, after its authorization when the handler checks that first.
+pub struct Pagination {
     limit: Option<i64>,
     starting_after: Option<String>,
     ending_before: Option<String>,
-) -> Result<Page, Error> {
-    let limit = limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(Error::invalid("limit", "must be between 1 and 100"));
+}
+
+impl Pagination {
+    /// The page asked for, checked: `limit` 1 to 100 (20 when left out), at most one cursor,
+    /// each an id of `kind`.
+    pub fn page(self, kind: ids::Kind) -> Result<Page, Error> {
+        let limit = self.limit.unwrap_or(20);
+        if !(1..=100).contains(&limit) {
+            return Err(Error::invalid("limit", "must be between 1 and 100"));
+        }
+        if self.starting_after.is_some() && self.ending_before.is_some() {
+            return Err(Error::invalid(
+                "ending_before",
+                "give at most one of starting_after and ending_before",
+            ));
+        }
+        Ok(Page {
+            limit,
+            starting_after: self
+                .starting_after
+                .map(|s| ids::parse(kind, "starting_after", &s))
+                .transpose()?,
+            ending_before: self
+                .ending_before
+                .map(|s| ids::parse(kind, "ending_before", &s))
+                .transpose()?,
+        })
     }
-    if starting_after.is_some() && ending_before.is_some() {
-        return Err(Error::invalid(
-            "ending_before",
-            "give at most one of starting_after and ending_before",
-        ));
+}
+
+/// One query parameter read as poem-openapi reads a `Query<Option<T>>` argument.
+async fn query<T>(
+    request: &poem::Request,
+    body: &mut poem::RequestBody,
+    name: &'static str,
+) -> poem::Result<Option<T>>
+where
+    T: poem_openapi::types::ParseFromParameter + Send,
+{
+    let opts = ExtractParamOptions {
+        name,
+        ignore_case: false,
+        default_value: None,
+        example_value: None,
+        explode: true,
+        style: None,
+    };
+    Ok(Query::<Option<T>>::from_request(request, body, opts)
+        .await?
+        .0)
+}
+
+impl<'a> ApiExtractor<'a> for Pagination {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::Parameter];
+
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn param_in() -> Option<MetaParamIn> {
+        Some(MetaParamIn::Query)
     }
-    Ok(Page {
-        limit,
-        starting_after: starting_after
-            .map(|s| ids::parse(kind, "starting_after", &s))
-            .transpose()?,
-        ending_before: ending_before
-            .map(|s| ids::parse(kind, "ending_before", &s))
-            .transpose()?,
-    })
+
+    fn param_schema_ref() -> Option<MetaSchemaRef> {
+        Some(MetaSchemaRef::Inline(Box::new(
+            MetaSchema::new_with_format("object", PAGINATION_MARKER),
+        )))
+    }
+
+    async fn from_request(
+        request: &'a poem::Request,
+        body: &mut poem::RequestBody,
+        _: ExtractParamOptions<()>,
+    ) -> poem::Result<Self> {
+        Ok(Pagination {
+            limit: query(request, body, "limit").await?,
+            starting_after: query(request, body, "starting_after").await?,
+            ending_before: query(request, body, "ending_before").await?,
+        })
+    }
 }

@@ -16,7 +16,7 @@ use pushdial_core::webhooks::{self, signing, EVENT_TYPES};
 use pushdial_core::{text, Ctx, Error};
 
 use crate::auth::OrgAuth;
-use crate::models::{page, List};
+use crate::models::{List, Pagination};
 use crate::problems;
 use crate::Tags;
 use pushdial_core::accounts;
@@ -120,6 +120,18 @@ pub struct Event {
     pub created_at: DateTime<Utc>,
     /// The call, device or endpoint the event is about.
     pub data: serde_json::Value,
+}
+
+impl From<store::EventRow> for Event {
+    fn from(e: store::EventRow) -> Self {
+        Event {
+            id: e.id,
+            object: "event".into(),
+            kind: e.kind,
+            created_at: e.created_at,
+            data: e.data,
+        }
+    }
 }
 
 /// One delivery attempt.
@@ -374,24 +386,13 @@ impl WebhooksApi {
         &self,
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<WebhookEndpoint>>, WebhookReadError> {
         auth.require(Action::ManageWebhooks)?;
-        let page = page(
-            Kind::WebhookEndpoint,
-            limit.0,
-            starting_after.0,
-            ending_before.0,
-        )?;
+        let page = pagination.page(Kind::WebhookEndpoint)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::list_endpoints(&mut conn, &auth.org_id, &page).await?;
-        Ok(Json(List::new(
-            rows.data.into_iter().map(Into::into).collect(),
-            rows.has_more,
-        )))
+        Ok(Json(List::from(rows)))
     }
 
     /// Retrieve a webhook endpoint
@@ -730,10 +731,7 @@ impl WebhooksApi {
         /// Only events of this type.
         #[oai(name = "type")]
         kind: Query<Option<String>>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Event>>, WebhookReadError> {
         auth.require(Action::ManageWebhooks)?;
         if let Some(k) = &kind.0 {
@@ -741,21 +739,10 @@ impl WebhooksApi {
                 return Err(Error::invalid("type", format!("unknown event type `{k}`")).into());
             }
         }
-        let page = page(Kind::Event, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Event)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::list_events(&mut conn, &auth.org_id, kind.0.as_deref(), &page).await?;
-        let data = rows
-            .data
-            .into_iter()
-            .map(|e| Event {
-                id: e.id,
-                object: "event".into(),
-                kind: e.kind,
-                created_at: e.created_at,
-                data: e.data,
-            })
-            .collect();
-        Ok(Json(List::new(data, rows.has_more)))
+        Ok(Json(List::from(rows)))
     }
 }
 

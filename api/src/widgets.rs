@@ -2,7 +2,7 @@
 //! (visitors' callback requests).
 
 use chrono::{DateTime, Utc};
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -12,7 +12,7 @@ use pushdial_core::store::widgets::{self as store, CallbackRow, WidgetRow, Widge
 use pushdial_core::{accounts, tenants, text, widgets, Ctx, Error};
 
 use crate::auth::OrgAuth;
-use crate::models::{page, List};
+use crate::models::{List, Pagination};
 use crate::problems;
 use crate::Tags;
 
@@ -305,12 +305,9 @@ impl WidgetsApi {
         &self,
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Widget>>, WidgetError> {
-        let page = page(Kind::Widget, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Widget)?;
         auth.require(Action::ManageWidgets)?;
         let mut conn = ctx.db.acquire().await?;
         let rows = store::list(&mut conn, &auth.org_id, &page).await?;
@@ -434,18 +431,12 @@ impl WidgetsApi {
         &self,
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
-        /// 1 to 100, default 20.
-        limit: Query<Option<i64>>,
-        starting_after: Query<Option<String>>,
-        ending_before: Query<Option<String>>,
+        pagination: Pagination,
     ) -> Result<Json<List<Callback>>, WidgetError> {
-        let page = page(Kind::Callback, limit.0, starting_after.0, ending_before.0)?;
+        let page = pagination.page(Kind::Callback)?;
         let mut conn = ctx.db.acquire().await?;
         // An agent sees the requests nobody took yet and those whose call was theirs.
         let rows = store::callbacks(&mut conn, &auth.org_id, auth.own_agent(), &page).await?;
-        Ok(Json(List::new(
-            rows.data.into_iter().map(Into::into).collect(),
-            rows.has_more,
-        )))
+        Ok(Json(List::from(rows)))
     }
 }
