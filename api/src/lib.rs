@@ -102,7 +102,8 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
     .webhooks::<webhooks::Events>()
     .description(
         "Click-to-call through the caller's own phone. Secret keys (`pd_sk_…`) open the public \
-         API with an admin's rights; a console session (cookie `pd_session`, from sign-in at \
+         API with the current role of the member who made them (the organization's own key, \
+         as an owner); a console session (cookie `pd_session`, from sign-in at \
          `/auth/{provider}/login`) opens it with the member's role, in the organization named \
          by the `Pushdial-Organization` header, and state-changing requests must then come \
          from an allowed `Origin`. Device tokens (`pd_dev_…`) open the agent API. Errors are \
