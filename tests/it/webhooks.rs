@@ -540,9 +540,15 @@ async fn endpoint_failing_too_long_is_disabled_and_failures_can_be_recovered() {
     assert_eq!(recovered["queued"], 1);
     let got = broken.wait_for(tries + 1).await;
     assert_eq!(got.last().unwrap().kind(), "webhook.test");
-    let attempts = get(
-        &app,
-        &format!("/v1/webhook_endpoints/{id}/attempts?limit=1"),
+    // The attempt's row commits when its answer is in, a moment after the receiver has the
+    // request: wait for it to be recorded before reading the latest attempt.
+    let attempts = eventually(
+        Duration::from_secs(10),
+        "the recovered attempt recorded",
+        || async {
+            let attempts = get(&app, &format!("/v1/webhook_endpoints/{id}/attempts")).await;
+            (attempts["data"].as_array().map_or(0, Vec::len) > tries).then_some(attempts)
+        },
     )
     .await;
     assert_eq!(attempts["data"][0]["status_code"], 200);
