@@ -144,6 +144,8 @@ try {
   await step('signed out: the sign-in page lists the providers', async () => {
     await page.goto(`${BASE}/console/`);
     await page.waitForSelector(tid('signin-page'));
+    // The page renders before GET /auth/providers answers: wait for the buttons to come.
+    await page.waitForSelector(tid('signin-provider'), { timeout: 10000 }).catch(() => {});
     expect((await page.locator(tid('signin-provider')).count()) > 0, 'no provider button');
     await shot(page, '01-signin');
   });
