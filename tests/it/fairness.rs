@@ -209,6 +209,18 @@ async fn a_tenants_tarpit_webhooks_never_delay_another_tenants_push_offers_or_we
     })
     .await;
     let still_waiting = backlog(&app, &app.org.org_id).await;
+    // B can be served before A has spent its sends (10 a minute here): A floods on until
+    // they are refused, or the assertion below says they never were.
+    let refused = || {
+        let answers = answers.clone();
+        async move { (answers.lock().unwrap().get(&429).copied().unwrap_or(0) > 0).then_some(()) }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        while refused().await.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     flood.await.unwrap();
 
