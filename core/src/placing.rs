@@ -175,6 +175,10 @@ pub async fn place_call<A: CallAnswer>(
     // (409) or finding its answer committed since `replay` spends no quota.
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     if let Some(call) = idem.lock::<A>(&mut tx, org_id).await? {
+        // Committed by a racing request since `replay` looked: shown on the same terms.
+        if !actor.sees_agent(call.agent_id()) {
+            return Err(Error::NotFound("call"));
+        }
         return Ok(Placed::Replayed(call));
     }
     // Only now, when nothing else can refuse it, does the call take its quotas.
