@@ -297,8 +297,9 @@ impl ApiKeysApi {
         auth.require(Action::ManageApiKeys)?;
         let mut tx = ctx.db.begin().await?;
         let old = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
-        may_manage_key(&auth, &old)?;
+        // A widget's key is retired with its widget, whoever asks.
         not_a_widget_key(&mut tx, &old).await?;
+        may_manage_key(&auth, &old)?;
         // The replacement is the roller's: they hold its secret.
         let (secret, row) = tenants::new_key(
             &mut tx,
@@ -344,8 +345,9 @@ impl ApiKeysApi {
         auth.require(Action::ManageApiKeys)?;
         let mut tx = ctx.db.begin().await?;
         let key = get_key(&mut tx, &auth.org_id, &api_key_id.0).await?;
-        may_manage_key(&auth, &key)?;
+        // A widget's key is retired with its widget, whoever asks.
         not_a_widget_key(&mut tx, &key).await?;
+        may_manage_key(&auth, &key)?;
         if keys::revoke(&mut tx, &auth.org_id, &key.id).await? {
             accounts::audit(&mut tx, &auth.audit("api_key.revoked", "api_key", &key.id)).await?;
         }

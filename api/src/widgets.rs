@@ -279,7 +279,7 @@ impl WidgetsApi {
             &auth.org_id,
             "publishable",
             &key_name,
-            auth.user_id(),
+            auth.acting_user(),
         )
         .await?;
         let row = store::insert(

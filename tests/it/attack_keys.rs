@@ -31,24 +31,6 @@ async fn with_key(
     (status, resp.json().await.unwrap_or_default())
 }
 
-/// Rows in every table of the schema, from the catalog (so a new table cannot be missed).
-async fn every_count(app: &TestApp) -> Vec<(String, i64)> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "select table_name::text from information_schema.tables
-         where table_schema = 'public' and table_type = 'BASE TABLE'
-           and table_name <> '_sqlx_migrations' order by 1",
-    )
-    .fetch_all(&app.db)
-    .await
-    .unwrap();
-    let mut out = vec![];
-    for t in tables {
-        let n = app.count(&t).await;
-        out.push((t, n));
-    }
-    out
-}
-
 /// An organization of Alice (owner, with a phone paired to her agent) and Bob (admin).
 struct Org {
     alice: Browser,
@@ -153,7 +135,7 @@ async fn an_admins_key_cannot_pair_a_phone_to_an_owners_agent() {
 
     // The attack: Bob's key pairs his phone to Alice's agent (201 before), and the rest of
     // what an admin may not do to an owner.
-    let before = every_count(&app).await;
+    let before = app.counts().await;
     let (status, body) = with_key(
         &app,
         &bob_key,
@@ -209,8 +191,8 @@ async fn an_admins_key_cannot_pair_a_phone_to_an_owners_agent() {
     assert_eq!(minted["created_by"], o.bob_id.as_str());
     assert_eq!(minted["role"], "admin");
     let minted_secret = minted["secret"].as_str().unwrap();
-    let after_mint = every_count(&app).await;
-    let (status, _) = with_key(
+    let after_mint = app.counts().await;
+    let (status, body) = with_key(
         &app,
         minted_secret,
         Method::POST,
@@ -218,8 +200,12 @@ async fn an_admins_key_cannot_pair_a_phone_to_an_owners_agent() {
         Some(json!({"agent_id": o.alice_agent})),
     )
     .await;
-    assert_eq!(status, 403);
-    assert_eq!(every_count(&app).await, after_mint, "nothing written");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("role_forbidden")),
+        "{body}"
+    );
+    assert_eq!(app.counts().await, after_mint, "nothing written");
     let mut expected = before.clone();
     for (t, n) in &mut expected {
         // The minted key, and its audit entry.
@@ -347,7 +333,7 @@ async fn a_key_is_demoted_with_its_creator() {
         },
     )
     .await;
-    let before = every_count(&app).await;
+    let before = app.counts().await;
     let (status, body) = with_key(
         &app,
         &bob_key,
@@ -371,7 +357,7 @@ async fn a_key_is_demoted_with_its_creator() {
         .map(|a| a["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, [o.bob_agent.as_str()]);
-    assert_eq!(every_count(&app).await, before);
+    assert_eq!(app.counts().await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,7 +396,7 @@ async fn removing_a_member_revokes_the_keys_they_made() {
     assert_eq!(removed["revoked_api_keys"], json!([key_id]));
 
     // The attack: the removed admin's key, used after the removal (200 before).
-    let before = every_count(&app).await;
+    let before = app.counts().await;
     let (status, body) = with_key(
         &app,
         &bob_key,
@@ -426,7 +412,7 @@ async fn removing_a_member_revokes_the_keys_they_made() {
     );
     let (status, _) = with_key(&app, &bob_key, Method::GET, "/v1/calls", None).await;
     assert_eq!(status, 401);
-    assert_eq!(every_count(&app).await, before, "nothing written");
+    assert_eq!(app.counts().await, before, "nothing written");
 
     // The audit log says so; the publishable key stays with its widget use.
     let (_, log) = o
@@ -469,7 +455,7 @@ async fn an_owner_who_took_over_a_key_keeps_it_after_its_creator_leaves() {
     let o = org_with_owner_and_admin(&app).await;
     let (key_id, bob_key) = key_of(&o.bob, &o.org, "shared integration").await;
     // Only owners take keys over.
-    let before = every_count(&app).await;
+    let before = app.counts().await;
     let (status, body) = o
         .bob
         .api(
@@ -483,7 +469,7 @@ async fn an_owner_who_took_over_a_key_keeps_it_after_its_creator_leaves() {
         (status, body["code"].as_str()),
         (403, Some("role_forbidden"))
     );
-    assert_eq!(every_count(&app).await, before);
+    assert_eq!(app.counts().await, before);
 
     let (status, moved) = o
         .alice
@@ -586,4 +572,56 @@ async fn the_organizations_own_key_acts_as_an_owner() {
         )
         .await;
     assert_eq!(status, 201, "{code}");
+}
+
+/// A widget made through an admin's key is that admin's, not the organization's: its
+/// publishable key acts as the admin's, and revoking it is refused for what it is (a
+/// widget's key, retired with its widget), never as an owner's key the admin may not touch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_widget_made_through_an_admins_key_belongs_to_that_admin() {
+    let (app, _provider) = app_with_oidc(|_| {}).await;
+    let o = org_with_owner_and_admin(&app).await;
+    let (_, bob_secret) = key_of(&o.bob, &o.org, "bob's").await;
+    let (status, widget) = with_key(
+        &app,
+        &bob_secret,
+        Method::POST,
+        "/v1/widgets",
+        Some(json!({"name": "Shop", "allowed_origins": ["https://shop.example"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{widget}");
+    let publishable = widget["publishable_key"].as_str().unwrap();
+    let (_, keys) = with_key(&app, &bob_secret, Method::GET, "/v1/api_keys", None).await;
+    let key = keys["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| {
+            k["type"] == "publishable"
+                && k["redacted"]
+                    .as_str()
+                    .and_then(|r| r.rsplit('…').next())
+                    .is_some_and(|last4| publishable.ends_with(last4))
+                && k["name"].as_str().unwrap_or("").starts_with("Widget:")
+        })
+        .cloned()
+        .expect("the widget's key is listed");
+    assert_eq!(key["created_by"], o.bob_id.as_str(), "{key}");
+    assert_eq!(key["role"], "admin", "{key}");
+    let before = app.counts().await;
+    let (status, refused) = with_key(
+        &app,
+        &bob_secret,
+        Method::DELETE,
+        &format!("/v1/api_keys/{}", key["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("key_in_use_by_widget")),
+        "{refused}"
+    );
+    assert_eq!(app.counts().await, before, "nothing written");
 }
