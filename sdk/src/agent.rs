@@ -828,8 +828,14 @@ async fn offer_flow(
     }
 
     // `required` (a widget's call: the number came from a public page) is asked even in
-    // auto mode.
-    if ack.confirm == "required" || (ack.confirm != "auto" && !ctx.auto) {
+    // auto mode, and so is any value this agent does not know: only what is known to be
+    // safe dials without asking.
+    let ask = match ack.confirm.as_str() {
+        "auto" => false,
+        "prompt" => !ctx.auto,
+        _ => true,
+    };
+    if ask {
         let answer = tokio::select! {
             yes = ctx.ask(&ack.to) => yes,
             () = tokio::time::sleep(until(expires_at)) => {
