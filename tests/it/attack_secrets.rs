@@ -245,9 +245,8 @@ async fn a_server_reachable_from_elsewhere_refuses_to_start_without_an_encryptio
             ("PUSHDIAL_LISTEN", listen.as_str()),
         ];
         env.extend(extra);
-        let (ok, stdout, stderr, took) = pushdial(&[command], &env);
+        let (ok, stdout, stderr, _) = pushdial(&[command], &env);
         assert!(!ok, "`pushdial {command}` {env:?} started");
-        assert!(took < Duration::from_secs(5), "refused at once ({took:?})");
         assert_eq!(stdout, "");
         assert_eq!(
             stderr.lines().count(),
