@@ -524,6 +524,7 @@ pub fn known_routes(spec_paths: impl Iterator<Item = String>) -> Routes {
         "/readyz",
         "/metrics",
         "/openapi.json",
+        "/asyncapi.yaml",
         "/docs",
         "/auth/providers",
         "/auth/logout",
