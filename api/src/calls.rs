@@ -177,8 +177,8 @@ impl CallsApi {
         body: Json<CreateCall>,
     ) -> Result<CallCreated, CreateCallError> {
         auth.require(Action::PlaceCall)?;
-        let idem =
-            Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?.scoped(auth.acting_user());
+        let idem = Idempotency::new(idempotency_key.0, "POST /v1/calls", &body.0)?
+            .scoped(auth.acting_user());
         let b = body.0;
         let raw = RawCallRequest {
             to: b.to,
