@@ -18,7 +18,7 @@
 import { parseRetryAfter } from './errors.js';
 
 export interface RetryOptions {
-  /** Retries after the first attempt (default 2; 0 turns retrying off). */
+  /** Retries after the first attempt (default 2, also for a value that is not a finite number; 0 turns retrying off). */
   maxRetries?: number;
   /** The first backoff's upper bound, in milliseconds (default 500). */
   baseDelayMs?: number;
@@ -61,7 +61,10 @@ export function retryingFetch(
   fetchImpl: (input: Request) => Promise<Response>,
   options: RetryOptions = {},
 ): (input: Request) => Promise<Response> {
-  const maxRetries = Math.max(0, options.maxRetries ?? 2);
+  // A count that is not a finite number (`Number(undefined)` is NaN) would never be
+  // exceeded: retry forever. It falls back to the default; a fraction rounds down.
+  const n = options.maxRetries ?? 2;
+  const maxRetries = Number.isFinite(n) ? Math.max(0, Math.floor(n)) : 2;
   const maxRetryAfter = options.maxRetryAfter ?? 60;
   return async (request: Request) => {
     if (maxRetries === 0 || !isRetryable(request)) return fetchImpl(request);

@@ -136,6 +136,35 @@ describe('retries of what the server cannot be made to answer', () => {
   });
 });
 
+describe('a retry count that is not a number', () => {
+  // Answers 503 to every request, for ever.
+  let server: Server;
+  let base: string;
+  let requests = 0;
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      requests++;
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/problem+json' });
+      res.end(JSON.stringify({ type: 'about:blank', title: 'Unavailable', status: 503, detail: 'try later', code: 'overloaded', request_id: 'req_1', errors: [] }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  test('maxRetries NaN (Number(undefined)) gives up after the default 2 retries instead of looping', async () => {
+    for (const options of [{ maxRetries: Number(undefined) }, { retry: { maxRetries: NaN } }]) {
+      const pd = new Pushdial({ baseUrl: base, apiKey: 'pd_sk_test', ...options, retry: { baseDelayMs: 1, ...options.retry } });
+      requests = 0;
+      // Without the fallback the loop never ends: the timeout stops it and the count shows it.
+      const e = await pd.agents.list({}, { signal: AbortSignal.timeout(3000) }).catch((e: unknown) => e);
+      expect(e).toBeInstanceOf(ServiceUnavailableError);
+      expect(requests).toBe(3);
+    }
+  });
+});
+
 describe('retry policy', () => {
   test('backoff is full jitter under an exponential ceiling, never below Retry-After', () => {
     for (let i = 0; i < 2000; i++) {
