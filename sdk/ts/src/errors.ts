@@ -174,13 +174,17 @@ function errorClassFor(status: number): typeof PushdialError {
 }
 
 /**
- * A `Retry-After` value in seconds: delta-seconds (what pushdial sends) or an HTTP date;
+ * A `Retry-After` value in seconds: delta-seconds (what pushdial sends; a fraction, which
+ * some proxies send, is taken as such) or an HTTP date (it starts with the day's name);
  * undefined when absent or unreadable.
  */
 export function parseRetryAfter(value: string | null | undefined): number | undefined {
   if (value == null) return undefined;
   const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text);
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  // Only an HTTP date goes to Date.parse, which reads almost anything ("1.5" is a day in
+  // 2001: no wait at all).
+  if (!/^(mon|tue|wed|thu|fri|sat|sun)[a-z]*[, ]/i.test(text)) return undefined;
   const at = Date.parse(text);
   if (Number.isNaN(at)) return undefined;
   return Math.max(0, Math.ceil((at - Date.now()) / 1000));

@@ -5,7 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { backoffDelay, ConflictError, isRetryable, Pushdial, PushdialError, RateLimitError, ServiceUnavailableError } from '../src/index.js';
+import { backoffDelay, ConflictError, isRetryable, parseRetryAfter, Pushdial, PushdialError, RateLimitError, ServiceUnavailableError } from '../src/index.js';
 import { needServer, recordingFetch, sleep } from './support.js';
 
 function limited(options: ConstructorParameters<typeof Pushdial>[0] = {}) {
@@ -179,6 +179,22 @@ describe('retry policy', () => {
     // Jitter: the delays spread over the range rather than repeat.
     const spread = new Set(Array.from({ length: 50 }, () => Math.round(backoffDelay(3, undefined))));
     expect(spread.size).toBeGreaterThan(40);
+  });
+
+  test('a Retry-After is delta-seconds (a fraction too) or an HTTP date, nothing else', () => {
+    expect(parseRetryAfter('2')).toBe(2);
+    // Date.parse reads "1.5" as a day in 2001, which was a wait of 0.
+    expect(parseRetryAfter('1.5')).toBe(1.5);
+    expect(parseRetryAfter(' 0.25 ')).toBe(0.25);
+    const inTen = new Date(Date.now() + 10_000);
+    expect(parseRetryAfter(inTen.toUTCString())).toBeGreaterThanOrEqual(9);
+    expect(parseRetryAfter(inTen.toUTCString())).toBeLessThanOrEqual(11);
+    expect(parseRetryAfter('Sun, 06 Nov 1994 08:49:37 GMT')).toBe(0);
+    expect(parseRetryAfter('Sunday, 06-Nov-94 08:49:37 GMT')).toBe(0);
+    expect(parseRetryAfter('Sun Nov  6 08:49:37 1994')).toBe(0);
+    for (const unreadable of ['', '-1', '1e3', '1.', '.5', '2001-01-01', '12/31/2099', 'soon', null, undefined]) {
+      expect(parseRetryAfter(unreadable), String(unreadable)).toBeUndefined();
+    }
   });
 
   test('only requests that cannot act twice are retried', () => {
