@@ -97,9 +97,14 @@ function showPair(message?: string): void {
   const params = new URLSearchParams(location.search);
   const code = $<HTMLInputElement>("pair-code");
   const fromUrl = params.get("token") || params.get("code") || params.get("pair_uri");
-  if (fromUrl && !code.value) {
-    const parsed = parseCode(fromUrl);
-    code.value = "code" in parsed ? parsed.code : fromUrl;
+  if (fromUrl) {
+    if (!code.value) {
+      const parsed = parseCode(fromUrl);
+      code.value = "code" in parsed ? parsed.code : fromUrl;
+    }
+    // The secret now lives in the input (kept there for a retry): take it out of the
+    // address bar and the history at once, not only once pairing succeeds.
+    history.replaceState(null, "", "/agent/");
   }
   const name = $<HTMLInputElement>("pair-name");
   if (!name.value) name.value = guessName();
