@@ -193,7 +193,10 @@ ensure_python_sdk() {
     ensure_command python3 python3
     python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
         die "Python $(python3 -V 2>&1) is too old for sdk/python: install Python 3.10 or newer"
-    if [[ ! -x "$venv/bin/python" ]]; then
+    # A venv whose pip does not run (ensurepip failed after bin/python was written, or
+    # the system Python it points to is gone) is removed and created again.
+    if ! { [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -m pip --version >/dev/null 2>&1; }; then
+        rm -rf "$venv"
         # Debian's python3 leaves venv's pip bootstrap to a package of its own.
         python3 -c 'import ensurepip' >/dev/null 2>&1 || apt_install python3-venv
         log "creating the Python SDK's virtual environment (.pushdial/python-venv)"
