@@ -285,7 +285,15 @@ pub async fn claim_bulk(
     let lease_ms = lease.as_millis() as i64;
     let keys: Vec<String> = claim.keys.iter().map(|k| k.key.clone()).collect();
     let orgs: Vec<String> = claim.keys.iter().map(|k| k.org_id.clone()).collect();
-    sqlx::query_as!(
+    // Bulk claims take turns across workers: an endpoint's running deliveries are counted
+    // from committed leases, so two claims at the same instant would each see room for
+    // `key_cap` and a slow receiver would get that many per worker. The lock is held for
+    // the one statement (a few milliseconds), until its leases are committed.
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query!("select pg_advisory_xact_lock($1)", BULK_CLAIM_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let jobs = sqlx::query_as!(
         Job,
         r#"with leased as (
              select lane_key, org_id, count(*) as total,
@@ -334,9 +342,14 @@ pub async fn claim_bulk(
         claim.org_cap,
         claim.key_cap
     )
-    .fetch_all(conn)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(jobs)
 }
+
+/// The advisory lock that bulk claims take in turn ("pdbulk").
+const BULK_CLAIM_LOCK: i64 = 0x7064_6275_6c6b;
 
 /// Deletes a finished job; `false` when the lease was lost (the job is someone else's now).
 pub async fn complete(conn: &mut PgConnection, job: &Job, worker: &str) -> sqlx::Result<bool> {
