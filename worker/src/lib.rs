@@ -185,6 +185,10 @@ impl Worker {
         // Where the next look for bulk lane keys starts: past the last one seen when a look
         // found as many as it may take, so that every key gets its turn however many wait.
         let mut after = String::new();
+        // Claims in a row that found nothing they may take: the pause after one doubles,
+        // up to the poll interval, so that a backlog held back by its shares (one tenant's
+        // endpoint at its cap) does not keep the lane querying 50 times a second.
+        let mut empty_claims: u32 = 0;
         let mut running = JoinSet::new();
         while !stop.is_stopped() {
             while running.try_join_next().is_some() {}
@@ -241,14 +245,18 @@ impl Worker {
                 // Probably more waiting (a claim takes turns, and may leave some for the
                 // next one); or, for the bulk lane, keys past those this claim looked at.
                 if got > 0 || !after.is_empty() {
+                    empty_claims = 0;
                     continue;
                 }
+                empty_claims = empty_claims.saturating_add(1);
             }
             // After a claim that found nothing it may take, what is due belongs to
             // organizations or endpoints at their share: a job finishing (or a wake-up)
             // ends the pause, not a timer spinning on them.
             let floor = if free > 0 {
                 IDLE_AFTER_EMPTY_CLAIM
+                    .saturating_mul(1 << empty_claims.saturating_sub(1).min(10))
+                    .min(self.ctx.config.job_poll_interval)
             } else {
                 Duration::ZERO
             };
