@@ -87,6 +87,26 @@ def test_retries_stop_after_max_retries_and_at_a_long_retry_after() -> None:
     assert c.retry_delay(GET, 0, response=answer(429, retry_after="3600")) is None
 
 
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [(float("nan"), 2), (float("inf"), 2), (-3, 0), (2.7, 2), (5, 5), (0, 0)],
+)
+def test_a_max_retries_that_is_no_count_falls_back_instead_of_retrying_for_ever(given: float, kept: int) -> None:
+    # `attempt >= nan` is never true: a NaN count retried a 503 for ever.
+    policy = RetryPolicy(max_retries=given)  # type: ignore[arg-type]
+    assert policy.max_retries == kept
+    c = ClientCore(
+        "pd_sk_x",
+        base_url="http://127.0.0.1:1",
+        timeout=None,
+        max_retries=given,  # type: ignore[arg-type]
+        retry_policy=None,
+        default_headers=None,
+    )
+    assert c.retry_policy.max_retries == kept
+    assert c.retry_delay(GET, kept, response=answer(503)) is None
+
+
 def test_a_connection_never_made_is_retried_whatever_the_request() -> None:
     c = core()
     refused = httpx.ConnectError("refused")

@@ -5,6 +5,7 @@ clients, so each one's loop is a few lines around this module's decisions.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
@@ -108,6 +109,14 @@ class RetryPolicy:
     initial_delay: float = 0.5
     max_delay: float = 8.0
     max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        # A count that is not a finite whole number (NaN is never reached by `attempt >=`)
+        # would retry for ever: it falls back to the default; a negative one is no retry.
+        n = self.max_retries
+        if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n):
+            n = DEFAULT_MAX_RETRIES
+        object.__setattr__(self, "max_retries", max(0, int(n)))
 
     def delay(
         self, attempt: int, retry_after: float | None, rng: random.Random | None = None
