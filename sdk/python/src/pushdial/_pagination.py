@@ -24,7 +24,9 @@ def _next_operation(op: Operation[Any], data: list[Any], has_more: bool) -> Oper
     if not has_more or not data:
         return None
     params = dict(op.params or {})
+    # One cursor at a time: a caller's other cursor, kept, would bound every later page too.
     if params.get("ending_before") is not None:
+        params.pop("starting_after", None)
         params["ending_before"] = data[0].id
     else:
         params.pop("ending_before", None)
