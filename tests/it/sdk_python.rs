@@ -51,6 +51,15 @@ async fn python_sdk_suite_passes_against_a_real_server() {
     // drops the question when the call is canceled or expires).
     let done = Arc::new(AtomicBool::new(false));
     let answer = Arc::clone(&done);
+    // Set however the test ends: a panic below (pytest too slow, Python missing) must not
+    // leave the person's blocking thread spinning, which would hang the test, not fail it.
+    struct SetOnDrop(Arc<AtomicBool>);
+    impl Drop for SetOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _done_on_exit = SetOnDrop(Arc::clone(&done));
     let phone = RunningAgent::start_with(
         device,
         RunOptions {
