@@ -434,7 +434,8 @@ impl<E: poem::Endpoint> poem::Endpoint for AllowHeaderEndpoint<E> {
         // A method the route does not accept is refused here, from the document, before
         // anything behind the route (the widget's gate looks up its key or callback first)
         // answers it in its own way.
-        if let Some(allowed) = self.methods.allowed(&path) {
+        let allowed = self.methods.allowed(&path);
+        if let Some(allowed) = allowed {
             let method = req.method().as_str();
             if !allowed.split(", ").any(|m| m == method) {
                 let mut resp =
@@ -455,11 +456,7 @@ impl<E: poem::Endpoint> poem::Endpoint for AllowHeaderEndpoint<E> {
         if resp.status() == poem::http::StatusCode::METHOD_NOT_ALLOWED
             && !resp.headers().contains_key(poem::http::header::ALLOW)
         {
-            if let Some(v) = self
-                .methods
-                .allowed(&path)
-                .and_then(|m| poem::http::HeaderValue::from_str(m).ok())
-            {
+            if let Some(v) = allowed.and_then(|m| poem::http::HeaderValue::from_str(m).ok()) {
                 resp.headers_mut().insert(poem::http::header::ALLOW, v);
             }
         }
