@@ -12,7 +12,7 @@ use pushdial_core::crypto::Bound;
 use pushdial_core::egress::EgressError;
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::store::webhooks::{self as store, EndpointRow, EndpointUpdate, NewEndpoint};
-use pushdial_core::webhooks::{self, signing, EVENT_TYPES};
+use pushdial_core::webhooks::{signing, EVENT_TYPES};
 use pushdial_core::{text, Ctx, Error};
 
 use crate::auth::OrgAuth;
@@ -312,7 +312,7 @@ async fn queue_message(
 ) -> Result<(), Error> {
     let messages =
         store::fan_out(tx, event_id, org_id, kind, ordering_key, Some(endpoint_id)).await?;
-    webhooks::enqueue_deliveries(tx, &messages).await?;
+    pushdial_core::queue::enqueue_deliveries(tx, &messages).await?;
     Ok(())
 }
 
@@ -650,7 +650,7 @@ impl WebhooksApi {
         take_send(&ctx, &auth.org_id).await?;
         let mut tx = ctx.db.begin().await?;
         let messages = store::recover(&mut tx, &auth.org_id, &current.id, body.0.since).await?;
-        webhooks::enqueue_deliveries(&mut tx, &messages).await?;
+        pushdial_core::queue::enqueue_deliveries(&mut tx, &messages).await?;
         tx.commit().await?;
         ctx.wake_workers().await;
         Ok(RecoveryQueued::Accepted(Json(Recovery {

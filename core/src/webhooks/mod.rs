@@ -44,13 +44,7 @@ pub async fn record(
 ) -> sqlx::Result<()> {
     store::insert_event(conn, event_id, org_id, kind, ordering_key, data).await?;
     let messages = store::fan_out(conn, event_id, org_id, kind, ordering_key, None).await?;
-    enqueue_deliveries(conn, &messages).await
-}
-
-/// One delivery job per message, in the caller's transaction (one statement however many
-/// endpoints subscribe).
-pub async fn enqueue_deliveries(conn: &mut PgConnection, messages: &[i64]) -> sqlx::Result<()> {
-    queue::enqueue_deliveries(conn, messages).await
+    queue::enqueue_deliveries(conn, &messages).await
 }
 
 /// The delay before attempt `attempt + 1` (attempt counts from 1) from `schedule`, with
