@@ -2,6 +2,8 @@
 //! bodies smuggled past the limits by an `Upgrade` header, and connections held open by
 //! request heads that never finish.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -98,17 +100,19 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_off() {
         "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Slow: {}",
         "a".repeat(200)
     );
-    let trickle = tokio::spawn(async move {
-        let mut written = 0;
-        for byte in head.bytes() {
-            if writer.write_all(&[byte]).await.is_err() {
-                break;
+    let written = Arc::new(AtomicUsize::new(0));
+    let trickle = {
+        let written = written.clone();
+        tokio::spawn(async move {
+            for byte in head.bytes() {
+                if writer.write_all(&[byte]).await.is_err() {
+                    break;
+                }
+                written.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            written += 1;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        written
-    });
+        })
+    };
     let mut buf = [0u8; 1024];
     let closed = tokio::time::timeout(Duration::from_secs(15), reader.read(&mut buf)).await;
     let n = closed
@@ -117,6 +121,13 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_off() {
     assert!(
         !String::from_utf8_lossy(&buf[..n]).contains("200 OK"),
         "an unfinished head was served"
+    );
+    // Cut off by the head's deadline (1 s, about 10 bytes at 10 a second), not by some
+    // longer one: the head is 230 bytes, and 60 leaves room for a slow machine.
+    let sent = written.load(Ordering::SeqCst);
+    assert!(
+        sent < 60,
+        "the connection stayed open for {sent} trickled bytes"
     );
     trickle.abort();
 }
