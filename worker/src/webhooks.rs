@@ -285,7 +285,12 @@ async fn finish(worker: &Worker, job: &Job, d: &Delivery, answer: Answer) -> Res
         );
         return Ok(Ran::Settled { deferred: false });
     }
-    // The endpoint row before the message rows, in the order disabling takes them.
+    // The endpoint row before the message rows, in the order disabling and deleting take
+    // them. Deleted meanwhile: its messages and attempts went with it.
+    if !store::hold_endpoint(&mut tx, &d.org_id, &d.endpoint_id).await? {
+        tx.commit().await?;
+        return Ok(Ran::Settled { deferred: false });
+    }
     store::note_outcome(&mut tx, &d.endpoint_id, success, d.failing_since).await?;
     store::record_attempt(
         &mut tx,

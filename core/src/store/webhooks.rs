@@ -334,6 +334,22 @@ pub async fn disable_endpoint(
     Ok(done.rows_affected() == 1)
 }
 
+/// Holds an endpoint against deletion until the transaction ends (`for key share`, which a
+/// delete waits for), before anything of its messages is touched; `false` if it is gone.
+/// Recording an attempt locks the message and then needs the endpoint: without this, a
+/// `DELETE` of the endpoint (which locks it, then cascades to the message) deadlocked with
+/// a delivery finishing at that moment, and the delete was answered 500.
+pub async fn hold_endpoint(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<bool> {
+    let held = sqlx::query_scalar!(
+        "select 1 as \"one!\" from webhook_endpoints where org_id = $1 and id = $2 for key share",
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(held.is_some())
+}
+
 /// Records the outcome of a delivery on the endpoint's failure run, given when the run
 /// started as the delivery read it (`seen`); returns when the current run started (`None`
 /// after a success). The row is written only when the run starts or ends, so deliveries to
