@@ -1,8 +1,6 @@
 //! Sign-in through a real OpenID Connect provider (`oidc-provider` from npm, on loopback),
 //! sessions, organizations, members and roles, invitations, API keys and the audit log.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,71 +8,10 @@ use reqwest::header::{COOKIE, LOCATION, ORIGIN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::fakes::github::fake_github;
+use crate::fakes::oidc::app_with_oidc;
+use crate::fakes::smtp::fake_smtp;
 use crate::harness::*;
-
-/// The loopback OpenID Connect provider (tests/oidc/provider.mjs), stopped on drop.
-pub struct OidcProvider {
-    child: Child,
-    _stdin: ChildStdin,
-    pub issuer: String,
-}
-
-impl OidcProvider {
-    /// Starts the provider with one client, `pushdial`, whose redirect URI is the
-    /// deployment's callback.
-    pub fn start(redirect_uri: &str) -> OidcProvider {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let clients = json!([{
-            "client_id": "pushdial",
-            "client_secret": "s3cret",
-            "redirect_uris": [redirect_uri],
-        }]);
-        let mut child = Command::new("node")
-            .arg(format!("{root}/tests/oidc/provider.mjs"))
-            .env("OIDC_CLIENTS", clients.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node is installed and tests/oidc has its packages (scripts/test runs npm ci)");
-        let stdin = child.stdin.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("the OIDC provider did not start: {line:?}"));
-        OidcProvider {
-            child,
-            _stdin: stdin,
-            issuer: ready["issuer"].as_str().unwrap().to_owned(),
-        }
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A pushdial whose sign-in provider `oidc` is the loopback provider.
-pub async fn app_with_oidc(
-    tune: impl FnOnce(&mut pushdial_core::Config),
-) -> (TestApp, OidcProvider) {
-    let mut provider = None;
-    let app = TestApp::spawn_tuned(|c| {
-        let p = OidcProvider::start(&format!("http://{}/auth/oidc/callback", c.listen));
-        c.oidc_issuer = Some(p.issuer.clone());
-        c.oidc_client_id = Some("pushdial".into());
-        c.oidc_client_secret = Some("s3cret".into());
-        provider = Some(p);
-        tune(c);
-    })
-    .await;
-    (app, provider.unwrap())
-}
 
 /// A browser: its own cookie jar, redirects followed by hand so that tests see each hop.
 pub struct Browser {
@@ -1242,53 +1179,6 @@ async fn api_keys_are_shown_once_rolled_with_overlap_and_revoked() {
     assert_eq!(entry["actor_type"], "api_key");
 }
 
-/// A minimal SMTP server on loopback that keeps the messages it receives.
-async fn fake_smtp() -> (String, Arc<tokio::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let inbox = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    let kept = inbox.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let inbox = kept.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 fake ESMTP\r\n").await.ok();
-                let mut data: Option<String> = None;
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if let Some(body) = data.as_mut() {
-                        if line == "." {
-                            inbox.lock().await.push(data.take().unwrap());
-                            write.write_all(b"250 queued\r\n").await.ok();
-                        } else {
-                            body.push_str(&line);
-                            body.push('\n');
-                        }
-                        continue;
-                    }
-                    let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" => b"250-fake\r\n250 8BITMIME\r\n",
-                        "DATA" => {
-                            data = Some(String::new());
-                            b"354 go on\r\n"
-                        }
-                        "QUIT" => {
-                            write.write_all(b"221 bye\r\n").await.ok();
-                            break;
-                        }
-                        _ => b"250 ok\r\n",
-                    };
-                    write.write_all(reply).await.ok();
-                }
-            });
-        }
-    });
-    (format!("smtp://{addr}"), inbox)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invitations_are_emailed_when_smtp_is_configured() {
     let (smtp, inbox) = fake_smtp().await;
@@ -1330,138 +1220,6 @@ async fn invitations_are_emailed_when_smtp_is_configured() {
         .await;
     assert_eq!(status, 201, "{joined}");
     assert_eq!(joined["role"], "admin");
-}
-
-/// A stand-in for GitHub's OAuth endpoints and REST API that checks what GitHub checks:
-/// the client, the exact redirect URI, PKCE (S256), single-use codes, the bearer token.
-fn fake_github(redirect_uri: String) -> String {
-    use base64::Engine;
-    use poem::web::{Data, Form, Query};
-    use poem::{get, handler, post, EndpointExt, Request, Response, Route};
-    use sha2::Digest;
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    struct State {
-        codes: Mutex<HashMap<String, String>>,
-        redirect: String,
-    }
-    #[handler]
-    fn authorize(Query(q): Query<HashMap<String, String>>, state: Data<&Arc<State>>) -> Response {
-        let ok = q.get("client_id").map(String::as_str) == Some("gh-client")
-            && q.get("redirect_uri") == Some(&state.redirect)
-            && q.get("code_challenge_method").map(String::as_str) == Some("S256");
-        if !ok {
-            return Response::builder()
-                .status(StatusCode::BAD_REQUEST)
-                .body("bad authorize request");
-        }
-        let code = format!("code{}", rand::random::<u64>());
-        state
-            .codes
-            .lock()
-            .unwrap()
-            .insert(code.clone(), q["code_challenge"].clone());
-        let to = format!("{}?code={code}&state={}", state.redirect, q["state"]);
-        Response::builder()
-            .status(StatusCode::FOUND)
-            .header("location", to)
-            .finish()
-    }
-    #[handler]
-    fn token(
-        req: &Request,
-        Form(f): Form<HashMap<String, String>>,
-        state: Data<&Arc<State>>,
-    ) -> Response {
-        let basic = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("gh-client:gh-secret")
-        );
-        let client_ok = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            == Some(basic.as_str())
-            || (f.get("client_id").map(String::as_str) == Some("gh-client")
-                && f.get("client_secret").map(String::as_str) == Some("gh-secret"));
-        let challenge = f
-            .get("code")
-            .and_then(|c| state.codes.lock().unwrap().remove(c));
-        let verified = match (challenge, f.get("code_verifier")) {
-            (Some(ch), Some(v)) => {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(sha2::Sha256::digest(v.as_bytes()))
-                    == ch
-            }
-            _ => false,
-        };
-        let body = if client_ok && verified && f.get("redirect_uri") == Some(&state.redirect) {
-            json!({"access_token": "gho_fake", "token_type": "bearer", "scope": "read:user,user:email"})
-        } else {
-            // GitHub answers a bad code with 200 and an error body.
-            json!({"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."})
-        };
-        let status = if body.get("error").is_some() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        };
-        Response::builder()
-            .status(status)
-            .content_type("application/json")
-            .body(body.to_string())
-    }
-    fn authorized(req: &Request) -> bool {
-        req.headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            == Some("Bearer gho_fake")
-    }
-    #[handler]
-    fn user(req: &Request) -> Response {
-        if !authorized(req) {
-            return Response::builder()
-                .status(StatusCode::UNAUTHORIZED)
-                .finish();
-        }
-        poem::web::Json(
-            json!({"id": 4242, "login": "octocat", "name": "The Octocat", "email": null}),
-        )
-        .into_response()
-    }
-    #[handler]
-    fn emails(req: &Request) -> Response {
-        if !authorized(req) {
-            return Response::builder()
-                .status(StatusCode::UNAUTHORIZED)
-                .finish();
-        }
-        poem::web::Json(json!([
-            {"email": "old@example.test", "primary": false, "verified": true},
-            {"email": "octo@example.test", "primary": true, "verified": true}
-        ]))
-        .into_response()
-    }
-    use poem::IntoResponse;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-    let state = Arc::new(State {
-        codes: Default::default(),
-        redirect: redirect_uri,
-    });
-    let app = Route::new()
-        .at("/login/oauth/authorize", get(authorize))
-        .at("/login/oauth/access_token", post(token))
-        .at("/api/user", get(user))
-        .at("/api/user/emails", get(emails))
-        .data(state);
-    let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
-    format!("http://{addr}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

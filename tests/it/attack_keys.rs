@@ -9,7 +9,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::accounts::{app_with_oidc, owner_of_new_org, Browser};
+use crate::accounts::{owner_of_new_org, Browser};
+use crate::fakes::oidc::app_with_oidc;
 use crate::harness::*;
 
 /// A JSON request with a secret key: (status, body).

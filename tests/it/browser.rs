@@ -281,7 +281,7 @@ async fn web_agent_pairs_registers_for_push_and_takes_an_offer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_signs_in_pairs_the_reference_agent_and_follows_a_call_to_completed() {
     let dist = web_dist(&["console/index.html"]);
-    let (app, provider) = crate::accounts::app_with_oidc(move |c| {
+    let (app, provider) = crate::fakes::oidc::app_with_oidc(move |c| {
         c.web_dir = dist;
         c.presence_window = Duration::from_secs(30);
     })
@@ -335,7 +335,7 @@ async fn console_smoke_through_every_page() {
         .local_addr()
         .unwrap()
         .port();
-    let (app, _provider) = crate::accounts::app_with_oidc(move |c| {
+    let (app, _provider) = crate::fakes::oidc::app_with_oidc(move |c| {
         c.web_dir = dist;
         c.loopback_push_url = Some(format!("http://127.0.0.1:{phone_port}/push"));
     })

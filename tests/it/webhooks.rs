@@ -1,113 +1,14 @@
 //! Webhooks end to end: a receiver on loopback whose answers the test controls; signatures
 //! checked with the `standardwebhooks` crate (a library we did not write).
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pushdial_sdk::CreateCall;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::fakes::webhook::{Received, Receiver};
 use crate::harness::*;
-
-/// One request the receiver got.
-#[derive(Clone, Debug)]
-struct Received {
-    headers: poem::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-    fn kind(&self) -> String {
-        self.json()["type"].as_str().unwrap().to_owned()
-    }
-}
-
-/// The receiver's next answers: status and an optional `Retry-After`.
-type Script = Arc<Mutex<VecDeque<(u16, Option<&'static str>)>>>;
-
-/// A webhook receiver: records every request, answers from a script (then 200); a
-/// scripted status 0 never answers.
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Received>>>,
-    script: Script,
-    /// Requests whose body contains this text are answered 500 (a call the receiver chokes on).
-    refuse: Arc<Mutex<Option<String>>>,
-}
-
-impl Receiver {
-    async fn start(script: Vec<(u16, Option<&'static str>)>) -> (Receiver, String) {
-        let r = Receiver::default();
-        r.script.lock().unwrap().extend(script);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let state = r.clone();
-        let app =
-            poem::Route::new().at(
-                "/hook",
-                poem::post(poem::endpoint::make(move |req: poem::Request| {
-                    let state = state.clone();
-                    async move {
-                        let headers = req.headers().clone();
-                        let body = req.into_body().into_vec().await.unwrap_or_default();
-                        crate::harness::contract::check_webhook(&body);
-                        let refused =
-                            state.refuse.lock().unwrap().as_ref().is_some_and(|r| {
-                                String::from_utf8_lossy(&body).contains(r.as_str())
-                            });
-                        state.got.lock().unwrap().push(Received { headers, body });
-                        if refused {
-                            return poem::Response::builder()
-                                .status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
-                                .body("refused");
-                        }
-                        let (status, retry_after) = state
-                            .script
-                            .lock()
-                            .unwrap()
-                            .pop_front()
-                            .unwrap_or((200, None));
-                        if status == 0 {
-                            // Scripted hang: never answer.
-                            std::future::pending::<()>().await;
-                        }
-                        let mut resp = poem::Response::builder()
-                            .status(poem::http::StatusCode::from_u16(status).unwrap());
-                        if let Some(r) = retry_after {
-                            resp = resp.header("retry-after", r);
-                        }
-                        resp.body(format!("answer {status}"))
-                    }
-                })),
-            );
-        tokio::spawn(async move {
-            let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-            poem::Server::new_with_acceptor(acceptor).run(app).await
-        });
-        (r, url)
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, n: usize) -> Vec<Received> {
-        eventually(
-            Duration::from_secs(15),
-            &format!("{n} webhook requests"),
-            || async {
-                let got = self.got();
-                (got.len() >= n).then_some(got)
-            },
-        )
-        .await
-    }
-}
 
 async fn webhook_app() -> TestApp {
     TestApp::spawn_tuned(|c| {
