@@ -5,44 +5,17 @@
 //! and status scanner (`GET /v1/calls/{id}/events` reported `http_405`, `network`…). A
 //! loopback listener that counts connections stands in for the internal service.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine;
 use pushdial_sdk::{AgentClient, Client, CreateCall};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::fakes::internal_service::internal_service;
 use crate::harness::*;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
-/// An internal service: listens on every loopback address (`[::]`, dual-stack, so that
-/// `127.0.0.1`, `0.0.0.0` and `[::1]` all reach it), counts connections and answers
-/// `405` to anything.
-async fn internal_service() -> (u16, Arc<AtomicUsize>) {
-    let listener = match tokio::net::TcpListener::bind("[::]:0").await {
-        Ok(l) => l,
-        Err(_) => tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    };
-    let port = listener.local_addr().unwrap().port();
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counter = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = socket.read(&mut buf).await;
-                let _ = socket
-                    .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                    .await;
-            });
-        }
-    });
-    (port, connections)
-}
 
 /// A browser's subscription for `endpoint` (valid keys, so only the endpoint is judged).
 fn subscription(endpoint: &str) -> Value {

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -17,56 +16,10 @@ use rand::RngCore;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::fakes::webhook::{verify, Receiver};
 use crate::harness::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushdial");
-
-/// One request a receiver got: headers and body.
-type Received = (poem::http::HeaderMap, Vec<u8>);
-
-/// A webhook receiver on loopback that records what it gets (and answers 200).
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Received>>>,
-}
-
-impl Receiver {
-    async fn start() -> (Receiver, String) {
-        let r = Receiver::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let state = r.clone();
-        let app = poem::Route::new().at(
-            "/hook",
-            poem::post(poem::endpoint::make(move |req: poem::Request| {
-                let state = state.clone();
-                async move {
-                    let headers = req.headers().clone();
-                    let body = req.into_body().into_vec().await.unwrap_or_default();
-                    crate::harness::contract::check_webhook(&body);
-                    state.got.lock().unwrap().push((headers, body));
-                    "ok"
-                }
-            })),
-        );
-        tokio::spawn(async move {
-            let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-            poem::Server::new_with_acceptor(acceptor).run(app).await
-        });
-        (r, url)
-    }
-
-    fn got(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn verifies(secret: &str, (headers, body): &Received) -> bool {
-    standardwebhooks::Webhook::new(secret)
-        .unwrap()
-        .verify(body, headers)
-        .is_ok()
-}
 
 fn random_key() -> String {
     let mut k = [0u8; 32];
@@ -284,9 +237,9 @@ async fn a_sealed_webhook_secret_copied_to_another_row_does_not_sign_there() {
     .await;
     let other = app.other_org().await;
     let sk = app.org.secret_key.clone();
-    let (r1, url1) = Receiver::start().await;
-    let (r2, url2) = Receiver::start().await;
-    let (r3, url3) = Receiver::start().await;
+    let (r1, url1) = Receiver::start(vec![]).await;
+    let (r2, url2) = Receiver::start(vec![]).await;
+    let (r3, url3) = Receiver::start(vec![]).await;
     let (e1, s1) = create_endpoint(&app.url, &sk, &url1).await;
     let (e2, _) = create_endpoint(&app.url, &sk, &url2).await;
     let (e3, _) = create_endpoint(&app.url, &other.secret_key, &url3).await;
@@ -298,7 +251,7 @@ async fn a_sealed_webhook_secret_copied_to_another_row_does_not_sign_there() {
         (!got.is_empty()).then_some(got)
     })
     .await;
-    assert!(verifies(&s1, &got[0]));
+    assert!(verify(&s1, &got[0]));
     settle(&app).await;
     r1.got.lock().unwrap().clear();
 
@@ -350,8 +303,8 @@ async fn the_encryption_key_can_be_rotated_without_losing_a_secret() {
     )
     .await;
     let sk = app.org.secret_key.clone();
-    let (r1, url1) = Receiver::start().await;
-    let (r2, url2) = Receiver::start().await;
+    let (r1, url1) = Receiver::start(vec![]).await;
+    let (r2, url2) = Receiver::start(vec![]).await;
     let (e1, s1) = create_endpoint(&app.url, &sk, &url1).await;
     let (e2, _) = create_endpoint(&app.url, &sk, &url2).await;
     let (vapid_private, _) = pushdial_core::push::webpush::VapidKey::generate();
@@ -417,7 +370,7 @@ async fn the_encryption_key_can_be_rotated_without_losing_a_secret() {
     })
     .await;
     assert!(
-        verifies(&s1, &got[0]),
+        verify(&s1, &got[0]),
         "signed with the secret shown at creation"
     );
 

@@ -1,12 +1,12 @@
 //! Offers that are not acknowledged move on to the agent's next reachable device; when none
 //! is left the call fails `not_delivered`. Push channels wake devices without a socket.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pushdial_sdk::{CreateCall, ServerMessage, UpdateDevice};
 
 use crate::call_loop::next_offer;
+use crate::fakes::recorder::recorder;
 use crate::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,33 +76,9 @@ async fn call_fails_not_delivered_when_no_device_acknowledges() {
     );
 }
 
-/// A loopback push service: records what it is sent and answers with `status`.
-async fn push_service(status: u16) -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/push", listener.local_addr().unwrap());
-    let record = seen.clone();
-    let app = poem::Route::new().at(
-        "/push",
-        poem::post(poem::endpoint::make(move |req: poem::Request| {
-            let record = record.clone();
-            async move {
-                let body: serde_json::Value = req.into_body().into_json().await.unwrap_or_default();
-                record.lock().unwrap().push(body);
-                poem::http::StatusCode::from_u16(status).unwrap()
-            }
-        })),
-    );
-    tokio::spawn(async move {
-        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-        poem::Server::new_with_acceptor(acceptor).run(app).await
-    });
-    (url, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleeping_phone_is_woken_by_push_without_the_number() {
-    let (push_url, pushed) = push_service(200).await;
+    let (push_url, pushed) = recorder(200).await;
     let app = TestApp::spawn_tuned(|c| c.loopback_push_url = Some(push_url)).await;
     let client = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
@@ -147,7 +123,7 @@ async fn sleeping_phone_is_woken_by_push_without_the_number() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_push_token_fails_the_call_and_stops_counting_the_device() {
-    let (push_url, _pushed) = push_service(410).await;
+    let (push_url, _pushed) = recorder(410).await;
     let app = TestApp::spawn_tuned(|c| c.loopback_push_url = Some(push_url)).await;
     let client = app.client();
     let (agent_id, device, _) = app.agent_with_device(&client, "Ann").await;
@@ -168,7 +144,7 @@ async fn rejected_push_token_fails_the_call_and_stops_counting_the_device() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_wake_ups_per_device_are_limited() {
-    let (push_url, pushed) = push_service(200).await;
+    let (push_url, pushed) = recorder(200).await;
     let app = TestApp::spawn_tuned(|c| {
         c.loopback_push_url = Some(push_url);
         c.limit_push_per_device_per_minute = 1;

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pushdial_sdk::CreateCall;
-use serde_json::Value;
 
+use crate::fakes::recorder::recorder;
+use crate::fakes::tarpit::tarpit;
 use crate::harness::*;
 
 /// Call lane and bulk lane slots of the worker under attack: few, so that a few tarpit
@@ -22,45 +23,6 @@ const ENDPOINTS: usize = 50;
 
 /// Calls of the quiet organization, each to a phone woken by push.
 const CALLS: usize = 8;
-
-/// A loopback HTTP service that records the JSON bodies POSTed to it, in order, and answers
-/// `200` at once: the push service of the quiet organization's phone, and its webhook
-/// receiver.
-async fn recorder() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/in", listener.local_addr().unwrap());
-    let record = seen.clone();
-    let app = poem::Route::new().at(
-        "/in",
-        poem::post(poem::endpoint::make(move |req: poem::Request| {
-            let record = record.clone();
-            async move {
-                let body: Value = req.into_body().into_json().await.unwrap_or_default();
-                record.lock().unwrap().push(body);
-                poem::http::StatusCode::OK
-            }
-        })),
-    );
-    tokio::spawn(async move {
-        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-        poem::Server::new_with_acceptor(acceptor).run(app).await
-    });
-    (url, seen)
-}
-
-/// A receiver that accepts every connection and never answers (a tarpit).
-async fn tarpit() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
-    url
-}
 
 /// The noisy organization's deliveries due and waiting for a slot.
 async fn backlog(app: &TestApp, org_id: &str) -> i64 {
@@ -78,7 +40,7 @@ async fn backlog(app: &TestApp, org_id: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenants_tarpit_webhooks_never_delay_another_tenants_push_offers_or_webhooks() {
-    let (push_url, pushed) = recorder().await;
+    let (push_url, pushed) = recorder(200).await;
     let app = TestApp::spawn_tuned(|c| {
         c.loopback_push_url = Some(push_url);
         c.webhook_allow_subnets = "127.0.0.0/8".into();
@@ -165,7 +127,7 @@ async fn a_tenants_tarpit_webhooks_never_delay_another_tenants_push_offers_or_we
     // B, the quiet organization: a phone woken by push, and a webhook receiver.
     let quiet_org = app.other_org().await;
     let quiet = app.client_for(&quiet_org);
-    let (hook_url, hooks) = recorder().await;
+    let (hook_url, hooks) = recorder(200).await;
     let (status, body) = reqwest::Client::new()
         .post(format!("{}/v1/webhook_endpoints", app.url))
         .bearer_auth(&quiet_org.secret_key)

@@ -51,6 +51,7 @@ use pushdial_sdk::CreateCall;
 use reqwest::Method;
 use serde_json::json;
 
+use crate::fakes::webhook::Receiver;
 use crate::harness::*;
 
 fn root() -> &'static str {
@@ -69,26 +70,6 @@ fn schemathesis() -> String {
          from sdk/python's `test` extra)"
     );
     bin
-}
-
-/// A webhook receiver on loopback that accepts every delivery, after checking it against
-/// the document's `webhooks` section.
-async fn receiver() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = poem::Route::new().at(
-        "/hook",
-        poem::post(poem::endpoint::make(|req: poem::Request| async move {
-            let body = req.into_body().into_vec().await.unwrap_or_default();
-            contract::check_webhook(&body);
-            "ok"
-        })),
-    );
-    tokio::spawn(async move {
-        let acceptor = poem::listener::TcpAcceptor::from_tokio(listener).unwrap();
-        poem::Server::new_with_acceptor(acceptor).run(app).await
-    });
-    url
 }
 
 /// A TOML string literal.
@@ -137,7 +118,7 @@ async fn fuzzing_every_operation_from_the_document_finds_no_violation() {
         .unwrap();
     wait_for_status(&client, &call.id, "completed", Duration::from_secs(15)).await;
 
-    let hook = receiver().await;
+    let (_, hook) = Receiver::start(vec![]).await;
     let (status, endpoint) = app
         .api(
             Method::POST,

@@ -7,7 +7,7 @@ use pushdial_sdk::CreateCall;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::fakes::webhook::{Received, Receiver};
+use crate::fakes::webhook::{verify, Received, Receiver};
 use crate::harness::*;
 
 async fn webhook_app() -> TestApp {
@@ -32,13 +32,6 @@ async fn create_endpoint(app: &TestApp, body: Value) -> Value {
 
 async fn get(app: &TestApp, path: &str) -> Value {
     app.api(Method::GET, path, None).await.1
-}
-
-fn verify(secret: &str, r: &Received) -> bool {
-    standardwebhooks::Webhook::new(secret)
-        .unwrap()
-        .verify(&r.body, &r.headers)
-        .is_ok()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,11 @@
 
 pub mod fcm;
 pub mod github;
+pub mod internal_service;
 pub mod oidc;
+pub mod otlp;
+pub mod recorder;
 pub mod smtp;
+pub mod tarpit;
 pub mod web_push;
 pub mod webhook;
