@@ -78,7 +78,7 @@ pub async fn offer_timeout(worker: &Worker, p: &OfferJob) -> Result<(), JobError
     let still_waiting = calls::status_of(&call)? == CallStatus::Offered
         && call.device_id.as_deref() == Some(p.device_id.as_str());
     if still_waiting {
-        tracing::info!(call_id = %call.id, device_id = ?Some(&p.device_id), "offer not acknowledged in time; failing over");
+        tracing::info!(call_id = %call.id, device_id = %p.device_id, "offer not acknowledged in time; failing over");
         route(worker, call).await
     } else {
         // Already failed over; if that run stopped before its inline send finished, its
