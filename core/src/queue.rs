@@ -3,7 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED` and holds a *lease* (a deadline in the row), not a transaction,
 //! while it works; completing or retrying is fenced by the attempt number and the lease
 //! owner, so a worker whose lease was rescued cannot complete a job it no longer owns.
-//! Wake-ups are hints; polling is the fallback.
+//! Wake-ups are hints; polling is the fallback. Each kind of job is a type ([`jobs`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -567,7 +567,9 @@ pub async fn delete(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Makes a call's pending offer outbox job (`call.deliver`) due now; returns how many.
+/// Makes a call's pending offer outbox job ([`jobs::OfferDeliver`]) due now; returns how
+/// many. The kind is written out in the statement (as in the other statements that look
+/// jobs up by kind) so that the planner can use the partial index made for it.
 pub async fn hurry_offer_outbox(conn: &mut PgConnection, call_id: &str) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         "update jobs set run_at = now()
