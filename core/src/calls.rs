@@ -10,7 +10,8 @@ use sqlx::PgConnection;
 use crate::ids::{self, Kind};
 use crate::lifecycle::{self, CallStatus, Plan, Refusal};
 use crate::phone::PhoneNumber;
-use crate::queue::{self, kinds};
+use crate::queue::jobs::{CallExpire, CallJob, CallOffer, OfferDeliver, OfferJob, OfferTimeout};
+use crate::queue::{self, JobKind, NewJob};
 use crate::store::calls::{self as call_store, CallRow, NewCall, NewEvent};
 use crate::store::devices::{self as device_store, DeviceRow};
 use crate::text::has_control;
@@ -418,16 +419,14 @@ pub async fn insert(
         ..call.clone()
     };
     record_event(conn, &queued, CallStatus::Queued, true, None, None).await?;
-    let payload = serde_json::json!({ "call_id": id, "org_id": org_id });
+    let payload = CallJob {
+        call_id: id.clone(),
+        org_id: org_id.to_owned(),
+    };
+    let expire = NewJob::of::<CallExpire>(&payload, Some(expires_at))?;
     let Some((device, instance)) = live else {
-        queue::enqueue_all(
-            conn,
-            &[
-                (kinds::CALL_OFFER, &payload, None),
-                (kinds::CALL_EXPIRE, &payload, Some(expires_at)),
-            ],
-        )
-        .await?;
+        let offer = NewJob::of::<CallOffer>(&payload, None)?;
+        queue::enqueue_all(conn, &[offer, expire]).await?;
         return Ok((call, None));
     };
     record_event(conn, &call, CallStatus::Offered, true, None, Some(device)).await?;
@@ -435,35 +434,58 @@ pub async fn insert(
         .call_transitions
         .with_label_values(&[CallStatus::Offered.as_str(), ""])
         .inc();
-    let offer = serde_json::json!({ "call_id": id, "org_id": org_id, "device_id": device });
-    let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
-    let lease = chrono::Duration::from_std(ctx.config.job_lease).unwrap_or_default();
-    // The outbox job (`call.deliver`) sends the offer after the lease if this process
-    // stops between this commit and the inline send; once the offer is handed over it is
-    // deleted with others (`Ctx::handed_offers`), or by the phone's ack, whichever comes
-    // first, so that a create costs one commit, not two.
-    let jobs = queue::enqueue_all(
-        conn,
-        &[
-            (kinds::CALL_EXPIRE, &payload, Some(expires_at)),
-            (kinds::OFFER_TIMEOUT, &offer, Some(now + timeout)),
-            (kinds::OFFER_DELIVER, &offer, Some(now + lease)),
-        ],
-    )
-    .await?;
-    let outbox = jobs
-        .iter()
-        .find(|(kind, _)| kind == kinds::OFFER_DELIVER)
-        .map(|(_, id)| *id)
-        .ok_or_else(|| Error::Internal("the offer's outbox job was not created".into()))?;
+    let offer = OfferJob {
+        call_id: id,
+        org_id: org_id.to_owned(),
+        device_id: device.to_owned(),
+    };
+    // The outbox job sends the offer after the lease if this process stops between this
+    // commit and the inline send; once the offer is handed over it is deleted with others
+    // (`Ctx::handed_offers`), or by the phone's ack, whichever comes first, so that a
+    // create costs one commit, not two.
+    let outbox = schedule_offer(conn, ctx, &offer, now, Some(expire)).await?;
     Ok((
         call,
         Some(FirstOffer {
-            device_id: device.to_owned(),
+            device_id: offer.device_id,
             instance,
             outbox,
         }),
     ))
+}
+
+/// Schedules what follows an offer just recorded, in the caller's transaction: its ack
+/// timeout (`call.offer_timeout`, which moves on to the next device) and its outbox
+/// (`call.deliver`, which sends the offer after the job lease unless the inline send
+/// hands it over first), with `also` in the same statement. The api's inline first offer
+/// and the worker's routing both record offers this way. Returns the outbox job's id.
+pub async fn schedule_offer(
+    conn: &mut PgConnection,
+    ctx: &Ctx,
+    offer: &OfferJob,
+    now: DateTime<Utc>,
+    also: Option<NewJob>,
+) -> Result<i64> {
+    let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
+    let lease = chrono::Duration::from_std(ctx.config.job_lease).unwrap_or_default();
+    let mut jobs: Vec<NewJob> = also.into_iter().collect();
+    jobs.push(NewJob::of::<OfferTimeout>(offer, Some(now + timeout))?);
+    jobs.push(NewJob::of::<OfferDeliver>(offer, Some(now + lease))?);
+    let created = queue::enqueue_all(conn, &jobs).await?;
+    created
+        .iter()
+        .find(|(kind, _)| kind == OfferDeliver::KIND)
+        .map(|(_, id)| *id)
+        .ok_or_else(|| Error::Internal("the offer's outbox job was not created".into()))
+}
+
+/// Makes the call's offer outbox job due now, so that a worker sends the recorded offer
+/// without waiting for the lease, and wakes the workers (also when nothing was hurried:
+/// the job may already be due). Returns how many jobs were hurried.
+pub async fn hurry_offer(ctx: &Ctx, conn: &mut PgConnection, call_id: &str) -> sqlx::Result<u64> {
+    let hurried = queue::hurry_offer_outbox(conn, call_id).await;
+    ctx.wake_workers().await;
+    hurried
 }
 
 /// Sends an offer recorded by `insert` to the device's socket; `true` when it was handed
@@ -489,9 +511,7 @@ pub async fn send_first_offer(ctx: &Ctx, call: &CallRow, offer: &FirstOffer) -> 
 /// An offer `send_first_offer` could not hand over: its outbox job is made due at once, so
 /// that the worker delivers it (by push, or fails over) without waiting for the lease.
 pub async fn hurry_first_offer(ctx: &Ctx, conn: &mut PgConnection, call: &CallRow) {
-    let hurried = queue::hurry_offer_outbox(conn, &call.id).await;
-    ctx.wake_workers().await;
-    if let Err(e) = hurried {
+    if let Err(e) = hurry_offer(ctx, conn, &call.id).await {
         tracing::warn!(error = %e, "offer outbox not hurried; it runs after the lease");
     }
 }

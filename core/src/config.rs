@@ -199,7 +199,7 @@ pub struct Config {
 
     /// Delays of the webhook delivery attempts (each ±20 % jitter); the first is the
     /// initial attempt.
-    #[arg(long, env = "PUSHDIAL_WEBHOOK_RETRY_SCHEDULE", default_value = crate::webhooks::DEFAULT_SCHEDULE)]
+    #[arg(long, env = "PUSHDIAL_WEBHOOK_RETRY_SCHEDULE", default_value = DEFAULT_WEBHOOK_RETRY_SCHEDULE)]
     pub webhook_retry_schedule: String,
 
     /// Time a webhook receiver has to answer (a delivery holds a worker slot that long).
@@ -495,6 +495,11 @@ impl Config {
         (self.presence_window / 3).max(Duration::from_millis(100))
     }
 }
+
+/// The default webhook retry schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h,
+/// 10 h, 10 h (read by `webhooks::parse_schedule`). Here, with the other defaults, so that
+/// the configuration depends on no module it configures.
+pub const DEFAULT_WEBHOOK_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
 
 /// Parses `250ms`, `10s`, `5m`, `2h`, `30d`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {

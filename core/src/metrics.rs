@@ -393,7 +393,7 @@ fn publish_queue(m: &Metrics, samples: &[Sample]) {
         add(&mut kinds, s.kind.as_str(), s);
         add(&mut lanes, s.lane, s);
         add(&mut orgs, (s.lane, s.org_id.as_str()), s);
-        if s.kind == crate::queue::kinds::WEBHOOK_DELIVER {
+        if s.kind == <crate::queue::jobs::WebhookDeliver as crate::queue::JobKind>::KIND {
             add(&mut endpoints, (s.org_id.as_str(), s.lane_key.as_str()), s);
         }
     }

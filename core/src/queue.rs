@@ -3,7 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED` and holds a *lease* (a deadline in the row), not a transaction,
 //! while it works; completing or retrying is fenced by the attempt number and the lease
 //! owner, so a worker whose lease was rescued cannot complete a job it no longer owns.
-//! Wake-ups are hints; polling is the fallback.
+//! Wake-ups are hints; polling is the fallback. Each kind of job is a type ([`jobs`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,20 +12,9 @@ use chrono::{DateTime, Utc};
 use rand::Rng;
 use sqlx::PgConnection;
 
-/// Job kinds.
-pub mod kinds {
-    /// Offer a new call to the first reachable device.
-    pub const CALL_OFFER: &str = "call.offer";
-    /// The offer to one device was not acknowledged in time: try the next one.
-    pub const OFFER_TIMEOUT: &str = "call.offer_timeout";
-    /// Send a recorded offer to its device (the outbox of one offer; retried on transient
-    /// push or Redis failures, and the crash-safety net of the inline send).
-    pub const OFFER_DELIVER: &str = "call.deliver";
-    /// The call reached its `expires_at`.
-    pub const CALL_EXPIRE: &str = "call.expire";
-    /// Deliver one webhook message (one event to one endpoint).
-    pub const WEBHOOK_DELIVER: &str = "webhook.deliver";
-}
+pub mod jobs;
+
+pub use jobs::{JobKind, NewJob};
 
 /// A claimed job.
 #[derive(Debug, Clone)]
@@ -40,6 +29,17 @@ pub struct Job {
     pub waited_seconds: f64,
 }
 
+/// Enqueues a job of kind `K`, due at `run_at` (at once when `None`).
+pub async fn enqueue_job<K: JobKind>(
+    conn: &mut PgConnection,
+    payload: &K::Payload,
+    run_at: Option<DateTime<Utc>>,
+) -> sqlx::Result<i64> {
+    enqueue(conn, K::KIND, &jobs::to_value(payload)?, run_at).await
+}
+
+/// Enqueues a job of any kind with any payload: the primitive under [`enqueue_job`], for
+/// what is not one of the [kinds](jobs) (a test's placeholder job).
 pub async fn enqueue(
     conn: &mut PgConnection,
     kind: &str,
@@ -61,17 +61,20 @@ pub async fn enqueue(
 /// new job's (kind, id).
 pub async fn enqueue_all(
     conn: &mut PgConnection,
-    jobs: &[(&str, &serde_json::Value, Option<DateTime<Utc>>)],
+    jobs: &[NewJob],
 ) -> sqlx::Result<Vec<(String, i64)>> {
-    let kinds: Vec<String> = jobs.iter().map(|j| j.0.to_owned()).collect();
-    let payloads: Vec<serde_json::Value> = jobs.iter().map(|j| traced(j.1).into_owned()).collect();
-    let run_at: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.2).collect();
+    let kinds: Vec<&str> = jobs.iter().map(|j| j.kind).collect();
+    let payloads: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| traced(&j.payload).into_owned())
+        .collect();
+    let run_at: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.run_at).collect();
     let rows = sqlx::query!(
         "insert into jobs (kind, payload, run_at)
          select k, p, coalesce(r, now())
          from unnest($1::text[], $2::jsonb[], $3::timestamptz[]) as t(k, p, r)
          returning kind, id",
-        &kinds,
+        &kinds as &[&str],
         &payloads,
         &run_at as &[Option<DateTime<Utc>>]
     )
@@ -80,8 +83,9 @@ pub async fn enqueue_all(
     Ok(rows.into_iter().map(|r| (r.kind, r.id)).collect())
 }
 
-/// One delivery job per webhook message, in one statement; the payload names the
-/// message's organization and endpoint, the keys its claim takes turns by.
+/// One delivery job ([`jobs::WebhookDeliver`]) per webhook message, in one statement; the
+/// payload (a [`jobs::DeliveryJob`], built here in SQL) names the message's organization
+/// and endpoint, the keys its claim takes turns by.
 pub async fn enqueue_deliveries(conn: &mut PgConnection, messages: &[i64]) -> sqlx::Result<()> {
     if messages.is_empty() {
         return Ok(());
@@ -93,7 +97,7 @@ pub async fn enqueue_deliveries(conn: &mut PgConnection, messages: &[i64]) -> sq
                                                     'endpoint_id', m.endpoint_id)
          from webhook_messages m join unnest($2::bigint[]) with ordinality as t (id, n) on t.id = m.id
          order by t.n",
-        kinds::WEBHOOK_DELIVER,
+        jobs::WebhookDeliver::KIND,
         messages,
         trace
     )
@@ -563,7 +567,9 @@ pub async fn delete(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Makes a call's pending offer outbox job (`call.deliver`) due now; returns how many.
+/// Makes a call's pending offer outbox job ([`jobs::OfferDeliver`]) due now; returns how
+/// many. The kind is written out in the statement (as in the other statements that look
+/// jobs up by kind) so that the planner can use the partial index made for it.
 pub async fn hurry_offer_outbox(conn: &mut PgConnection, call_id: &str) -> sqlx::Result<u64> {
     let done = sqlx::query!(
         "update jobs set run_at = now()

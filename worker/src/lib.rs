@@ -5,16 +5,19 @@
 //! twice.
 
 pub mod offer;
+pub mod registry;
 pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pushdial_core::push::PushGateway;
-use pushdial_core::queue::{self, kinds, Job, Lane};
+use pushdial_core::queue::{self, Job, Lane};
 use pushdial_core::shutdown::Stop;
 use pushdial_core::Ctx;
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::registry::Registry;
 
 /// Lane keys (webhook endpoints with jobs waiting) one bulk claim looks at: a probe of the
 /// index each. Beyond it, claims take the keys in turns.
@@ -73,6 +76,8 @@ pub struct Worker {
     pub id: String,
     /// The HTTP client of webhook deliveries: no redirects, SSRF-checked addresses.
     pub webhook_http: reqwest::Client,
+    /// The handler of each kind of job.
+    pub jobs: Arc<Registry>,
 }
 
 impl Worker {
@@ -89,6 +94,7 @@ impl Worker {
             push,
             id,
             webhook_http,
+            jobs: Arc::new(Registry::standard()),
         }
     }
 
@@ -126,6 +132,13 @@ impl Worker {
             }))
         };
         let rescuer = AbortOnDrop(tokio::spawn(rescue_loop(self.ctx.clone(), stop.clone())));
+        let missing = self.jobs.missing();
+        if !missing.is_empty() {
+            tracing::error!(
+                ?missing,
+                "no handler for these kinds of job: they fail until buried"
+            );
+        }
         tracing::info!(
             worker = %self.id,
             calls = self.ctx.config.worker_concurrency,
@@ -313,15 +326,7 @@ impl Worker {
             .with_label_values(&[job.kind.as_str()])
             .observe(job.waited_seconds.max(0.0));
         let started = std::time::Instant::now();
-        let finished = |r: Result<(), JobError>| r.map(|()| Ran::Finished);
-        let result = match job.kind.as_str() {
-            kinds::CALL_OFFER => finished(offer::offer_call(self, &job).await),
-            kinds::OFFER_TIMEOUT => finished(offer::offer_timeout(self, &job).await),
-            kinds::OFFER_DELIVER => finished(offer::deliver_offer(self, &job).await),
-            kinds::CALL_EXPIRE => finished(offer::expire_call(self, &job).await),
-            kinds::WEBHOOK_DELIVER => webhooks::deliver(self, &job).await,
-            other => Err(JobError::from(format!("unknown job kind {other}"))),
-        };
+        let result = self.jobs.run(self, &job).await;
         let label = match &result {
             Ok(Ran::Settled { deferred: true }) => "deferred",
             Ok(_) => "done",

@@ -13,34 +13,21 @@ use pushdial_core::calls::{self, reachability, Change, Reach};
 use pushdial_core::lifecycle::CallStatus;
 use pushdial_core::protocol::{CancelReason, ToPhone};
 use pushdial_core::push::{OfferPayload, PushOutcome, PushTarget};
-use pushdial_core::queue::{self, kinds, Job};
+use pushdial_core::queue;
+use pushdial_core::queue::jobs::{CallJob, OfferJob};
 use pushdial_core::store::calls::{self as call_store, CallRow};
 use pushdial_core::store::devices::{self as device_store, DeviceRow};
 
 use crate::{JobError, Worker};
 
-#[derive(serde::Deserialize)]
-struct CallJob {
-    call_id: String,
-    org_id: String,
-    #[serde(default)]
-    device_id: Option<String>,
-}
-
-fn payload(job: &Job) -> Result<CallJob, JobError> {
-    serde_json::from_value(job.payload.clone())
-        .map_err(|e| JobError::from(format!("bad payload: {e}")))
-}
-
-async fn load(worker: &Worker, p: &CallJob) -> Result<Option<CallRow>, JobError> {
+async fn load(worker: &Worker, org_id: &str, call_id: &str) -> Result<Option<CallRow>, JobError> {
     let mut conn = worker.ctx.db.acquire().await?;
-    Ok(call_store::get(&mut conn, &p.org_id, &p.call_id).await?)
+    Ok(call_store::get(&mut conn, org_id, call_id).await?)
 }
 
 /// `call.offer`: the first offer of a new call.
-pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
-    let p = payload(job)?;
-    let Some(call) = load(worker, &p).await? else {
+pub async fn offer_call(worker: &Worker, p: &CallJob) -> Result<(), JobError> {
+    let Some(call) = load(worker, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
     match calls::status_of(&call)? {
@@ -50,10 +37,7 @@ pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
         // for the old lease to run out. Send it now instead.
         CallStatus::Offered => {
             let mut conn = worker.ctx.db.acquire().await?;
-            if queue::hurry_offer_outbox(&mut conn, &call.id).await? > 0 {
-                drop(conn);
-                worker.ctx.wake_workers().await;
-            }
+            calls::hurry_offer(&worker.ctx, &mut conn, &call.id).await?;
             Ok(())
         }
         _ => Ok(()), // ended
@@ -61,18 +45,19 @@ pub async fn offer_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
 }
 
 /// `call.deliver`: sends a recorded offer that the inline send did not hand over.
-pub async fn deliver_offer(worker: &Worker, job: &Job) -> Result<(), JobError> {
-    let p = payload(job)?;
-    let Some(call) = load(worker, &p).await? else {
+pub async fn deliver_offer(worker: &Worker, p: &OfferJob) -> Result<(), JobError> {
+    let Some(call) = load(worker, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
-    let current = calls::status_of(&call)? == CallStatus::Offered && call.device_id == p.device_id;
-    let Some(device_id) = p.device_id.filter(|_| current) else {
+    let current = calls::status_of(&call)? == CallStatus::Offered
+        && call.device_id.as_deref() == Some(p.device_id.as_str());
+    if !current {
         return Ok(());
-    };
+    }
+    let device_id = &p.device_id;
     let device = {
         let mut conn = worker.ctx.db.acquire().await?;
-        device_store::get(&mut conn, &call.org_id, &device_id).await?
+        device_store::get(&mut conn, &call.org_id, device_id).await?
     };
     let Some(device) = device.filter(|d| d.revoked_at.is_none()) else {
         return Ok(());
@@ -86,33 +71,28 @@ pub async fn deliver_offer(worker: &Worker, job: &Job) -> Result<(), JobError> {
 }
 
 /// `call.offer_timeout`: the device did not ack in time; offer the next one.
-pub async fn offer_timeout(worker: &Worker, job: &Job) -> Result<(), JobError> {
-    let p = payload(job)?;
-    let Some(call) = load(worker, &p).await? else {
+pub async fn offer_timeout(worker: &Worker, p: &OfferJob) -> Result<(), JobError> {
+    let Some(call) = load(worker, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
-    let still_waiting =
-        calls::status_of(&call)? == CallStatus::Offered && call.device_id == p.device_id;
+    let still_waiting = calls::status_of(&call)? == CallStatus::Offered
+        && call.device_id.as_deref() == Some(p.device_id.as_str());
     if still_waiting {
-        tracing::info!(call_id = %call.id, device_id = ?p.device_id, "offer not acknowledged in time; failing over");
+        tracing::info!(call_id = %call.id, device_id = %p.device_id, "offer not acknowledged in time; failing over");
         route(worker, call).await
     } else {
         // Already failed over; if that run stopped before its inline send finished, its
         // outbox job waits for the old lease. Send it now instead.
         if calls::status_of(&call)? == CallStatus::Offered {
             let mut conn = worker.ctx.db.acquire().await?;
-            if queue::hurry_offer_outbox(&mut conn, &call.id).await? > 0 {
-                drop(conn);
-                worker.ctx.wake_workers().await;
-            }
+            calls::hurry_offer(&worker.ctx, &mut conn, &call.id).await?;
         }
         Ok(())
     }
 }
 
 /// `call.expire`: a call not dialing by its `expires_at` expires.
-pub async fn expire_call(worker: &Worker, job: &Job) -> Result<(), JobError> {
-    let p = payload(job)?;
+pub async fn expire_call(worker: &Worker, p: &CallJob) -> Result<(), JobError> {
     let now = Utc::now();
     let mut tx = worker.ctx.db.begin().await?;
     let Some(call) = call_store::lock(&mut tx, &p.org_id, &p.call_id).await? else {
@@ -305,13 +285,12 @@ async fn record_offer(
         };
         calls::apply(&mut tx, &current, change).await?;
     }
-    let now = Utc::now();
-    let timeout = chrono::Duration::from_std(ctx.config.offer_timeout).unwrap_or_default();
-    let lease = chrono::Duration::from_std(ctx.config.job_lease).unwrap_or_default();
-    let payload =
-        serde_json::json!({"call_id": call.id, "org_id": call.org_id, "device_id": device_id});
-    queue::enqueue(&mut tx, kinds::OFFER_TIMEOUT, &payload, Some(now + timeout)).await?;
-    let outbox = queue::enqueue(&mut tx, kinds::OFFER_DELIVER, &payload, Some(now + lease)).await?;
+    let offer = OfferJob {
+        call_id: call.id.clone(),
+        org_id: call.org_id.clone(),
+        device_id: device_id.to_owned(),
+    };
+    let outbox = calls::schedule_offer(&mut tx, ctx, &offer, Utc::now(), None).await?;
     tx.commit().await?;
     Ok(Some(outbox))
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use pushdial_core::crypto::Bound;
 use pushdial_core::ids::{self, Kind};
+use pushdial_core::queue::jobs::DeliveryJob;
 use pushdial_core::queue::{self, Job};
 use pushdial_core::ratelimit::Limit;
 use pushdial_core::store::webhooks::{self as store, Delivery, NewAttempt};
@@ -34,12 +35,8 @@ struct Answer {
     retry_after: Option<Duration>,
 }
 
-pub async fn deliver(worker: &Worker, job: &Job) -> Result<Ran, JobError> {
-    let message_id = job
-        .payload
-        .get("message_id")
-        .and_then(serde_json::Value::as_i64)
-        .ok_or_else(|| JobError::from("bad payload: no message_id"))?;
+pub async fn deliver(worker: &Worker, job: &Job, p: &DeliveryJob) -> Result<Ran, JobError> {
+    let message_id = p.message_id;
     let ctx = &worker.ctx;
     let mut conn = ctx.db.acquire().await?;
     let Some(d) = store::delivery(&mut conn, message_id).await? else {

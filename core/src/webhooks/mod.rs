@@ -56,7 +56,7 @@ pub fn retry_delay(schedule: &[Duration], attempt: u32, rng: &mut impl Rng) -> O
 }
 
 /// The default schedule: immediately, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-pub const DEFAULT_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
+pub const DEFAULT_SCHEDULE: &str = crate::config::DEFAULT_WEBHOOK_RETRY_SCHEDULE;
 
 /// Parses a comma-separated schedule (`PUSHDIAL_WEBHOOK_RETRY_SCHEDULE`).
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
