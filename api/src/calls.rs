@@ -94,7 +94,7 @@ fn follow(
         ctx: Ctx,
         org_id: String,
         call_id: String,
-        last: Option<(String, chrono::DateTime<chrono::Utc>)>,
+        last: Option<(CallStatus, chrono::DateTime<chrono::Utc>)>,
         events_sent: usize,
         queue: std::collections::VecDeque<CallStreamItem>,
         done: bool,
@@ -138,16 +138,13 @@ fn follow(
                 s.events_sent += 1;
                 s.queue.push_back(CallStreamItem::Event(e.into()));
             }
-            let key = (call.status.clone(), call.updated_at);
+            let key = (call.status, call.updated_at);
             if s.last.as_ref() != Some(&key) {
                 s.last = Some(key);
                 s.queue
                     .push_front(CallStreamItem::Call(call.clone().into()));
             }
-            s.done = call
-                .status
-                .parse::<CallStatus>()
-                .is_ok_and(|st| st.is_terminal());
+            s.done = call.status.is_terminal();
         }
     })
 }
@@ -213,13 +210,13 @@ impl CallsApi {
     ) -> Result<Json<List<Call>>, ReadCallError> {
         auth.require(Action::ReadCalls)?;
         let page = pagination.page(Kind::Call)?;
-        if let Some(s) = &status.0 {
-            if s.parse::<CallStatus>().is_err() {
-                return Err(Error::invalid("status", "not a call status").into());
-            }
-        }
+        let status = status
+            .0
+            .map(|s| s.parse::<CallStatus>())
+            .transpose()
+            .map_err(|_| Error::invalid("status", "not a call status"))?;
         let mut filter = CallFilter {
-            status: status.0,
+            status,
             agent_id: agent_id
                 .0
                 .map(|a| ids::parse(Kind::Agent, "agent_id", &a))
