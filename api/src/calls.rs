@@ -14,7 +14,7 @@ use pushdial_core::access::Action;
 use pushdial_core::calls::{self, RawCallRequest};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
-use pushdial_core::placing::{self, CallAnswer};
+use pushdial_core::placing;
 use pushdial_core::store::calls::{self as call_store, CallFilter};
 use pushdial_core::{Ctx, Error};
 
@@ -66,12 +66,6 @@ problems!(
     /// Errors of call cancellation.
     CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
-
-impl CallAnswer for Call {
-    fn agent_id(&self) -> &str {
-        &self.agent_id
-    }
-}
 
 /// One item of a call's live stream.
 #[derive(Debug, Clone, Union)]

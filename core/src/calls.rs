@@ -15,7 +15,7 @@ use crate::store::calls::{self as call_store, CallRow, NewCall, NewEvent};
 use crate::store::devices::{self as device_store, DeviceRow};
 use crate::text::has_control;
 use crate::{Ctx, Error, Result};
-pub use pushdial_protocol::Confirm;
+pub use pushdial_protocol::{Call, Confirm};
 
 /// How a device can be reached right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -499,21 +499,34 @@ pub async fn hurry_first_offer(ctx: &Ctx, conn: &mut PgConnection, call: &CallRo
 
 /// The call as the API and webhooks show it (the `data` of `call.*` events).
 pub fn call_json(call: &CallRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": call.id,
-        "object": "call",
-        "agent_id": call.agent_id,
-        "device_id": call.device_id,
-        "to": call.to_number,
-        "confirm": call.confirm,
-        "status": call.status,
-        "reason": call.reason,
-        "metadata": call.metadata,
-        "expires_at": call.expires_at.to_rfc3339(),
-        "created_at": call.created_at.to_rfc3339(),
-        "updated_at": call.updated_at.to_rfc3339(),
-        "duration_s": call.duration_s,
-    })
+    // Strings, integers and string maps always serialize.
+    serde_json::to_value(Call::from(call.clone())).unwrap_or_default()
+}
+
+impl From<CallRow> for Call {
+    fn from(c: CallRow) -> Self {
+        Call {
+            id: c.id,
+            object: "call".into(),
+            agent_id: c.agent_id,
+            device_id: c.device_id,
+            to: c.to_number,
+            confirm: c.confirm.to_string(),
+            status: c.status.to_string(),
+            reason: c.reason,
+            metadata: serde_json::from_value(c.metadata).unwrap_or_default(),
+            expires_at: c.expires_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            duration_s: c.duration_s,
+        }
+    }
+}
+
+impl crate::placing::CallAnswer for Call {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
 }
 
 /// What a push provider answered for one wake-up of the call: a `push` row in the call's

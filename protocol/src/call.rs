@@ -1,10 +1,79 @@
-//! A call's states as the server stores them and every client sees them: [`CallStatus`]
-//! (the transitions between them are `pushdial_core::lifecycle`'s) and [`Confirm`].
+//! A call as every client sees it: its wire shape [`Call`] (the API's answers, the `data`
+//! of `call.*` webhooks, what the SDK decodes), and its states as the server stores them:
+//! [`CallStatus`] (the transitions between them are `pushdial_core::lifecycle`'s) and
+//! [`Confirm`].
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A call placed through an agent's phone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct Call {
+    pub id: String,
+    /// Always `call`.
+    #[serde(default)]
+    pub object: String,
+    pub agent_id: String,
+    /// The device the call is offered to or was taken by.
+    pub device_id: Option<String>,
+    /// The number the phone dials, E.164.
+    pub to: String,
+    /// `prompt`: the phone asks its user first; `auto`: it dials at once; `required` (a
+    /// widget's call): the phone asks its user first even when set to dial by itself.
+    pub confirm: String,
+    /// queued, offered, delivered, accepted, declined, dialing, connected, completed,
+    /// failed, canceled or expired.
+    pub status: String,
+    /// Why a call failed or expired: no_device_reachable, push_rejected, push_credential_failed, not_delivered,
+    /// expired, dial_failed.
+    pub reason: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub metadata: BTreeMap<String, String>,
+    /// The phone must not dial after this instant.
+    #[serde(serialize_with = "rfc3339")]
+    pub expires_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    /// Length of a completed call, in seconds.
+    pub duration_s: Option<i32>,
+}
+
+// `status` and `confirm` stay strings on the wire: a client meeting a status a newer server
+// added must still decode the call (and the OpenAPI document describes them as strings).
+impl Call {
+    /// The status as a [`CallStatus`], or `None` for a value this build does not know.
+    pub fn status_enum(&self) -> Option<CallStatus> {
+        self.status.parse().ok()
+    }
+
+    /// Whether the call reached a final state (declined, completed, failed, canceled,
+    /// expired). Unknown statuses count as not terminal.
+    pub fn is_terminal(&self) -> bool {
+        self.status_enum().is_some_and(CallStatus::is_terminal)
+    }
+}
+
+/// Timestamps as `DateTime::to_rfc3339` writes them (`+00:00`, as the API's answers do),
+/// not as chrono's serde does (`Z`): webhook payloads have always looked like this.
+fn rfc3339<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339())
+}
+
+/// `null` (or, with `#[serde(default)]`, a missing field) as `T::default()`.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// Where a call is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -191,6 +260,41 @@ mod tests {
         }
         assert!("brand_new".parse::<CallStatus>().is_err());
         assert!("maybe".parse::<Confirm>().is_err());
+    }
+
+    #[test]
+    fn a_call_is_written_as_webhooks_always_showed_it() {
+        let at = DateTime::parse_from_rfc3339("2030-01-02T03:04:05.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let call = Call {
+            id: "call_1".into(),
+            object: "call".into(),
+            agent_id: "agt_1".into(),
+            device_id: None,
+            to: "+15551234567".into(),
+            confirm: Confirm::Prompt.to_string(),
+            status: CallStatus::Queued.to_string(),
+            reason: None,
+            metadata: BTreeMap::from([("order".into(), "42".into())]),
+            expires_at: at,
+            created_at: at,
+            updated_at: at,
+            duration_s: None,
+        };
+        // Absent values are `null`, timestamps `to_rfc3339` (`+00:00`, not `Z`).
+        assert_eq!(
+            serde_json::to_value(&call).unwrap(),
+            serde_json::json!({
+                "id": "call_1", "object": "call", "agent_id": "agt_1", "device_id": null,
+                "to": "+15551234567", "confirm": "prompt", "status": "queued", "reason": null,
+                "metadata": {"order": "42"}, "expires_at": "2030-01-02T03:04:05.500+00:00",
+                "created_at": "2030-01-02T03:04:05.500+00:00",
+                "updated_at": "2030-01-02T03:04:05.500+00:00", "duration_s": null
+            })
+        );
+        let back: Call = serde_json::from_value(serde_json::to_value(&call).unwrap()).unwrap();
+        assert_eq!(back, call);
     }
 
     #[test]

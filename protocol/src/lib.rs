@@ -3,13 +3,13 @@
 //!
 //! - [`phone`]: the agent stream's messages, server → phone ([`ToPhone`]) and
 //!   phone → server ([`FromPhone`]); `openapi/asyncapi.yaml` is checked against them.
-//! - [`call`]: where a call is ([`CallStatus`]) and how the phone confirms it ([`Confirm`]),
-//!   typed from the database row to the wire.
+//! - [`call`]: the call's wire shape ([`Call`]), where a call is ([`CallStatus`]) and how
+//!   the phone confirms it ([`Confirm`]), typed from the database row to the wire.
 
 pub mod call;
 pub mod phone;
 #[cfg(feature = "sqlx")]
 mod sql;
 
-pub use call::{CallStatus, Confirm, UnknownCallStatus, UnknownConfirm};
+pub use call::{Call, CallStatus, Confirm, UnknownCallStatus, UnknownConfirm};
 pub use phone::{CancelReason, FromPhone, ToPhone, DEFAULT_HEARTBEAT_INTERVAL_S};

@@ -230,51 +230,10 @@ pub struct PairingCode {
     pub pairing_token: String,
 }
 
-/// A click-to-call request and its current state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Call {
-    /// `call_…`
-    pub id: String,
-    /// Always `"call"`.
-    #[serde(default)]
-    pub object: String,
-    /// Agent whose phone places the call.
-    pub agent_id: String,
-    /// Device the call went to (once chosen).
-    pub device_id: Option<String>,
-    /// E.164 number to dial.
-    pub to: String,
-    /// `prompt`, `auto`, or `required` (a widget's call: asked even on an auto-dial phone).
-    pub confirm: String,
-    /// One of [`CallStatus`] (kept as a string: see the module doc).
-    pub status: String,
-    /// Why the call ended badly, e.g. `dial_failed`.
-    pub reason: Option<String>,
-    /// Caller-supplied metadata.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: BTreeMap<String, String>,
-    /// After this the call can no longer be offered or dialed.
-    pub expires_at: DateTime<Utc>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-    /// Call length reported by the device.
-    pub duration_s: Option<u64>,
-}
-
-impl Call {
-    /// The status as a [`CallStatus`], or `None` for a value this SDK does not know.
-    pub fn status_enum(&self) -> Option<CallStatus> {
-        self.status.parse().ok()
-    }
-
-    /// Whether the call reached a final state (declined, completed, failed,
-    /// canceled, expired). Unknown statuses count as not terminal.
-    pub fn is_terminal(&self) -> bool {
-        self.status_enum().is_some_and(CallStatus::is_terminal)
-    }
-}
+/// A click-to-call request and its current state: the protocol crate's, the shape the
+/// server writes. `status` and `confirm` stay strings (see the module doc); typed helpers
+/// are [`Call::status_enum`] and [`Call::is_terminal`].
+pub use pushdial_protocol::Call;
 
 /// One step in a call's history (`GET /v1/calls/{id}/events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
