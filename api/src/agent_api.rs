@@ -436,13 +436,13 @@ impl AgentApi {
         let outcome = calls::ack(&mut tx, &auth.0, &id).await?;
         tx.commit().await?;
         let call = outcome?;
-        let confirm = calls::confirm_for_device(&call.confirm, auth.0.auto_dial).to_owned();
+        let confirm = call.confirm.for_device(auth.0.auto_dial).to_string();
         Ok(Json(AckResponse {
             call_id: call.id,
             to: call.to_number,
             confirm,
             expires_at: call.expires_at,
-            status: call.status,
+            status: call.status.to_string(),
         }))
     }
 

@@ -14,7 +14,7 @@ use pushdial_core::access::Action;
 use pushdial_core::calls::{self, RawCallRequest};
 use pushdial_core::ids::{self, Kind};
 use pushdial_core::lifecycle::CallStatus;
-use pushdial_core::placing::{self, CallAnswer};
+use pushdial_core::placing;
 use pushdial_core::store::calls::{self as call_store, CallFilter};
 use pushdial_core::{Ctx, Error};
 
@@ -67,12 +67,6 @@ problems!(
     CancelCallError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
 
-impl CallAnswer for Call {
-    fn agent_id(&self) -> &str {
-        &self.agent_id
-    }
-}
-
 /// One item of a call's live stream.
 #[derive(Debug, Clone, Union)]
 pub enum CallStreamItem {
@@ -94,7 +88,7 @@ fn follow(
         ctx: Ctx,
         org_id: String,
         call_id: String,
-        last: Option<(String, chrono::DateTime<chrono::Utc>)>,
+        last: Option<(CallStatus, chrono::DateTime<chrono::Utc>)>,
         events_sent: usize,
         queue: std::collections::VecDeque<CallStreamItem>,
         done: bool,
@@ -138,16 +132,13 @@ fn follow(
                 s.events_sent += 1;
                 s.queue.push_back(CallStreamItem::Event(e.into()));
             }
-            let key = (call.status.clone(), call.updated_at);
+            let key = (call.status, call.updated_at);
             if s.last.as_ref() != Some(&key) {
                 s.last = Some(key);
                 s.queue
                     .push_front(CallStreamItem::Call(call.clone().into()));
             }
-            s.done = call
-                .status
-                .parse::<CallStatus>()
-                .is_ok_and(|st| st.is_terminal());
+            s.done = call.status.is_terminal();
         }
     })
 }
@@ -213,13 +204,13 @@ impl CallsApi {
     ) -> Result<Json<List<Call>>, ReadCallError> {
         auth.require(Action::ReadCalls)?;
         let page = pagination.page(Kind::Call)?;
-        if let Some(s) = &status.0 {
-            if s.parse::<CallStatus>().is_err() {
-                return Err(Error::invalid("status", "not a call status").into());
-            }
-        }
+        let status = status
+            .0
+            .map(|s| s.parse::<CallStatus>())
+            .transpose()
+            .map_err(|_| Error::invalid("status", "not a call status"))?;
         let mut filter = CallFilter {
-            status: status.0,
+            status,
             agent_id: agent_id
                 .0
                 .map(|a| ids::parse(Kind::Agent, "agent_id", &a))

@@ -1,8 +1,6 @@
 //! The objects of the public and agent APIs, and their conversions from store rows.
 //! Names and fields follow DESIGN §5; they may grow, they do not change.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use poem_openapi::param::Query;
 use poem_openapi::registry::{MetaParamIn, MetaSchema, MetaSchemaRef};
@@ -10,7 +8,7 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use poem_openapi::{Enum, Object};
 use pushdial_core::calls::Reach;
 use pushdial_core::store::agents::AgentRow;
-use pushdial_core::store::calls::{CallRow, EventRow};
+use pushdial_core::store::calls::EventRow;
 use pushdial_core::store::devices::DeviceRow;
 use pushdial_core::store::{Page, Paged};
 use pushdial_core::{ids, Error};
@@ -119,54 +117,9 @@ impl Device {
     }
 }
 
-/// A call placed through an agent's phone.
-#[derive(Debug, Clone, Object, serde::Serialize, serde::Deserialize)]
-pub struct Call {
-    pub id: String,
-    /// Always `call`.
-    pub object: String,
-    pub agent_id: String,
-    /// The device the call is offered to or was taken by.
-    pub device_id: Option<String>,
-    /// The number the phone dials, E.164.
-    pub to: String,
-    /// `prompt`: the phone asks its user first; `auto`: it dials at once; `required` (a
-    /// widget's call): the phone asks its user first even when set to dial by itself.
-    pub confirm: String,
-    /// queued, offered, delivered, accepted, declined, dialing, connected, completed,
-    /// failed, canceled or expired.
-    pub status: String,
-    /// Why a call failed or expired: no_device_reachable, push_rejected, push_credential_failed, not_delivered,
-    /// expired, dial_failed.
-    pub reason: Option<String>,
-    pub metadata: BTreeMap<String, String>,
-    /// The phone must not dial after this instant.
-    pub expires_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    /// Length of a completed call, in seconds.
-    pub duration_s: Option<i32>,
-}
-
-impl From<CallRow> for Call {
-    fn from(c: CallRow) -> Self {
-        Call {
-            id: c.id,
-            object: "call".into(),
-            agent_id: c.agent_id,
-            device_id: c.device_id,
-            to: c.to_number,
-            confirm: c.confirm,
-            status: c.status,
-            reason: c.reason,
-            metadata: serde_json::from_value(c.metadata).unwrap_or_default(),
-            expires_at: c.expires_at,
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-            duration_s: c.duration_s,
-        }
-    }
-}
+/// A call placed through an agent's phone: the protocol crate's, the same shape as the
+/// `data` of `call.*` webhooks and as the SDK decodes.
+pub use pushdial_protocol::Call;
 
 /// One transition of a call.
 #[derive(Debug, Clone, Object)]

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::ids::{self, Kind};
-use crate::lifecycle::{self, CallStatus, Plan, Refusal};
+use crate::lifecycle::{self, CallStatus, Plan, Progress, Refusal};
 use crate::phone::PhoneNumber;
 use crate::queue::jobs::{CallExpire, CallJob, CallOffer, OfferDeliver, OfferJob, OfferTimeout};
 use crate::queue::{self, JobKind, NewJob};
@@ -16,6 +16,7 @@ use crate::store::calls::{self as call_store, CallRow, NewCall, NewEvent};
 use crate::store::devices::{self as device_store, DeviceRow};
 use crate::text::has_control;
 use crate::{Ctx, Error, Result};
+pub use pushdial_protocol::{Call, Confirm};
 
 /// How a device can be reached right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +128,7 @@ pub enum Target {
 pub struct CallRequest {
     pub to: PhoneNumber,
     pub target: Target,
-    pub confirm: &'static str,
+    pub confirm: Confirm,
     pub expires_in: Duration,
     pub metadata: serde_json::Value,
 }
@@ -172,14 +173,14 @@ impl CallRequest {
             }
         };
         let confirm = match raw.confirm.as_deref() {
-            None | Some("prompt") => "prompt",
-            Some("auto") => "auto",
+            None | Some("prompt") => Confirm::Prompt,
+            Some("auto") => Confirm::Auto,
             Some(_) => {
                 errors.push(crate::FieldError::new(
                     "confirm",
                     "must be \"prompt\" or \"auto\"",
                 ));
-                "prompt"
+                Confirm::Prompt
             }
         };
         let expires_in = match raw.expires_in {
@@ -413,7 +414,7 @@ pub async fn insert(
     .await?;
     // The `call.queued` event shows the call as it was queued, before the inline offer.
     let queued = CallRow {
-        status: CallStatus::Queued.as_str().to_owned(),
+        status: CallStatus::Queued,
         device_id: None,
         attempted_device_ids: Vec::new(),
         ..call.clone()
@@ -518,21 +519,34 @@ pub async fn hurry_first_offer(ctx: &Ctx, conn: &mut PgConnection, call: &CallRo
 
 /// The call as the API and webhooks show it (the `data` of `call.*` events).
 pub fn call_json(call: &CallRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": call.id,
-        "object": "call",
-        "agent_id": call.agent_id,
-        "device_id": call.device_id,
-        "to": call.to_number,
-        "confirm": call.confirm,
-        "status": call.status,
-        "reason": call.reason,
-        "metadata": call.metadata,
-        "expires_at": call.expires_at.to_rfc3339(),
-        "created_at": call.created_at.to_rfc3339(),
-        "updated_at": call.updated_at.to_rfc3339(),
-        "duration_s": call.duration_s,
-    })
+    // Strings, integers and string maps always serialize.
+    serde_json::to_value(Call::from(call.clone())).unwrap_or_default()
+}
+
+impl From<CallRow> for Call {
+    fn from(c: CallRow) -> Self {
+        Call {
+            id: c.id,
+            object: "call".into(),
+            agent_id: c.agent_id,
+            device_id: c.device_id,
+            to: c.to_number,
+            confirm: c.confirm.to_string(),
+            status: c.status.to_string(),
+            reason: c.reason,
+            metadata: serde_json::from_value(c.metadata).unwrap_or_default(),
+            expires_at: c.expires_at,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+            duration_s: c.duration_s,
+        }
+    }
+}
+
+impl crate::placing::CallAnswer for Call {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
 }
 
 /// What a push provider answered for one wake-up of the call: a `push` row in the call's
@@ -623,7 +637,7 @@ impl<'a> Change<'a> {
 /// Applies a change to a call the caller has locked: skipped states become inferred
 /// events, a repeat changes nothing, anything after the end or backwards is refused.
 pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) -> Result<CallRow> {
-    let current = status_of(call)?;
+    let current = call.status;
     match lifecycle::plan(current, change.status) {
         Ok(Plan::Unchanged) => Ok(call.clone()),
         Ok(Plan::Advance { inferred }) => {
@@ -637,7 +651,7 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
                 conn,
                 &call.org_id,
                 &call.id,
-                change.status.as_str(),
+                change.status,
                 change.reason,
                 change.duration_s,
                 timers_moot,
@@ -679,13 +693,6 @@ pub async fn apply(conn: &mut PgConnection, call: &CallRow, change: Change<'_>) 
     }
 }
 
-/// The status of a stored call.
-pub fn status_of(call: &CallRow) -> Result<CallStatus> {
-    call.status
-        .parse()
-        .map_err(|()| Error::Internal(format!("unknown status {} on {}", call.status, call.id)))
-}
-
 /// The refusal a device gets for a call past its `expires_at`.
 pub fn expired_error() -> Error {
     Error::conflict(
@@ -701,7 +708,7 @@ pub async fn expire_if_due(
     call: &CallRow,
     now: DateTime<Utc>,
 ) -> Result<bool> {
-    let status = status_of(call)?;
+    let status = call.status;
     if status == CallStatus::Expired {
         return Ok(true);
     }
@@ -732,19 +739,6 @@ async fn lock_for_device(
         .ok_or(Error::NotFound("call"))
 }
 
-/// A call a person must confirm on the phone whatever the device's settings: a widget's
-/// call (its number came from a public page, so it may be anyone's).
-pub const CONFIRM_REQUIRED: &str = "required";
-
-/// How the phone must confirm `call_confirm` (the call's `confirm`): a device set to
-/// auto-dial dials a `prompt` call at once, but never a `required` one.
-pub fn confirm_for_device(call_confirm: &str, device_auto_dial: bool) -> &str {
-    match call_confirm {
-        "prompt" if device_auto_dial => "auto",
-        other => other,
-    }
-}
-
 /// A device acknowledges an offer (DESIGN §4: the ack moves the call to `delivered` and
 /// nothing more). The first device to ack takes the call. The inner `Err(call_expired)`
 /// comes after recording the expiry, so the caller commits and then refuses.
@@ -757,7 +751,7 @@ pub async fn ack(
     if expire_if_due(conn, &call, Utc::now()).await? {
         return Ok(Err(expired_error()));
     }
-    let status = status_of(&call)?;
+    let status = call.status;
     let taken_by_another = call.device_id.as_deref() != Some(device.id.as_str())
         && !matches!(
             status,
@@ -846,7 +840,7 @@ pub async fn cancel(conn: &mut PgConnection, org_id: &str, call_id: &str) -> Res
     let call = call_store::lock(conn, org_id, call_id)
         .await?
         .ok_or(Error::NotFound("call"))?;
-    let status = status_of(&call)?;
+    let status = call.status;
     if status == CallStatus::Canceled {
         return Ok(call);
     }

@@ -2,24 +2,7 @@
 //! which skipped states must be recorded as inferred, and which reports are idempotent
 //! repeats. The store applies a plan; nothing else decides transitions.
 
-use std::fmt;
-use std::str::FromStr;
-
-/// Where a call is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CallStatus {
-    Queued,
-    Offered,
-    Delivered,
-    Accepted,
-    Dialing,
-    Connected,
-    Completed,
-    Declined,
-    Failed,
-    Canceled,
-    Expired,
-}
+pub use pushdial_protocol::CallStatus;
 
 /// The forward chain of a call that goes well.
 const CHAIN: [CallStatus; 7] = [
@@ -32,72 +15,19 @@ const CHAIN: [CallStatus; 7] = [
     CallStatus::Completed,
 ];
 
-impl CallStatus {
-    pub const ALL: [CallStatus; 11] = [
-        CallStatus::Queued,
-        CallStatus::Offered,
-        CallStatus::Delivered,
-        CallStatus::Accepted,
-        CallStatus::Dialing,
-        CallStatus::Connected,
-        CallStatus::Completed,
-        CallStatus::Declined,
-        CallStatus::Failed,
-        CallStatus::Canceled,
-        CallStatus::Expired,
-    ];
+fn rank(status: CallStatus) -> Option<usize> {
+    CHAIN.iter().position(|s| *s == status)
+}
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallStatus::Queued => "queued",
-            CallStatus::Offered => "offered",
-            CallStatus::Delivered => "delivered",
-            CallStatus::Accepted => "accepted",
-            CallStatus::Dialing => "dialing",
-            CallStatus::Connected => "connected",
-            CallStatus::Completed => "completed",
-            CallStatus::Declined => "declined",
-            CallStatus::Failed => "failed",
-            CallStatus::Canceled => "canceled",
-            CallStatus::Expired => "expired",
-        }
-    }
-
-    /// No transition leaves a terminal state.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            CallStatus::Completed
-                | CallStatus::Declined
-                | CallStatus::Failed
-                | CallStatus::Canceled
-                | CallStatus::Expired
-        )
-    }
-
-    fn rank(self) -> Option<usize> {
-        CHAIN.iter().position(|s| *s == self)
-    }
-
+/// Where a status lies on the forward chain, for the rules that depend on it.
+pub trait Progress {
     /// Before the phone opens the call: it may still be canceled, and it expires.
-    pub fn is_before_dialing(self) -> bool {
-        matches!(self.rank(), Some(r) if r < 4)
-    }
+    fn is_before_dialing(&self) -> bool;
 }
 
-impl fmt::Display for CallStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for CallStatus {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        CallStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or(())
+impl Progress for CallStatus {
+    fn is_before_dialing(&self) -> bool {
+        matches!(rank(*self), Some(r) if r < 4)
     }
 }
 
@@ -128,7 +58,7 @@ pub fn plan(current: CallStatus, target: CallStatus) -> Result<Plan, Refusal> {
     if current.is_terminal() {
         return Err(Refusal::AfterTerminal(current));
     }
-    let Some(from) = current.rank() else {
+    let Some(from) = rank(current) else {
         return Err(Refusal::Backward);
     };
     // The last chain state a target implies, and the chain states it implies were passed.
@@ -143,7 +73,7 @@ pub fn plan(current: CallStatus, target: CallStatus) -> Result<Plan, Refusal> {
             }
             3
         }
-        other => match other.rank() {
+        other => match rank(other) {
             Some(to) if to > from => to,
             _ => return Err(Refusal::Backward),
         },

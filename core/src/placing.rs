@@ -326,7 +326,7 @@ pub async fn request_callback(
         )?;
         // The number came from a public page: a person on the phone confirms it, even
         // on a phone set to dial by itself.
-        request.confirm = calls::CONFIRM_REQUIRED;
+        request.confirm = calls::Confirm::Required;
         // The phone may have gone away since it was picked, or the organization's call
         // quota may be spent: the request is then taken for later.
         let mut conn = ctx.db.acquire().await?;

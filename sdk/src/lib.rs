@@ -33,6 +33,8 @@ pub mod webpush;
 
 pub use client::{AgentClient, Client};
 pub use error::{Error, Result};
+/// The wire vocabulary shared with the server: stream messages, call statuses.
+pub use pushdial_protocol as protocol;
 pub use stream::{AgentMessage, ServerMessage, Stream, DEFAULT_HEARTBEAT_INTERVAL_S};
 pub use types::{
     AckResponse, Agent, Call, CallEvent, CallStatus, CreateAgent, CreateCall, CreatePairingCode,

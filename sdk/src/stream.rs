@@ -1,12 +1,11 @@
 //! The agent stream: the WebSocket at `/agent/v1/stream` over which the
-//! server offers calls. Owns the typed messages in both directions
-//! ([`ServerMessage`], [`AgentMessage`]) and the [`Stream`] connection wrapper.
+//! server offers calls. Owns the [`Stream`] connection wrapper; the messages in both
+//! directions ([`ServerMessage`], [`AgentMessage`]) are the `pushdial-protocol` crate's,
+//! shared with the server that writes them.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -21,65 +20,18 @@ use crate::types::{truncate, Problem};
 /// How long the TCP + TLS + WebSocket handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A message from the server on the agent stream: the protocol's [`ToPhone`], under the
+/// SDK's name. Unknown `type`s decode as [`ServerMessage::Unknown`] and unknown cancel
+/// reasons as [`CancelReason::Unknown`](pushdial_protocol::CancelReason::Unknown), so
+/// that new server messages never break old agents.
+pub use pushdial_protocol::ToPhone as ServerMessage;
+
+/// A message from the agent to the server on the agent stream: the protocol's
+/// [`FromPhone`](pushdial_protocol::FromPhone), under the SDK's name.
+pub use pushdial_protocol::FromPhone as AgentMessage;
+
 /// Heartbeat interval used when the server's `hello` does not say.
-pub const DEFAULT_HEARTBEAT_INTERVAL_S: u64 = 20;
-
-fn default_heartbeat() -> u64 {
-    DEFAULT_HEARTBEAT_INTERVAL_S
-}
-
-/// A message from the server on the agent stream (`{"type": ...}` JSON text
-/// frames). Unknown `type`s decode as [`ServerMessage::Unknown`] so that new
-/// server messages never break old agents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum ServerMessage {
-    /// First message after connecting.
-    #[serde(rename = "hello")]
-    Hello {
-        /// The device the token belongs to.
-        device_id: String,
-        /// Send a heartbeat this often (20 when absent).
-        #[serde(default = "default_heartbeat")]
-        heartbeat_interval_s: u64,
-    },
-    /// A call is offered to this device: ack it to get the number.
-    #[serde(rename = "call.offer")]
-    CallOffer {
-        /// The call.
-        call_id: String,
-        /// Do not dial after this.
-        expires_at: DateTime<Utc>,
-    },
-    /// A previously offered call was canceled: do not dial it.
-    #[serde(rename = "call.canceled")]
-    CallCanceled {
-        /// The call.
-        call_id: String,
-        /// Why, when the server says: `expired` (absent when canceled through the API).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-    /// The device was revoked: the server closes the socket next, and refuses its token
-    /// from then on (pair again).
-    #[serde(rename = "device.revoked")]
-    DeviceRevoked,
-    /// The server is going away: reconnect soon.
-    #[serde(rename = "reconnect")]
-    Reconnect,
-    /// A message type this SDK does not know (ignored by the agent).
-    #[serde(other, rename = "unknown")]
-    Unknown,
-}
-
-/// A message from the agent to the server on the agent stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type")]
-pub enum AgentMessage {
-    /// `{"type":"heartbeat"}`, sent every `heartbeat_interval_s`.
-    #[serde(rename = "heartbeat")]
-    Heartbeat,
-}
+pub use pushdial_protocol::DEFAULT_HEARTBEAT_INTERVAL_S;
 
 /// An open agent stream. Obtain one with
 /// [`AgentClient::connect_stream`](crate::AgentClient::connect_stream).
@@ -217,6 +169,7 @@ impl Stream {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use pushdial_protocol::CancelReason;
 
     fn parse(s: &str) -> ServerMessage {
         serde_json::from_str(s).unwrap()
@@ -262,7 +215,7 @@ mod tests {
             parse(r#"{"type":"call.canceled","call_id":"call_1","reason":"expired"}"#),
             ServerMessage::CallCanceled {
                 call_id: "call_1".into(),
-                reason: Some("expired".into())
+                reason: Some(CancelReason::Expired)
             }
         );
         assert_eq!(

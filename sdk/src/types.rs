@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -231,51 +230,10 @@ pub struct PairingCode {
     pub pairing_token: String,
 }
 
-/// A click-to-call request and its current state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Call {
-    /// `call_…`
-    pub id: String,
-    /// Always `"call"`.
-    #[serde(default)]
-    pub object: String,
-    /// Agent whose phone places the call.
-    pub agent_id: String,
-    /// Device the call went to (once chosen).
-    pub device_id: Option<String>,
-    /// E.164 number to dial.
-    pub to: String,
-    /// `prompt`, `auto`, or `required` (a widget's call: asked even on an auto-dial phone).
-    pub confirm: String,
-    /// One of [`CallStatus`] (kept as a string: see the module doc).
-    pub status: String,
-    /// Why the call ended badly, e.g. `dial_failed`.
-    pub reason: Option<String>,
-    /// Caller-supplied metadata.
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub metadata: BTreeMap<String, String>,
-    /// After this the call can no longer be offered or dialed.
-    pub expires_at: DateTime<Utc>,
-    /// Creation time.
-    pub created_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-    /// Call length reported by the device.
-    pub duration_s: Option<u64>,
-}
-
-impl Call {
-    /// The status as a [`CallStatus`], or `None` for a value this SDK does not know.
-    pub fn status_enum(&self) -> Option<CallStatus> {
-        self.status.parse().ok()
-    }
-
-    /// Whether the call reached a final state (declined, completed, failed,
-    /// canceled, expired). Unknown statuses count as not terminal.
-    pub fn is_terminal(&self) -> bool {
-        self.status_enum().is_some_and(CallStatus::is_terminal)
-    }
-}
+/// A click-to-call request and its current state: the protocol crate's, the shape the
+/// server writes. `status` and `confirm` stay strings (see the module doc); typed helpers
+/// are [`Call::status_enum`] and [`Call::is_terminal`].
+pub use pushdial_protocol::Call;
 
 /// One step in a call's history (`GET /v1/calls/{id}/events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -316,103 +274,10 @@ impl CallEvent {
     }
 }
 
-/// The known call statuses, for matching and for building reports without
-/// typos. Responses keep `status: String`; convert with `.parse()` /
-/// [`Call::status_enum`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallStatus {
-    /// Created, not yet offered.
-    Queued,
-    /// Sent to a device (socket or push).
-    Offered,
-    /// The device acknowledged the offer (and got the number).
-    Delivered,
-    /// The person (or auto mode) agreed to dial.
-    Accepted,
-    /// The person said no.
-    Declined,
-    /// The phone is dialing.
-    Dialing,
-    /// The other side picked up.
-    Connected,
-    /// The call ended normally.
-    Completed,
-    /// Dialing failed.
-    Failed,
-    /// Canceled through the public API.
-    Canceled,
-    /// Nobody took it before `expires_at`.
-    Expired,
-}
-
-impl CallStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [CallStatus; 11] = [
-        CallStatus::Queued,
-        CallStatus::Offered,
-        CallStatus::Delivered,
-        CallStatus::Accepted,
-        CallStatus::Declined,
-        CallStatus::Dialing,
-        CallStatus::Connected,
-        CallStatus::Completed,
-        CallStatus::Failed,
-        CallStatus::Canceled,
-        CallStatus::Expired,
-    ];
-
-    /// The wire string, e.g. `"dialing"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CallStatus::Queued => "queued",
-            CallStatus::Offered => "offered",
-            CallStatus::Delivered => "delivered",
-            CallStatus::Accepted => "accepted",
-            CallStatus::Declined => "declined",
-            CallStatus::Dialing => "dialing",
-            CallStatus::Connected => "connected",
-            CallStatus::Completed => "completed",
-            CallStatus::Failed => "failed",
-            CallStatus::Canceled => "canceled",
-            CallStatus::Expired => "expired",
-        }
-    }
-
-    /// Whether no further transition is possible.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            CallStatus::Declined
-                | CallStatus::Completed
-                | CallStatus::Failed
-                | CallStatus::Canceled
-                | CallStatus::Expired
-        )
-    }
-}
-
-impl fmt::Display for CallStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Returned when parsing a string that is not a known [`CallStatus`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown call status {0:?}")]
-pub struct UnknownCallStatus(pub String);
-
-impl FromStr for CallStatus {
-    type Err = UnknownCallStatus;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CallStatus::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| UnknownCallStatus(s.to_owned()))
-    }
-}
+/// The known call statuses, for matching and for building reports without typos: the
+/// protocol's, shared with the server. Responses keep `status: String`; convert with
+/// `.parse()` / [`Call::status_enum`].
+pub use pushdial_protocol::{CallStatus, UnknownCallStatus};
 
 // ---------------------------------------------------------------------------
 // Agent-API answers

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
+use pushdial_protocol::ToPhone;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -167,16 +168,16 @@ async fn receive(
             return answer(StatusCode::BAD_REQUEST);
         }
     };
+    // The pushed message is the stream's offer (`ToPhone::CallOffer`), encrypted.
     let offer: Value = serde_json::from_slice(&plain).unwrap_or_default();
-    let call_id = offer["call_id"].as_str().unwrap_or_default();
-    let expires_at = offer["expires_at"]
-        .as_str()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
-    match (offer["type"].as_str(), expires_at) {
-        (Some("call.offer"), Some(at)) if !call_id.is_empty() => {
+    match serde_json::from_value::<ToPhone>(offer.clone()) {
+        Ok(ToPhone::CallOffer {
+            call_id,
+            expires_at,
+        }) if !call_id.is_empty() => {
             let pushed = PushedOffer {
-                call_id: call_id.to_owned(),
-                expires_at: at.with_timezone(&Utc),
+                call_id,
+                expires_at,
             };
             if tx.send(pushed).await.is_err() {
                 return answer(StatusCode::SERVICE_UNAVAILABLE);

@@ -4,14 +4,16 @@
 //! exactly one of the document's server → phone messages (and decode, as a known message,
 //! with the SDK's `ServerMessage`); what the reference agent writes must match a phone →
 //! server message; every close code the server ends a socket with must be one the
-//! document lists. A team writing a native agent from the document alone gets what the
-//! server sends.
+//! document lists; and the document describes exactly the `pushdial-protocol` crate's
+//! messages in both directions. A team writing a native agent from the document alone
+//! gets what the server sends.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use pushdial_sdk::protocol::{CancelReason, FromPhone, ToPhone};
 use pushdial_sdk::{AgentClient, AgentMessage, CreateCall, ServerMessage};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -429,4 +431,115 @@ fn the_sdk_decodes_every_example_of_the_document() {
         }
     }
     assert_eq!(kinds.len(), 5, "{kinds:?}");
+}
+
+/// One of each message the protocol crate lets the server send, and of each a phone
+/// sends. The `match`es have no wildcard: a new variant does not compile until it is
+/// listed here, and then fails the test below until the document describes it.
+fn protocol_samples() -> (Vec<ToPhone>, Vec<FromPhone>) {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-07T10:15:30.123456Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let call_id = "call_01JF3Q4D2S8H6J0K1M3N5P7Q9R".to_owned();
+    let to_phone = vec![
+        ToPhone::Hello {
+            device_id: "dev_01JF3Q2ZB7N4XK8M5R6T9V0W1Y".into(),
+            heartbeat_interval_s: 20,
+        },
+        ToPhone::offer(&call_id, at),
+        ToPhone::CallCanceled {
+            call_id: call_id.clone(),
+            reason: None,
+        },
+        ToPhone::CallCanceled {
+            call_id,
+            reason: Some(CancelReason::Expired),
+        },
+        ToPhone::DeviceRevoked,
+        ToPhone::Reconnect,
+    ];
+    for m in &to_phone {
+        match m {
+            ToPhone::Hello { .. }
+            | ToPhone::CallOffer { .. }
+            | ToPhone::CallCanceled { .. }
+            | ToPhone::DeviceRevoked
+            | ToPhone::Reconnect => {}
+            // Decoding's fallback for a newer server's message: never sent.
+            ToPhone::Unknown => unreachable!(),
+        }
+        if let ToPhone::CallCanceled {
+            reason: Some(reason),
+            ..
+        } = m
+        {
+            match reason {
+                CancelReason::Expired => {}
+                // Decoding's fallback for a newer server's reason: never sent.
+                CancelReason::Unknown => unreachable!(),
+            }
+        }
+    }
+    let from_phone = vec![FromPhone::Heartbeat];
+    for m in &from_phone {
+        match m {
+            FromPhone::Heartbeat => {}
+        }
+    }
+    (to_phone, from_phone)
+}
+
+/// The document and the protocol crate's enums describe the same messages: every message
+/// the server can build is exactly the document's message of its `type` (and every
+/// server → phone message of the document is one the server can build), the same for the
+/// phone's messages, and every example of the document is what the enum writes for it.
+#[test]
+fn the_document_describes_the_protocol_crates_messages() {
+    let (to_phone, from_phone) = protocol_samples();
+    for (action, frames) in [
+        (
+            "send",
+            to_phone.iter().map(ToPhone::to_text).collect::<Vec<_>>(),
+        ),
+        (
+            "receive",
+            from_phone
+                .iter()
+                .map(FromPhone::to_text)
+                .collect::<Vec<_>>(),
+        ),
+    ] {
+        let described = messages(action);
+        let mut seen = BTreeSet::new();
+        for frame in &frames {
+            let name = classify(&described, frame).unwrap_or_else(|e| panic!("{e}"));
+            let value: Value = serde_json::from_str(frame).unwrap();
+            assert_eq!(value["type"], name.as_str(), "{frame}");
+            seen.insert(name);
+        }
+        let names: BTreeSet<String> = described.iter().map(|d| d.name.clone()).collect();
+        assert_eq!(seen, names, "{action}: the document and the enum differ");
+    }
+
+    // Each example is written back exactly as the document shows it.
+    for m in DOC["components"]["messages"].as_object().unwrap().values() {
+        for example in m["examples"].as_array().unwrap() {
+            let payload = &example["payload"];
+            let written = if m["name"] == "heartbeat" {
+                serde_json::to_value(serde_json::from_value::<FromPhone>(payload.clone()).unwrap())
+            } else {
+                serde_json::to_value(serde_json::from_value::<ToPhone>(payload.clone()).unwrap())
+            }
+            .unwrap();
+            assert_eq!(&written, payload);
+        }
+    }
+
+    // The cancel reasons the document lists are the ones the server can send.
+    let reasons =
+        &DOC["components"]["messages"]["callCanceled"]["payload"]["properties"]["reason"]["enum"];
+    assert_eq!(
+        reasons,
+        &serde_json::json!([serde_json::to_value(CancelReason::Expired).unwrap()])
+    );
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use pushdial_core::calls::{self, reachability, Change, Reach};
-use pushdial_core::lifecycle::CallStatus;
+use pushdial_core::lifecycle::{CallStatus, Progress};
 use pushdial_core::protocol::{CancelReason, ToPhone};
 use pushdial_core::push::{OfferPayload, PushOutcome, PushTarget};
 use pushdial_core::queue;
@@ -30,7 +30,7 @@ pub async fn offer_call(worker: &Worker, p: &CallJob) -> Result<(), JobError> {
     let Some(call) = load(worker, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
-    match calls::status_of(&call)? {
+    match call.status {
         CallStatus::Queued => route(worker, call).await,
         // This job ran before and recorded the offer, but its worker stopped or died before
         // finishing: if the inline send did not complete, the outbox job is still waiting
@@ -49,7 +49,7 @@ pub async fn deliver_offer(worker: &Worker, p: &OfferJob) -> Result<(), JobError
     let Some(call) = load(worker, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
-    let current = calls::status_of(&call)? == CallStatus::Offered
+    let current = call.status == CallStatus::Offered
         && call.device_id.as_deref() == Some(p.device_id.as_str());
     if !current {
         return Ok(());
@@ -75,7 +75,7 @@ pub async fn offer_timeout(worker: &Worker, p: &OfferJob) -> Result<(), JobError
     let Some(call) = load(worker, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
-    let still_waiting = calls::status_of(&call)? == CallStatus::Offered
+    let still_waiting = call.status == CallStatus::Offered
         && call.device_id.as_deref() == Some(p.device_id.as_str());
     if still_waiting {
         tracing::info!(call_id = %call.id, device_id = %p.device_id, "offer not acknowledged in time; failing over");
@@ -83,7 +83,7 @@ pub async fn offer_timeout(worker: &Worker, p: &OfferJob) -> Result<(), JobError
     } else {
         // Already failed over; if that run stopped before its inline send finished, its
         // outbox job waits for the old lease. Send it now instead.
-        if calls::status_of(&call)? == CallStatus::Offered {
+        if call.status == CallStatus::Offered {
             let mut conn = worker.ctx.db.acquire().await?;
             calls::hurry_offer(&worker.ctx, &mut conn, &call.id).await?;
         }
@@ -98,7 +98,7 @@ pub async fn expire_call(worker: &Worker, p: &CallJob) -> Result<(), JobError> {
     let Some(call) = call_store::lock(&mut tx, &p.org_id, &p.call_id).await? else {
         return Ok(());
     };
-    let before = calls::status_of(&call)?;
+    let before = call.status;
     if before.is_before_dialing() && now < call.expires_at {
         let early = (call.expires_at - now)
             .to_std()
@@ -167,7 +167,7 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
         .collect();
     let reach = reachability(ctx, &candidates).await;
 
-    let mut expect_status = calls::status_of(&call)?;
+    let mut expect_status = call.status;
     let mut expect_device = call.device_id.clone();
     let mut push_failure = None;
     // Offers recorded in this run but not handed over do not count: the phone never knew.
@@ -226,7 +226,7 @@ async fn route(worker: &Worker, call: CallRow) -> Result<(), JobError> {
     let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else {
         return Ok(());
     };
-    let status = calls::status_of(&current)?;
+    let status = current.status;
     if matches!(status, CallStatus::Queued | CallStatus::Offered)
         && current.device_id == expect_device
     {
@@ -260,7 +260,7 @@ async fn record_offer(
     let Some(current) = call_store::lock(&mut tx, &call.org_id, &call.id).await? else {
         return Ok(None);
     };
-    if current.status != expect_status.as_str() || current.device_id.as_deref() != expect_device {
+    if current.status != expect_status || current.device_id.as_deref() != expect_device {
         return Ok(None);
     }
     if Utc::now() >= current.expires_at {
@@ -270,7 +270,7 @@ async fn record_offer(
         &mut tx,
         &call.org_id,
         &call.id,
-        expect_status.as_str(),
+        expect_status,
         expect_device,
         device_id,
     )

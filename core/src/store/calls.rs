@@ -1,6 +1,7 @@
 //! Calls and their events (one row per transition).
 
 use chrono::{DateTime, Utc};
+use pushdial_protocol::{CallStatus, Confirm};
 use sqlx::PgConnection;
 
 use super::{Page, Paged};
@@ -14,8 +15,8 @@ pub struct CallRow {
     pub device_id: Option<String>,
     pub attempted_device_ids: Vec<String>,
     pub to_number: String,
-    pub confirm: String,
-    pub status: String,
+    pub confirm: Confirm,
+    pub status: CallStatus,
     pub reason: Option<String>,
     pub metadata: serde_json::Value,
     pub duration_s: Option<i32>,
@@ -45,7 +46,7 @@ pub struct NewCall<'a> {
     pub agent_id: &'a str,
     pub target_device_id: Option<&'a str>,
     pub to_number: &'a str,
-    pub confirm: &'a str,
+    pub confirm: Confirm,
     pub metadata: &'a serde_json::Value,
     pub expires_at: DateTime<Utc>,
     /// Offered at once to this device (the api's inline first offer): the row starts as
@@ -60,14 +61,14 @@ pub async fn insert(conn: &mut PgConnection, c: NewCall<'_>) -> sqlx::Result<Cal
                             expires_at, device_id, attempted_device_ids)
          values ($1, $2, $3, $4, $5, $6, case when $9::text is null then 'queued' else 'offered' end,
                  $7, $8, $9, case when $9::text is null then '{}'::text[] else array[$9::text] end)
-         returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
-                   status, reason, metadata, duration_s, expires_at, created_at, updated_at",
+         returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm as \"confirm: Confirm\",
+                   status as \"status: CallStatus\", reason, metadata, duration_s, expires_at, created_at, updated_at",
         c.id,
         c.org_id,
         c.agent_id,
         c.target_device_id,
         c.to_number,
-        c.confirm,
+        c.confirm.as_str(),
         c.metadata,
         c.expires_at,
         c.offered_to
@@ -79,8 +80,8 @@ pub async fn insert(conn: &mut PgConnection, c: NewCall<'_>) -> sqlx::Result<Cal
 pub async fn get(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<Option<CallRow>> {
     sqlx::query_as!(
         CallRow,
-        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
-                status, reason, metadata, duration_s, expires_at, created_at, updated_at
+        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm as \"confirm: Confirm\",
+                status as \"status: CallStatus\", reason, metadata, duration_s, expires_at, created_at, updated_at
          from calls where org_id = $1 and id = $2",
         org_id,
         id
@@ -97,8 +98,8 @@ pub async fn lock(
 ) -> sqlx::Result<Option<CallRow>> {
     sqlx::query_as!(
         CallRow,
-        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
-                status, reason, metadata, duration_s, expires_at, created_at, updated_at
+        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm as \"confirm: Confirm\",
+                status as \"status: CallStatus\", reason, metadata, duration_s, expires_at, created_at, updated_at
          from calls where org_id = $1 and id = $2 for update",
         org_id,
         id
@@ -110,7 +111,7 @@ pub async fn lock(
 /// Filters of the call list.
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
-    pub status: Option<String>,
+    pub status: Option<CallStatus>,
     pub agent_id: Option<String>,
     /// Created at or after.
     pub created_gte: Option<DateTime<Utc>>,
@@ -126,8 +127,8 @@ pub async fn list(
 ) -> sqlx::Result<Paged<CallRow>> {
     let rows = sqlx::query_as!(
         CallRow,
-        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
-                status, reason, metadata, duration_s, expires_at, created_at, updated_at
+        "select id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm as \"confirm: Confirm\",
+                status as \"status: CallStatus\", reason, metadata, duration_s, expires_at, created_at, updated_at
          from calls
          where org_id = $1
            and ($2::text is null or status = $2)
@@ -139,7 +140,7 @@ pub async fn list(
          order by case when $5::text is null then id end desc, id asc
          limit $6",
         org_id,
-        filter.status.as_deref(),
+        filter.status.map(CallStatus::as_str),
         filter.agent_id.as_deref(),
         page.starting_after.as_deref(),
         page.ending_before.as_deref(),
@@ -160,7 +161,7 @@ pub async fn set_status(
     conn: &mut PgConnection,
     org_id: &str,
     id: &str,
-    status: &str,
+    status: CallStatus,
     reason: Option<&str>,
     duration_s: Option<i32>,
     drop_timers: bool,
@@ -182,10 +183,10 @@ pub async fn set_status(
          update calls set status = $2, reason = coalesce($3, reason),
                 duration_s = coalesce($4, duration_s), updated_at = now()
          where id = $1 and org_id = $5
-         returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm,
-                   status, reason, metadata, duration_s, expires_at, created_at, updated_at",
+         returning id, org_id, agent_id, target_device_id, device_id, attempted_device_ids, to_number, confirm as \"confirm: Confirm\",
+                   status as \"status: CallStatus\", reason, metadata, duration_s, expires_at, created_at, updated_at",
         id,
-        status,
+        status.as_str(),
         reason,
         duration_s,
         org_id,
@@ -202,7 +203,7 @@ pub async fn mark_offered(
     conn: &mut PgConnection,
     org_id: &str,
     id: &str,
-    expect_status: &str,
+    expect_status: CallStatus,
     expect_device: Option<&str>,
     device_id: &str,
 ) -> sqlx::Result<bool> {
@@ -211,7 +212,7 @@ pub async fn mark_offered(
                 attempted_device_ids = array_append(attempted_device_ids, $4), updated_at = now()
          where id = $1 and status = $2 and device_id is not distinct from $3 and org_id = $5",
         id,
-        expect_status,
+        expect_status.as_str(),
         expect_device,
         device_id,
         org_id
