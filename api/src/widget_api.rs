@@ -24,7 +24,7 @@ use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
 use pushdial_core::placing::{self, CallbackInput, Visitor};
-use pushdial_core::store::widgets::{self as store, WidgetRow};
+use pushdial_core::store::widgets::{self as store, WhenUnavailable, WidgetRow};
 use pushdial_core::{secrets, widgets, Ctx, Error};
 
 use crate::cors;
@@ -275,7 +275,7 @@ impl WidgetApi {
         let available = open_now && recently_available(&ctx, &w).await?;
         let mode = if available {
             "call_now"
-        } else if w.when_unavailable == "callback" {
+        } else if w.when_unavailable == WhenUnavailable::Callback {
             "callback"
         } else {
             "hidden"
@@ -338,7 +338,7 @@ impl WidgetApi {
         let taken = crate::limits::retry_later(taken)?;
         Ok(CallbackAnswer::Created(Json(CallbackCreated {
             id: taken.id,
-            status: taken.status.into(),
+            status: taken.status.as_str().into(),
             stream_url: taken.stream_url,
         })))
     }
