@@ -17,6 +17,9 @@ macro_rules! text_enum {
         }
 
         impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$($name::$variant),+];
+
             /// The name, as stored and as the API shows it.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -486,4 +489,44 @@ pub async fn callbacks(
     .fetch_all(conn)
     .await?;
     Ok(page.finish(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The values a CHECK constraint of the widgets migration allows `column` to hold.
+    fn allowed(column: &str) -> Vec<&'static str> {
+        let sql = include_str!("../../../migrations/20261127000011_widgets.sql");
+        let start = sql.find(&format!("check ({column} in (")).unwrap();
+        let list = &sql[start..];
+        let list = &list[list.find("in (").unwrap() + 4..list.find(')').unwrap()];
+        list.split(',')
+            .map(|v| v.trim().trim_matches('\''))
+            .collect()
+    }
+
+    fn names<T: Copy + std::fmt::Display>(all: &[T]) -> Vec<String> {
+        all.iter().map(ToString::to_string).collect()
+    }
+
+    /// Each state enum names exactly what its column may hold, so no row fails to read and
+    /// no value fails to write; each name reads back as its value.
+    #[test]
+    fn states_are_the_values_their_columns_allow() {
+        assert_eq!(names(Routing::ALL), allowed("routing"));
+        assert_eq!(names(WhenUnavailable::ALL), allowed("when_unavailable"));
+        assert_eq!(names(CallbackStatus::ALL), allowed("status"));
+        for r in Routing::ALL {
+            assert_eq!(Routing::from_name(r.as_str()), Some(*r));
+        }
+        for w in WhenUnavailable::ALL {
+            assert_eq!(WhenUnavailable::from_name(w.as_str()), Some(*w));
+        }
+        for c in CallbackStatus::ALL {
+            assert_eq!(CallbackStatus::from_name(c.as_str()), Some(*c));
+        }
+        assert_eq!(Routing::from_name("Round_Robin"), None);
+    }
 }
