@@ -174,7 +174,7 @@ impl AgentApi {
         let per_client = limits::per_minute(ctx.config.limit_pairing_per_ip_per_minute);
         let client = req
             .extensions()
-            .get::<crate::problem::ClientIp>()
+            .get::<crate::request::ClientIp>()
             .map(|c| limits::ip_key_48(c.0).to_string())
             .unwrap_or_default();
         retry_later(limits::take_fail_closed(&ctx, "pairing", &client, per_client).await)?;

@@ -35,7 +35,7 @@ pub use pushdial_core::access::{may_use_agent, Actor, KeyCreator, OrgScope};
 /// The client's address as per-address limits key it (an IPv6 client's /64).
 pub fn client_key(req: &Request) -> String {
     req.extensions()
-        .get::<crate::problem::ClientIp>()
+        .get::<crate::request::ClientIp>()
         .map(|c| pushdial_core::limits::ip_key(c.0).to_string())
         .unwrap_or_default()
 }
@@ -44,7 +44,7 @@ pub fn client_key(req: &Request) -> String {
 pub fn client_of(req: &Request) -> (Option<String>, Option<String>) {
     let ip = req
         .extensions()
-        .get::<crate::problem::ClientIp>()
+        .get::<crate::request::ClientIp>()
         .map(|c| c.0.to_string());
     let ua = req
         .headers()
@@ -284,7 +284,7 @@ async fn member_scope(req: &Request, signed_in: SignedIn) -> Result<OrgScope, Er
         .and_then(|r| u32::try_from(r).ok())
         .unwrap_or(ctx.config.limit_api_per_second);
     if let Some(d) = limits::take(ctx, "org", org_id, Limit::per_second(rate)).await? {
-        crate::problem::report_rate("org", rate, 1, &d);
+        crate::request::report_rate("org", rate, 1, &d);
     }
     Ok(OrgScope {
         org_id: member.org_id,
@@ -411,7 +411,7 @@ async fn check_secret_key(req: &Request, bearer: Bearer) -> poem::Result<OrgScop
         .await
         .map_err(ApiError)?
     {
-        crate::problem::report_rate("org", rate, 1, &d);
+        crate::request::report_rate("org", rate, 1, &d);
     }
     // A key's own limit only matters below the organization's (it could never refuse
     // first otherwise), so it costs a round trip only when configured lower.

@@ -23,7 +23,7 @@ const LIMITS_RETRY_AFTER: Duration = Duration::from_secs(5);
 pub fn retry_later<T>(taken: Result<T, Error>) -> Result<T, Error> {
     if let Err(Error::Unavailable { code, .. }) = &taken {
         if *code == LIMITS_UNAVAILABLE {
-            let _ = crate::problem::RATE
+            let _ = crate::request::RATE
                 .try_with(|r| r.borrow_mut().retry_after = Some(LIMITS_RETRY_AFTER));
         }
     }

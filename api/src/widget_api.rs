@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use poem::http::{header, HeaderValue, Method, StatusCode};
+use poem::http::{header, Method};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Path, Query};
@@ -24,10 +24,11 @@ use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
 use pushdial_core::placing::{self, CallbackInput, Visitor};
-use pushdial_core::store::widgets::{self as store, WidgetRow};
+use pushdial_core::store::widgets::{self as store, WhenUnavailable, WidgetRow};
 use pushdial_core::{secrets, widgets, Ctx, Error};
 
-use crate::problem::{ApiError, Problem};
+use crate::cors;
+use crate::problem::{catch_all, ApiError, Problem};
 use crate::problems;
 use crate::Tags;
 
@@ -82,47 +83,16 @@ pub struct WidgetGateEndpoint<E> {
     inner: E,
 }
 
-/// The CORS headers of a widget's answer to `origin` (no credentials: the widget sends
-/// its publishable key, never a cookie).
-pub(crate) fn cors(resp: &mut Response, origin: &str) {
-    if let Ok(v) = HeaderValue::from_str(origin) {
-        resp.headers_mut()
-            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-    }
-    resp.headers_mut().insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("retry-after, ratelimit, ratelimit-policy, request-id"),
-    );
-    resp.headers_mut()
-        .append(header::VARY, HeaderValue::from_static("Origin"));
-}
-
 impl<E: Endpoint> Endpoint for WidgetGateEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> poem::Result<Response> {
-        if !req.uri().path().starts_with("/widget/v1/") {
+        if !cors::is_widget_path(req.uri().path()) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        let origin = req
-            .headers()
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let origin = cors::origin(&req);
         if req.method() == Method::OPTIONS {
-            let mut resp = Response::builder()
-                .status(StatusCode::NO_CONTENT)
-                .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST")
-                .header(
-                    header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    "authorization, content-type",
-                )
-                .header(header::ACCESS_CONTROL_MAX_AGE, "600")
-                .finish();
-            if let Some(o) = &origin {
-                cors(&mut resp, o);
-            }
-            return Ok(resp);
+            return Ok(cors::preflight(origin.as_deref()));
         }
         let Some(ctx) = req.data::<Ctx>().cloned() else {
             return Err(ApiError(Error::Internal("no context".into())).into());
@@ -151,10 +121,10 @@ impl<E: Endpoint> Endpoint for WidgetGateEndpoint<E> {
             Ok(r) => r.into_response(),
             // As everywhere else: every error poem raises (a body that is not JSON, a
             // missing Content-Type) is a problem document, never poem's plain text.
-            Err(e) => crate::problem::catch_all(e).await,
+            Err(e) => catch_all(e).await,
         };
         if let Some(o) = &origin {
-            cors(&mut resp, o);
+            cors::allow(&mut resp, o);
         }
         Ok(resp)
     }
@@ -305,7 +275,7 @@ impl WidgetApi {
         let available = open_now && recently_available(&ctx, &w).await?;
         let mode = if available {
             "call_now"
-        } else if w.when_unavailable == "callback" {
+        } else if w.when_unavailable == WhenUnavailable::Callback {
             "callback"
         } else {
             "hidden"
@@ -368,7 +338,7 @@ impl WidgetApi {
         let taken = crate::limits::retry_later(taken)?;
         Ok(CallbackAnswer::Created(Json(CallbackCreated {
             id: taken.id,
-            status: taken.status.into(),
+            status: taken.status.as_str().into(),
             stream_url: taken.stream_url,
         })))
     }

@@ -8,7 +8,9 @@ use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use pushdial_core::access::Action;
 use pushdial_core::ids::{self, Kind};
-use pushdial_core::store::widgets::{self as store, CallbackRow, WidgetRow, WidgetSettings};
+use pushdial_core::store::widgets::{
+    self as store, CallbackRow, Routing, WhenUnavailable, WidgetRow, WidgetSettings,
+};
 use pushdial_core::{accounts, tenants, text, widgets, Ctx, Error};
 
 use crate::auth::OrgAuth;
@@ -70,9 +72,9 @@ impl Widget {
             publishable_key: w.publishable_key,
             allowed_origins: w.allowed_origins,
             agent_ids: w.agent_ids,
-            routing: w.routing,
+            routing: w.routing.as_str().into(),
             business_hours: w.business_hours,
-            when_unavailable: w.when_unavailable,
+            when_unavailable: w.when_unavailable.as_str().into(),
             theme: w.theme,
             texts: w.texts,
             max_callbacks_per_hour: w.max_callbacks_per_hour,
@@ -195,12 +197,10 @@ async fn settings(
         .iter()
         .map(|a| ids::parse(Kind::Agent, "agent_ids", a))
         .collect::<Result<Vec<_>, _>>()?;
-    if !matches!(routing.as_str(), "longest_idle" | "round_robin") {
-        return Err(Error::invalid("routing", "longest_idle or round_robin"));
-    }
-    if !matches!(when_unavailable.as_str(), "callback" | "hidden") {
-        return Err(Error::invalid("when_unavailable", "callback or hidden"));
-    }
+    let routing = Routing::from_name(&routing)
+        .ok_or_else(|| Error::invalid("routing", "longest_idle or round_robin"))?;
+    let when_unavailable = WhenUnavailable::from_name(&when_unavailable)
+        .ok_or_else(|| Error::invalid("when_unavailable", "callback or hidden"))?;
     let business_hours = match business_hours {
         Some(h) => widgets::check_hours(&h)?,
         None => None,
@@ -264,9 +264,11 @@ impl WidgetsApi {
             &b.name,
             b.allowed_origins,
             b.agent_ids.unwrap_or_default(),
-            b.routing.unwrap_or_else(|| "longest_idle".into()),
+            b.routing
+                .unwrap_or_else(|| Routing::LongestIdle.as_str().into()),
             b.business_hours.filter(|h| !h.is_null()),
-            b.when_unavailable.unwrap_or_else(|| "callback".into()),
+            b.when_unavailable
+                .unwrap_or_else(|| WhenUnavailable::Callback.as_str().into()),
             b.theme.unwrap_or_default(),
             b.texts.unwrap_or_default(),
             (b.max_callbacks_per_hour, b.max_scheduled_callbacks_per_hour),
@@ -361,13 +363,14 @@ impl WidgetsApi {
             b.name.as_deref().unwrap_or(&current.name),
             b.allowed_origins.unwrap_or(current.allowed_origins),
             b.agent_ids.unwrap_or(current.agent_ids),
-            b.routing.unwrap_or(current.routing),
+            b.routing.unwrap_or_else(|| current.routing.as_str().into()),
             match b.business_hours {
                 MaybeUndefined::Undefined => current.business_hours,
                 MaybeUndefined::Null => None,
                 MaybeUndefined::Value(h) => Some(h),
             },
-            b.when_unavailable.unwrap_or(current.when_unavailable),
+            b.when_unavailable
+                .unwrap_or_else(|| current.when_unavailable.as_str().into()),
             b.theme.unwrap_or(current.theme),
             b.texts.unwrap_or(current.texts),
             (

@@ -28,7 +28,7 @@ use crate::ids::{self, Kind};
 use crate::phone::PhoneNumber;
 use crate::ratelimit::Limit;
 use crate::store::calls::CallRow;
-use crate::store::widgets::{self as widget_store, WidgetRow};
+use crate::store::widgets::{self as widget_store, CallbackStatus, WhenUnavailable, WidgetRow};
 use crate::widgets::{self, Cap};
 use crate::{limits, secrets, text, Ctx, Error, Result};
 
@@ -217,7 +217,7 @@ pub struct Visitor {
 #[derive(Debug, Clone)]
 pub struct CallbackPlaced {
     pub id: String,
-    pub status: &'static str,
+    pub status: CallbackStatus,
     pub stream_url: String,
 }
 
@@ -274,7 +274,7 @@ pub async fn request_callback(
     } else {
         Vec::new()
     };
-    if available.is_empty() && w.when_unavailable != "callback" {
+    if available.is_empty() && w.when_unavailable != WhenUnavailable::Callback {
         return Err(unavailable());
     }
     let country = input.country.as_deref().map(str::to_ascii_uppercase);
@@ -350,7 +350,7 @@ pub async fn request_callback(
                 to.as_str(),
                 name,
                 locale,
-                "calling",
+                CallbackStatus::Calling,
                 Some(&row.id),
                 &secrets::hash(&token),
                 visitor.ip.as_deref(),
@@ -360,12 +360,12 @@ pub async fn request_callback(
             after_commit(ctx, &mut conn, &row, first_offer.as_ref()).await;
             return Ok(CallbackPlaced {
                 id,
-                status: "calling",
+                status: CallbackStatus::Calling,
                 stream_url,
             });
         }
     }
-    if w.when_unavailable != "callback" {
+    if w.when_unavailable != WhenUnavailable::Callback {
         return Err(unavailable());
     }
     // A request for later places no call, so no call quota bounds it: its own cap does.
@@ -379,7 +379,7 @@ pub async fn request_callback(
         to.as_str(),
         name,
         locale,
-        "scheduled",
+        CallbackStatus::Scheduled,
         None,
         &secrets::hash(&token),
         visitor.ip.as_deref(),
@@ -387,7 +387,7 @@ pub async fn request_callback(
     .await?;
     Ok(CallbackPlaced {
         id,
-        status: "scheduled",
+        status: CallbackStatus::Scheduled,
         stream_url,
     })
 }

@@ -15,7 +15,7 @@ use crate::calls::reachability;
 use crate::ratelimit::Limit;
 use crate::store::accounts::AuditEntry;
 use crate::store::devices as device_store;
-use crate::store::widgets::{self as store, CallbackRow, WidgetRow};
+use crate::store::widgets::{self as store, CallbackRow, CallbackStatus, Routing, WidgetRow};
 use crate::{Ctx, Error, Result};
 
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -366,7 +366,7 @@ pub async fn take_turn(
     widget: &WidgetRow,
     available: &[String],
 ) -> Result<Option<String>> {
-    if widget.routing != "round_robin" {
+    if widget.routing != Routing::RoundRobin {
         return Ok(choose(widget, available, None));
     }
     let mut conn = ctx.db.acquire().await?;
@@ -425,7 +425,7 @@ pub async fn available_agents(ctx: &Ctx, widget: &WidgetRow) -> Result<Vec<Strin
 /// The widget's choice among `available` (idle longest first): the first, or for round
 /// robin the next id after `last` (wrapping around).
 fn choose(widget: &WidgetRow, available: &[String], last: Option<&str>) -> Option<String> {
-    if widget.routing == "round_robin" {
+    if widget.routing == Routing::RoundRobin {
         let mut sorted: Vec<&String> = available.iter().collect();
         sorted.sort_unstable();
         let next = match last {
@@ -443,10 +443,10 @@ fn choose(widget: &WidgetRow, available: &[String], last: Option<&str>) -> Optio
 /// What the visitor sees of their callback: `calling`, `connected`, `completed`, `failed`
 /// (nobody could be reached: an agent will call back) or `scheduled`.
 pub fn visitor_status(cb: &CallbackRow) -> &'static str {
-    match (cb.status.as_str(), cb.call_status.as_deref()) {
-        ("scheduled", _) => "scheduled",
-        ("completed", _) => "completed",
-        ("canceled", _) => "failed",
+    match (cb.status, cb.call_status.as_deref()) {
+        (CallbackStatus::Scheduled, _) => "scheduled",
+        (CallbackStatus::Completed, _) => "completed",
+        (CallbackStatus::Canceled, _) => "failed",
         (_, Some("connected")) => "connected",
         (_, Some("completed")) => "completed",
         (_, Some("failed" | "expired" | "declined" | "canceled")) => "failed",

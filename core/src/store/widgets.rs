@@ -5,6 +5,105 @@ use sqlx::PgConnection;
 
 use super::{Page, Paged};
 
+/// A state kept in a `text` column whose CHECK constraint lists its values: an enum in
+/// Rust, written and read as its name, so that no code compares or re-parses strings. A
+/// name the enum does not know fails the read (the constraint keeps such rows out).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$($name::$variant),+];
+
+            /// The name, as stored and as the API shows it.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// The value named `text`, if there is one.
+            pub fn from_name(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl sqlx::Type<sqlx::Postgres> for $name {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+
+            fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+                <&str as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+            }
+        }
+
+        impl sqlx::Encode<'_, sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                Self::from_name(text)
+                    .ok_or_else(|| format!("no {} is named `{text}`", stringify!($name)).into())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Which available agent takes a widget's call.
+    Routing {
+        /// Agents in turn, by id (the widget remembers the last).
+        RoundRobin = "round_robin",
+        /// The agent whose last call is oldest.
+        LongestIdle = "longest_idle",
+    }
+);
+
+text_enum!(
+    /// What a widget offers outside its hours or with nobody reachable.
+    WhenUnavailable {
+        /// A request to be called back later.
+        Callback = "callback",
+        /// Nothing: the widget hides.
+        Hidden = "hidden",
+    }
+);
+
+text_enum!(
+    /// Where a visitor's callback request stands (what the visitor is told is derived from
+    /// it and its call: `widgets::visitor_status`).
+    CallbackStatus {
+        /// A call was placed for it at once.
+        Calling = "calling",
+        /// It waits for an agent to call back.
+        Scheduled = "scheduled",
+        Completed = "completed",
+        Canceled = "canceled",
+    }
+);
+
 #[derive(Debug, Clone)]
 pub struct WidgetRow {
     pub id: String,
@@ -14,9 +113,9 @@ pub struct WidgetRow {
     pub publishable_key: String,
     pub allowed_origins: Vec<String>,
     pub agent_ids: Vec<String>,
-    pub routing: String,
+    pub routing: Routing,
     pub business_hours: Option<serde_json::Value>,
-    pub when_unavailable: String,
+    pub when_unavailable: WhenUnavailable,
     pub theme: serde_json::Value,
     pub texts: serde_json::Value,
     /// Callbacks that ring an agent's phone now, at most this many an hour.
@@ -33,9 +132,9 @@ pub struct WidgetSettings {
     pub name: String,
     pub allowed_origins: Vec<String>,
     pub agent_ids: Vec<String>,
-    pub routing: String,
+    pub routing: Routing,
     pub business_hours: Option<serde_json::Value>,
-    pub when_unavailable: String,
+    pub when_unavailable: WhenUnavailable,
     pub theme: serde_json::Value,
     pub texts: serde_json::Value,
     pub max_callbacks_per_hour: i32,
@@ -57,7 +156,8 @@ pub async fn insert(
                               max_callbacks_per_hour, max_scheduled_callbacks_per_hour)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
          returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                   routing, business_hours, when_unavailable, theme, texts,
+                   routing as \"routing: Routing\", business_hours,
+                   when_unavailable as \"when_unavailable: WhenUnavailable\", theme, texts,
                    max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id,
                    created_at",
         id,
@@ -67,9 +167,9 @@ pub async fn insert(
         publishable_key,
         &s.allowed_origins,
         &s.agent_ids,
-        s.routing,
+        s.routing as Routing,
         s.business_hours,
-        s.when_unavailable,
+        s.when_unavailable as WhenUnavailable,
         s.theme,
         s.texts,
         s.max_callbacks_per_hour,
@@ -92,7 +192,8 @@ pub async fn update(
                 max_callbacks_per_hour = $11, max_scheduled_callbacks_per_hour = $12
          where org_id = $1 and id = $2 and deleted_at is null
          returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                   routing, business_hours, when_unavailable, theme, texts,
+                   routing as \"routing: Routing\", business_hours,
+                   when_unavailable as \"when_unavailable: WhenUnavailable\", theme, texts,
                    max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id,
                    created_at",
         org_id,
@@ -100,9 +201,9 @@ pub async fn update(
         s.name,
         &s.allowed_origins,
         &s.agent_ids,
-        s.routing,
+        s.routing as Routing,
         s.business_hours,
-        s.when_unavailable,
+        s.when_unavailable as WhenUnavailable,
         s.theme,
         s.texts,
         s.max_callbacks_per_hour,
@@ -120,7 +221,8 @@ pub async fn get(
     sqlx::query_as!(
         WidgetRow,
         "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                routing, business_hours, when_unavailable, theme, texts,
+                routing as \"routing: Routing\", business_hours,
+                when_unavailable as \"when_unavailable: WhenUnavailable\", theme, texts,
                    max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id, created_at
          from widgets where org_id = $1 and id = $2 and deleted_at is null",
         org_id,
@@ -138,7 +240,8 @@ pub async fn by_key_hash(
     sqlx::query_as!(
         WidgetRow,
         "select w.id, w.org_id, w.name, w.key_id, w.publishable_key, w.allowed_origins,
-                w.agent_ids, w.routing, w.business_hours, w.when_unavailable, w.theme, w.texts,
+                w.agent_ids, w.routing as \"routing: Routing\", w.business_hours,
+                w.when_unavailable as \"when_unavailable: WhenUnavailable\", w.theme, w.texts,
                 w.max_callbacks_per_hour, w.max_scheduled_callbacks_per_hour, w.last_agent_id, w.created_at
          from api_keys k join widgets w on w.key_id = k.id
          where k.key_hash = $1 and k.kind = 'publishable' and k.revoked_at is null
@@ -153,7 +256,8 @@ pub async fn by_id(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<Wid
     sqlx::query_as!(
         WidgetRow,
         "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                routing, business_hours, when_unavailable, theme, texts,
+                routing as \"routing: Routing\", business_hours,
+                when_unavailable as \"when_unavailable: WhenUnavailable\", theme, texts,
                    max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id, created_at
          from widgets where id = $1 and deleted_at is null",
         id
@@ -170,7 +274,8 @@ pub async fn list(
     let rows = sqlx::query_as!(
         WidgetRow,
         "select id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                routing, business_hours, when_unavailable, theme, texts,
+                routing as \"routing: Routing\", business_hours,
+                when_unavailable as \"when_unavailable: WhenUnavailable\", theme, texts,
                    max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id, created_at
          from widgets
          where org_id = $1 and deleted_at is null
@@ -199,7 +304,8 @@ pub async fn delete(
         "update widgets set deleted_at = now()
          where org_id = $1 and id = $2 and deleted_at is null
          returning id, org_id, name, key_id, publishable_key, allowed_origins, agent_ids,
-                   routing, business_hours, when_unavailable, theme, texts,
+                   routing as \"routing: Routing\", business_hours,
+                   when_unavailable as \"when_unavailable: WhenUnavailable\", theme, texts,
                    max_callbacks_per_hour, max_scheduled_callbacks_per_hour, last_agent_id,
                    created_at",
         org_id,
@@ -295,7 +401,7 @@ pub struct CallbackRow {
     pub phone: String,
     pub name: Option<String>,
     pub locale: Option<String>,
-    pub status: String,
+    pub status: CallbackStatus,
     pub call_id: Option<String>,
     pub created_at: DateTime<Utc>,
     /// The status of its call, if any.
@@ -311,7 +417,7 @@ pub async fn insert_callback(
     phone: &str,
     name: Option<&str>,
     locale: Option<&str>,
-    status: &str,
+    status: CallbackStatus,
     call_id: Option<&str>,
     token_hash: &[u8],
     ip: Option<&str>,
@@ -326,7 +432,7 @@ pub async fn insert_callback(
         phone,
         name,
         locale,
-        status,
+        status as CallbackStatus,
         call_id,
         token_hash,
         ip
@@ -344,8 +450,8 @@ pub async fn callback_by_token(
 ) -> sqlx::Result<Option<CallbackRow>> {
     sqlx::query_as!(
         CallbackRow,
-        "select cb.id, cb.org_id, cb.widget_id, cb.phone, cb.name, cb.locale, cb.status,
-                cb.call_id, cb.created_at, c.status as \"call_status?\"
+        "select cb.id, cb.org_id, cb.widget_id, cb.phone, cb.name, cb.locale,
+                cb.status as \"status: CallbackStatus\", cb.call_id, cb.created_at, c.status as \"call_status?\"
          from callbacks cb left join calls c on c.id = cb.call_id
          where cb.id = $1 and cb.token_hash = $2",
         id,
@@ -365,8 +471,8 @@ pub async fn callbacks(
 ) -> sqlx::Result<Paged<CallbackRow>> {
     let rows = sqlx::query_as!(
         CallbackRow,
-        "select cb.id, cb.org_id, cb.widget_id, cb.phone, cb.name, cb.locale, cb.status,
-                cb.call_id, cb.created_at, c.status as \"call_status?\"
+        "select cb.id, cb.org_id, cb.widget_id, cb.phone, cb.name, cb.locale,
+                cb.status as \"status: CallbackStatus\", cb.call_id, cb.created_at, c.status as \"call_status?\"
          from callbacks cb left join calls c on c.id = cb.call_id
          where cb.org_id = $1
            and ($2::text is null or cb.id < $2)
@@ -383,4 +489,44 @@ pub async fn callbacks(
     .fetch_all(conn)
     .await?;
     Ok(page.finish(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The values a CHECK constraint of the widgets migration allows `column` to hold.
+    fn allowed(column: &str) -> Vec<&'static str> {
+        let sql = include_str!("../../../migrations/20261127000011_widgets.sql");
+        let start = sql.find(&format!("check ({column} in (")).unwrap();
+        let list = &sql[start..];
+        let list = &list[list.find("in (").unwrap() + 4..list.find(')').unwrap()];
+        list.split(',')
+            .map(|v| v.trim().trim_matches('\''))
+            .collect()
+    }
+
+    fn names<T: Copy + std::fmt::Display>(all: &[T]) -> Vec<String> {
+        all.iter().map(ToString::to_string).collect()
+    }
+
+    /// Each state enum names exactly what its column may hold, so no row fails to read and
+    /// no value fails to write; each name reads back as its value.
+    #[test]
+    fn states_are_the_values_their_columns_allow() {
+        assert_eq!(names(Routing::ALL), allowed("routing"));
+        assert_eq!(names(WhenUnavailable::ALL), allowed("when_unavailable"));
+        assert_eq!(names(CallbackStatus::ALL), allowed("status"));
+        for r in Routing::ALL {
+            assert_eq!(Routing::from_name(r.as_str()), Some(*r));
+        }
+        for w in WhenUnavailable::ALL {
+            assert_eq!(WhenUnavailable::from_name(w.as_str()), Some(*w));
+        }
+        for c in CallbackStatus::ALL {
+            assert_eq!(CallbackStatus::from_name(c.as_str()), Some(*c));
+        }
+        assert_eq!(Routing::from_name("Round_Robin"), None);
+    }
 }
