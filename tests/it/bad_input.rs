@@ -76,17 +76,21 @@ async fn check(app: &TestApp, case: Case) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_with_a_problem_and_writes_nothing() {
-    let app = TestApp::spawn_tuned(|c| c.presence_window = Duration::from_secs(60)).await;
+    let app = TestApp::spawn_tuned(|c| {
+        c.presence_window = Duration::from_secs(60);
+        // The call stays offered to the hand-held stream (which never acks) for the whole
+        // test: its ack timeout (the harness's is 1.5 s) or its expiry firing among the
+        // cases would write its failure between a case's two counts, and the cases take
+        // over 1.5 s on a busy machine.
+        c.offer_timeout = Duration::from_secs(600);
+    })
+    .await;
     let client = app.client();
     let (agent_id, device, device_id) = app.agent_with_device(&client, "Ann").await;
     let _stream = live_stream(&device).await;
-    let call = client
-        .create_call(
-            &pushdial_sdk::CreateCall::for_agent("+14155550123", &agent_id),
-            None,
-        )
-        .await
-        .unwrap();
+    let mut create = pushdial_sdk::CreateCall::for_agent("+14155550123", &agent_id);
+    create.expires_in = Some(600);
+    let call = client.create_call(&create, None).await.unwrap();
     // Let the worker offer it, so the job table is quiet while we count rows.
     wait_for_status(&client, &call.id, "offered", Duration::from_secs(10)).await;
     settle(&app).await;

@@ -34,6 +34,26 @@ async fn get(app: &TestApp, path: &str) -> Value {
     app.api(Method::GET, path, None).await.1
 }
 
+/// An endpoint's attempt log (newest first) once it holds at least `n` attempts. An attempt
+/// is recorded when its answer is in, a moment after the receiver has the request (later
+/// still on a busy machine): a test that saw the receiver get `n` requests waits for their
+/// rows rather than reading the log at once.
+async fn recorded_attempts(app: &TestApp, endpoint_id: &str, n: usize) -> Value {
+    eventually(
+        Duration::from_secs(10),
+        &format!("{n} attempts recorded"),
+        || async {
+            let attempts = get(
+                app,
+                &format!("/v1/webhook_endpoints/{endpoint_id}/attempts"),
+            )
+            .await;
+            (attempts["data"].as_array().map_or(0, Vec::len) >= n).then_some(attempts)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_events_arrive_signed_and_in_order() {
     let app = webhook_app().await;
@@ -232,23 +252,7 @@ async fn retry_after_is_honoured_and_gone_disables_the_endpoint() {
     // 503 with Retry-After: 2 — the next attempt waits two seconds, not the 300 ms schedule.
     let got = slow.wait_for(2).await;
     assert_eq!(got[0].kind(), "webhook.test");
-    // An attempt is recorded when its answer is in, a moment after the receiver has it.
-    let attempts = eventually(
-        Duration::from_secs(10),
-        "both attempts recorded",
-        || async {
-            let attempts = get(
-                &app,
-                &format!(
-                    "/v1/webhook_endpoints/{}/attempts",
-                    slow_ep["id"].as_str().unwrap()
-                ),
-            )
-            .await;
-            (attempts["data"].as_array().map_or(0, Vec::len) >= 2).then_some(attempts)
-        },
-    )
-    .await;
+    let attempts = recorded_attempts(&app, slow_ep["id"].as_str().unwrap(), 2).await;
     let times: Vec<chrono::DateTime<chrono::Utc>> = attempts["data"]
         .as_array()
         .unwrap()
@@ -434,17 +438,8 @@ async fn endpoint_failing_too_long_is_disabled_and_failures_can_be_recovered() {
     assert_eq!(recovered["queued"], 1);
     let got = broken.wait_for(tries + 1).await;
     assert_eq!(got.last().unwrap().kind(), "webhook.test");
-    // The attempt's row commits when its answer is in, a moment after the receiver has the
-    // request: wait for it to be recorded before reading the latest attempt.
-    let attempts = eventually(
-        Duration::from_secs(10),
-        "the recovered attempt recorded",
-        || async {
-            let attempts = get(&app, &format!("/v1/webhook_endpoints/{id}/attempts")).await;
-            (attempts["data"].as_array().map_or(0, Vec::len) > tries).then_some(attempts)
-        },
-    )
-    .await;
+    // The recovered attempt is the latest once recorded.
+    let attempts = recorded_attempts(&app, &id, tries + 1).await;
     assert_eq!(attempts["data"][0]["status_code"], 200);
 }
 
@@ -561,6 +556,7 @@ async fn endpoint_rate_limit_spaces_deliveries() {
     assert_eq!(endpoint["rate_limit_per_s"], 2);
     let id = endpoint["id"].as_str().unwrap();
     let http = reqwest::Client::new();
+    let sends_began = chrono::Utc::now();
     for _ in 0..6 {
         app.api(
             Method::POST,
@@ -570,8 +566,8 @@ async fn endpoint_rate_limit_spaces_deliveries() {
         .await;
     }
     receiver.wait_for(6).await;
-    let attempts = get(&app, &format!("/v1/webhook_endpoints/{id}/attempts")).await;
-    let times: Vec<chrono::DateTime<chrono::Utc>> = attempts["data"]
+    let attempts = recorded_attempts(&app, id, 6).await;
+    let mut times: Vec<chrono::DateTime<chrono::Utc>> = attempts["data"]
         .as_array()
         .unwrap()
         .iter()
@@ -582,12 +578,21 @@ async fn endpoint_rate_limit_spaces_deliveries() {
         6,
         "every delivery made it, none dropped by the limit"
     );
-    // A burst of 2, then one every 500 ms: six deliveries take at least ~2 s.
-    let span = times[0] - times[5];
-    assert!(
-        span >= chrono::Duration::milliseconds(1800),
-        "deliveries were spaced: {span:?}"
-    );
+    // A burst of 2, then one every 500 ms: the k-th delivery (from 0) is let through no
+    // sooner than (k - 1) × 500 ms after the first, hence after the test sends began. An
+    // attempt is recorded once its answer is in, so each time is at or after its
+    // delivery's turn however busy the machine is. (Measuring from the first recorded
+    // attempt instead, as this test once did, shrinks the span by however much longer the
+    // first delivery took to record than the last.)
+    times.sort();
+    for (k, at) in times.iter().enumerate() {
+        let turn = chrono::Duration::milliseconds(500 * (k.max(1) as i64 - 1));
+        assert!(
+            *at - sends_began >= turn,
+            "delivery {k} spaced by the limit: recorded {:?} after the sends began, its turn {turn:?}: {times:?}",
+            *at - sends_began
+        );
+    }
 
     // The limit can be lifted; bad values are refused.
     let (_, lifted) = app
@@ -753,7 +758,7 @@ async fn old_secret_stops_signing_after_its_grace_and_redirects_are_not_followed
     // The first answer is a redirect: not followed, counted as a failure, retried.
     let got = receiver.wait_for(2).await;
     assert_eq!(got[1].headers["webhook-id"], got[0].headers["webhook-id"]);
-    let attempts = get(&app, &format!("/v1/webhook_endpoints/{id}/attempts")).await;
+    let attempts = recorded_attempts(&app, id, 2).await;
     let statuses: Vec<i64> = attempts["data"]
         .as_array()
         .unwrap()
