@@ -5,42 +5,9 @@ use chrono::{Duration, Utc};
 use sqlx::PgConnection;
 
 use crate::ids::{self, Kind};
+pub use crate::roles::Role;
 use crate::store::accounts::{self as store, AuditEntry, InvitationRow, MemberRow};
 use crate::{secrets, tenants, Error, Result};
-
-/// A member's role. Owners may do everything; admins everything except touching owners and
-/// deleting the organization; agents see and place their own calls and manage their own
-/// devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Agent,
-    Admin,
-    Owner,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "owner" => Some(Role::Owner),
-            "admin" => Some(Role::Admin),
-            "agent" => Some(Role::Agent),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Admin => "admin",
-            Role::Agent => "agent",
-        }
-    }
-
-    /// Parses a role from a request field.
-    pub fn from_field(field: &str, s: &str) -> Result<Self> {
-        Self::parse(s).ok_or_else(|| Error::invalid(field, "one of owner, admin, agent"))
-    }
-}
 
 /// An identity a provider vouched for.
 #[derive(Debug, Clone)]

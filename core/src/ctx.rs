@@ -67,7 +67,7 @@ impl Ctx {
             // than a request answered 503 for each of them.
             .before_acquire(|conn, _meta| {
                 Box::pin(async move {
-                    if !database_suspect() {
+                    if !crate::error::database_suspect() {
                         return Ok(true);
                     }
                     Ok(sqlx::Connection::ping(conn).await.is_ok())
@@ -135,27 +135,6 @@ impl Ctx {
             }
         });
     }
-}
-
-/// Until when (milliseconds since the epoch) idle pool connections are pinged before use.
-static DATABASE_SUSPECT_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// How long after a connection-level database error idle connections are tested.
-const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(10);
-
-fn now_ms() -> u64 {
-    chrono::Utc::now().timestamp_millis().max(0) as u64
-}
-
-/// Records that a query found PostgreSQL unreachable or its session terminated (see
-/// `error::database_unavailable`): idle connections are tested before use for a while.
-pub fn suspect_database() {
-    let until = now_ms() + SUSPECT_FOR.as_millis() as u64;
-    DATABASE_SUSPECT_UNTIL.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
-}
-
-fn database_suspect() -> bool {
-    now_ms() < DATABASE_SUSPECT_UNTIL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Hides the password of a connection URL in messages.

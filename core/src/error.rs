@@ -161,7 +161,7 @@ impl From<sqlx::Error> for Error {
             // Connections idle in the pool may be dead too (a restart, every backend
             // terminated): test them before use for a while instead of failing a request on
             // each of them.
-            crate::ctx::suspect_database();
+            suspect_database();
         }
         Error::Database(e)
     }
@@ -209,6 +209,29 @@ pub fn redis_unavailable(e: &redis::RedisError) -> Option<&'static str> {
         ErrorKind::ClusterDown => Some("failover"),
         _ => None,
     }
+}
+
+/// Until when (milliseconds since the epoch) idle pool connections are pinged before use.
+static DATABASE_SUSPECT_UNTIL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long after a connection-level database error idle connections are tested.
+const SUSPECT_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn now_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+/// Records that a query found PostgreSQL unreachable or its session terminated (see
+/// `error::database_unavailable`): idle connections are tested before use for a while.
+pub fn suspect_database() {
+    let until = now_ms() + SUSPECT_FOR.as_millis() as u64;
+    DATABASE_SUSPECT_UNTIL.fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a connection-level database error was seen lately (the pool then pings idle
+/// connections before handing them out).
+pub(crate) fn database_suspect() -> bool {
+    now_ms() < DATABASE_SUSPECT_UNTIL.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(test)]

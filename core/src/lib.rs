@@ -27,6 +27,7 @@ pub mod protocol;
 pub mod push;
 pub mod queue;
 pub mod ratelimit;
+pub mod roles;
 pub mod secrets;
 pub mod sessions;
 pub mod shutdown;

@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
-use crate::accounts::Role;
+use crate::roles::Role;
 
 /// What a presented key resolves to, with its creator's membership as it is now (cached by
 /// each api process: a membership change notifies, see `keycache`).
