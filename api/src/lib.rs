@@ -185,7 +185,7 @@ async fn metrics_with_token(ctx: Data<&Ctx>, req: &poem::Request) -> Response {
 }
 
 async fn metrics_text(ctx: &Ctx) -> Response {
-    pushdial_core::metrics::refresh(ctx).await;
+    pushdial_core::metrics::refresh(&ctx.db, ctx.config.db_max_connections).await;
     Response::builder()
         .content_type("text/plain; version=0.0.4")
         .body(pushdial_core::metrics::METRICS.render())
@@ -434,85 +434,4 @@ pub async fn run(
     follower.abort();
     key_changes.abort();
     result
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::collections::{BTreeMap, BTreeSet};
-
-    /// The modules each module of this crate names (`crate::m`, `$crate::m`,
-    /// `use crate::{m, …}`, or `problems!`, which expands to `problem`), read from the
-    /// sources. The crate root, which declares them all, is not a module here.
-    fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let sources: BTreeMap<String, String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| {
-                let path = e.unwrap().path();
-                let name = path.file_name()?.to_str()?.strip_suffix(".rs")?.to_owned();
-                (name != "lib").then(|| (name, std::fs::read_to_string(&path).unwrap()))
-            })
-            .collect();
-        let ident = |s: &str| -> String {
-            s.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect()
-        };
-        sources
-            .iter()
-            .map(|(module, text)| {
-                let mut named = BTreeSet::new();
-                for (at, _) in text.match_indices("crate::") {
-                    let rest = &text[at + "crate::".len()..];
-                    if let Some(group) = rest.strip_prefix('{') {
-                        let group = &group[..group.find('}').unwrap_or(group.len())];
-                        named.extend(group.split(',').map(|part| ident(part.trim())));
-                    } else {
-                        named.insert(ident(rest));
-                    }
-                }
-                if text.contains("problems!(") || text.contains("problems! {") {
-                    named.insert("problem".to_owned());
-                }
-                named.retain(|m| m != module && sources.contains_key(m));
-                (module.clone(), named)
-            })
-            .collect()
-    }
-
-    /// Modules depend on each other in one direction: a circle means neither can be
-    /// understood, tested or moved without the other (`problem` once reached `widget_api`
-    /// for CORS, which reached `auth`, which reached `problem`).
-    #[test]
-    fn modules_depend_on_each_other_without_circles() {
-        let graph = module_graph();
-        assert!(
-            graph["widget_api"].contains("cors"),
-            "the reading misses edges"
-        );
-        // Depth-first, with the path so far: a module met again on its own path closes a circle.
-        fn visit(
-            graph: &BTreeMap<String, BTreeSet<String>>,
-            module: &str,
-            path: &mut Vec<String>,
-            done: &mut BTreeSet<String>,
-        ) {
-            if let Some(start) = path.iter().position(|m| m == module) {
-                panic!("module circle: {} -> {module}", path[start..].join(" -> "));
-            }
-            if !done.insert(module.to_owned()) {
-                return;
-            }
-            path.push(module.to_owned());
-            for next in &graph[module] {
-                visit(graph, next, path, done);
-            }
-            path.pop();
-        }
-        let mut done = BTreeSet::new();
-        for module in graph.keys() {
-            visit(&graph, module, &mut Vec::new(), &mut done);
-        }
-    }
 }

@@ -102,7 +102,9 @@ pub async fn login(
         let return_to = signin::safe_return_to(query.return_to.as_deref());
         ctx.signin
             .start(
-                &ctx,
+                &ctx.config,
+                &ctx.db,
+                &ctx.secrets,
                 &provider,
                 return_to.as_deref(),
                 link.as_ref().map(|(u, h)| (u.as_str(), h.as_slice())),
@@ -139,7 +141,14 @@ pub async fn callback(
         limits::take(&ctx, "signin", &client_key(req), limits::per_minute(30)).await?;
         let finished = ctx
             .signin
-            .finish(&ctx, &provider, &cb, cookie_state.as_deref())
+            .finish(
+                &ctx.config,
+                &ctx.db,
+                &ctx.secrets,
+                &provider,
+                &cb,
+                cookie_state.as_deref(),
+            )
             .await?;
         let mut tx = ctx.db.begin().await?;
         if let Some((_, session_hash)) = &finished.link {

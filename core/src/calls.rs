@@ -543,12 +543,6 @@ impl From<CallRow> for Call {
     }
 }
 
-impl crate::placing::CallAnswer for Call {
-    fn agent_id(&self) -> &str {
-        &self.agent_id
-    }
-}
-
 /// What a push provider answered for one wake-up of the call: a `push` row in the call's
 /// timeline (result and reason; no webhook, it is not a status change) and the metric.
 pub async fn record_push(

@@ -42,7 +42,7 @@ impl Ctx {
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_ALLOW_SUBNETS: {e}"))?;
         let webhook_schedule = crate::webhooks::parse_schedule(&config.webhook_retry_schedule)
             .map_err(|e| format!("PUSHDIAL_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
-        let trusted_proxies = crate::limits::parse_proxies(&config.trusted_proxies)
+        let trusted_proxies = crate::config::parse_proxies(&config.trusted_proxies)
             .map_err(|e| format!("PUSHDIAL_TRUSTED_PROXIES: {e}"))?;
         let signin = Arc::new(crate::signin::Providers::from_config(&config)?);
         if config.webhook_timeout >= config.job_lease {

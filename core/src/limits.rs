@@ -253,23 +253,11 @@ pub fn ip_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Parses `PUSHDIAL_TRUSTED_PROXIES`.
-pub fn parse_proxies(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            e.parse::<ipnet::IpNet>()
-                .or_else(|_| e.parse::<IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| format!("`{e}` is not a CIDR or an address"))
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::config::parse_proxies;
 
     #[test]
     fn client_behind_trusted_proxies() {

@@ -310,16 +310,17 @@ const TOP_TENANTS: usize = 10;
 static QUEUE_SAMPLED: tokio::sync::Mutex<Option<std::time::Instant>> =
     tokio::sync::Mutex::const_new(None);
 
-/// Refreshes the gauges read from shared state.
-pub async fn refresh(ctx: &crate::Ctx) {
+/// Refreshes the gauges read from shared state: the pool's (`max_connections` is the
+/// configured size) and the queue's.
+pub async fn refresh(db: &sqlx::PgPool, max_connections: u32) {
     let m = &*METRICS;
-    let size = ctx.db.size() as i64;
-    let idle = ctx.db.num_idle() as i64;
+    let size = db.size() as i64;
+    let idle = db.num_idle() as i64;
     m.db_pool.with_label_values(&["idle"]).set(idle);
     m.db_pool.with_label_values(&["used"]).set(size - idle);
     m.db_pool
         .with_label_values(&["max"])
-        .set(i64::from(ctx.config.db_max_connections));
+        .set(i64::from(max_connections));
     // The queue's aggregate costs a read of the ready jobs: taken at most once per
     // `QUEUE_SAMPLE_EVERY` per process however often anyone scrapes (a scrape in between
     // serves the last sample), one at a time, and over at most `QUEUE_SAMPLE_CAP` jobs, the
@@ -345,7 +346,7 @@ pub async fn refresh(ctx: &crate::Ctx) {
            group by lane, kind, org_id, lane_key"#,
         QUEUE_SAMPLE_CAP / 2
     )
-    .fetch_all(&ctx.db)
+    .fetch_all(db)
     .await;
     match rows {
         Ok(rows) => {

@@ -38,6 +38,12 @@ pub trait CallAnswer: From<CallRow> + Serialize + DeserializeOwned {
     fn agent_id(&self) -> &str;
 }
 
+impl CallAnswer for pushdial_protocol::Call {
+    fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+}
+
 /// The answer of `place_call`: a call placed now, or the answer of an earlier request with
 /// the same idempotency key.
 #[derive(Debug)]

@@ -22,7 +22,7 @@ use openidconnect::{
 
 use crate::accounts::VerifiedIdentity;
 use crate::store::accounts as store;
-use crate::{secrets, Config, Ctx, Error, Result};
+use crate::{secrets, Config, Error, Result};
 
 /// How long a started sign-in may take.
 pub const SIGN_IN_TTL: Duration = Duration::from_secs(600);
@@ -228,7 +228,9 @@ impl Providers {
     /// Starts a sign-in: records it and returns the provider's authorization URL.
     pub async fn start(
         &self,
-        ctx: &Ctx,
+        config: &Config,
+        db: &sqlx::PgPool,
+        secrets: &crate::crypto::SecretBox,
         provider_id: &str,
         return_to: Option<&str>,
         link: Option<(&str, &[u8])>,
@@ -237,7 +239,7 @@ impl Providers {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = CsrfToken::new_random();
         let nonce = Nonce::new_random();
-        let redirect = Self::redirect_url(&ctx.config, provider.id)?;
+        let redirect = Self::redirect_url(config, provider.id)?;
         let url = match &provider.protocol {
             Protocol::Oidc { issuer } => {
                 let metadata = self.metadata(provider, issuer, false).await?;
@@ -288,14 +290,13 @@ impl Providers {
             state_hash: &state_hash,
             provider: provider.id,
         };
-        let sealed = ctx
-            .secrets
+        let sealed = secrets
             .seal(
                 bound,
                 &serde_json::to_vec(&pending).map_err(|e| Error::Internal(e.to_string()))?,
             )
             .map_err(Error::Internal)?;
-        let mut conn = ctx.db.acquire().await?;
+        let mut conn = db.acquire().await?;
         store::insert_sign_in(
             &mut conn,
             &state_hash,
@@ -316,7 +317,9 @@ impl Providers {
     /// with the PKCE verifier, and the identity verified.
     pub async fn finish(
         &self,
-        ctx: &Ctx,
+        config: &Config,
+        db: &sqlx::PgPool,
+        secrets: &crate::crypto::SecretBox,
         provider_id: &str,
         callback: &Callback,
         cookie_state: Option<&str>,
@@ -343,7 +346,7 @@ impl Providers {
                 "this sign-in was not started in this browser (state mismatch); start again",
             ));
         }
-        let mut conn = ctx.db.acquire().await?;
+        let mut conn = db.acquire().await?;
         let state_hash = secrets::hash(state);
         let row = store::take_sign_in(&mut conn, &state_hash, SIGN_IN_TTL.as_secs_f64())
             .await?
@@ -356,13 +359,12 @@ impl Providers {
             state_hash: &state_hash,
             provider: &row.provider,
         };
-        let pending: Pending = ctx
-            .secrets
+        let pending: Pending = secrets
             .open(bound, &row.secrets)
             .ok()
             .and_then(|p| serde_json::from_slice(&p).ok())
             .ok_or_else(|| Error::Internal("unreadable sign-in secrets".into()))?;
-        let redirect = Self::redirect_url(&ctx.config, provider.id)?;
+        let redirect = Self::redirect_url(config, provider.id)?;
         let code = AuthorizationCode::new(code.clone());
         let verifier = PkceCodeVerifier::new(pending.verifier);
         let identity = match &provider.protocol {

@@ -8,6 +8,7 @@ mod fakes;
 mod harness;
 
 mod accounts;
+mod architecture;
 mod asyncapi;
 mod attack_egress;
 mod attack_http;
