@@ -13,6 +13,7 @@ pub mod auth;
 pub mod calls;
 pub mod contract;
 pub mod devices;
+pub mod exports;
 pub mod idempotency;
 pub mod limits;
 pub mod members;
@@ -68,6 +69,7 @@ pub enum Tags {
 /// Every resource of the API, one `#[OpenApi]` impl each.
 pub type Apis = (
     calls::CallsApi,
+    exports::ExportsApi,
     agents::AgentsApi,
     devices::DevicesApi,
     agent_api::AgentApi,
@@ -85,6 +87,7 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
     OpenApiService::new(
         (
             calls::CallsApi,
+            exports::ExportsApi,
             agents::AgentsApi,
             devices::DevicesApi,
             agent_api::AgentApi,

@@ -39,6 +39,8 @@ pub async fn consume(
     let row = sqlx::query!(
         "update pairing_codes set used_at = now()
          where code_hash = $1 and used_at is null and expires_at > now()
+           and exists(select 1 from agents a where a.org_id = pairing_codes.org_id
+                      and a.id = pairing_codes.agent_id and a.deleted_at is null)
          returning org_id, agent_id",
         code_hash
     )
@@ -55,6 +57,8 @@ pub async fn consume_token(
     let row = sqlx::query!(
         "update pairing_codes set used_at = now()
          where token_hash = $1 and used_at is null and expires_at > now()
+           and exists(select 1 from agents a where a.org_id = pairing_codes.org_id
+                      and a.id = pairing_codes.agent_id and a.deleted_at is null)
          returning org_id, agent_id",
         token_hash
     )
