@@ -131,13 +131,8 @@ impl poem::IntoResponse for Export {
     }
 }
 
-/// Checks the window: both ends given, in order, at most [`MAX_WINDOW_DAYS`] apart.
-fn window(
-    created_gte: Option<DateTime<Utc>>,
-    created_lt: Option<DateTime<Utc>>,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
-    let gte = created_gte.ok_or_else(|| Error::invalid("created_gte", "required"))?;
-    let lt = created_lt.ok_or_else(|| Error::invalid("created_lt", "required"))?;
+/// Checks the window: in order, at most [`MAX_WINDOW_DAYS`] long.
+fn window(gte: DateTime<Utc>, lt: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
     if lt <= gte {
         return Err(Error::invalid("created_lt", "must be after created_gte"));
     }
@@ -245,8 +240,7 @@ fn chunks(reading: Reading) -> impl Stream<Item = Result<Vec<u8>, std::io::Error
         }
         let rows = async {
             let mut conn = r.ctx.db.acquire().await?;
-            export_store::call_batch(&mut conn, &r.org_id, &r.window, r.after.as_ref(), BATCH)
-                .await
+            export_store::call_batch(&mut conn, &r.org_id, &r.window, r.after.as_ref(), BATCH).await
         }
         .await;
         let rows = match rows {
@@ -294,11 +288,10 @@ impl ExportsApi {
         &self,
         auth: OrgAuth,
         ctx: poem::web::Data<&Ctx>,
-        /// Calls created at or after this time (RFC 3339). Required.
-        created_gte: Query<Option<DateTime<Utc>>>,
+        /// Calls created at or after this time (RFC 3339).
+        created_gte: Query<DateTime<Utc>>,
         /// Calls created before this time (RFC 3339), at most 31 days after `created_gte`.
-        /// Required.
-        created_lt: Query<Option<DateTime<Utc>>>,
+        created_lt: Query<DateTime<Utc>>,
         /// `csv` (the default) or `jsonl`.
         format: Query<Option<ExportFormat>>,
     ) -> Result<Export, ExportError> {
