@@ -78,7 +78,12 @@ async fn a_deleted_agent_is_gone_with_its_devices_while_its_calls_stay() {
         .api(Method::PATCH, &path, Some(json!({"name": "  "})))
         .await;
     assert!(status == 400 || status == 422, "{status} {body}");
+    let (status, body) = app
+        .api(Method::PATCH, &path, Some(json!({"name": false})))
+        .await;
+    assert_eq!(status, 400, "a name is a string, not a boolean: {body}");
     assert_eq!(app.counts().await, before);
+    assert_eq!(client.get_agent(&agent_id).await.unwrap().name, "Ann Lee");
 
     // A call, kept after the agent goes.
     let call = client
