@@ -228,8 +228,22 @@ struct Reading {
     format: ExportFormat,
     /// The last row written, where the next batch resumes.
     after: Option<(DateTime<Utc>, String)>,
+    /// The first batch, read before answering so that a failure to read is still a
+    /// problem document rather than an aborted download.
+    first: Option<Vec<CallRow>>,
     header_due: bool,
     done: bool,
+}
+
+/// The next batch, on a connection held only for its query.
+async fn batch(
+    ctx: &Ctx,
+    org_id: &str,
+    window: &ExportWindow,
+    after: Option<&(DateTime<Utc>, String)>,
+) -> sqlx::Result<Vec<CallRow>> {
+    let mut conn = ctx.db.acquire().await?;
+    export_store::call_batch(&mut conn, org_id, window, after, BATCH).await
 }
 
 /// The body: one chunk per batch, until a short batch.
@@ -238,11 +252,10 @@ fn chunks(reading: Reading) -> impl Stream<Item = Result<Vec<u8>, std::io::Error
         if r.done {
             return None;
         }
-        let rows = async {
-            let mut conn = r.ctx.db.acquire().await?;
-            export_store::call_batch(&mut conn, &r.org_id, &r.window, r.after.as_ref(), BATCH).await
-        }
-        .await;
+        let rows = match r.first.take() {
+            Some(rows) => Ok(rows),
+            None => batch(&r.ctx, &r.org_id, &r.window, r.after.as_ref()).await,
+        };
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
@@ -304,17 +317,20 @@ impl ExportsApi {
             ExportFormat::Jsonl => "jsonl",
         };
         let filename = format!("calls-{}-{}.{extension}", stamp(gte), stamp(lt));
+        let window = ExportWindow {
+            created_gte: gte,
+            created_lt: lt,
+            // An agent sees only their own calls.
+            agent_id: auth.own_agent().map(str::to_owned),
+        };
+        let first = batch(&ctx, &auth.org_id, &window, None).await?;
         let reading = Reading {
             ctx: ctx.0.clone(),
             org_id: auth.org_id.clone(),
-            window: ExportWindow {
-                created_gte: gte,
-                created_lt: lt,
-                // An agent sees only their own calls.
-                agent_id: auth.own_agent().map(str::to_owned),
-            },
+            window,
             format,
             after: None,
+            first: Some(first),
             header_due: true,
             done: false,
         };

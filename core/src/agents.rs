@@ -23,7 +23,8 @@ pub struct Deleted {
 /// their agent: they are removed from the organization first, and their agent may be
 /// deleted after). Revokes its devices and deletes its unused pairing codes.
 pub async fn delete(conn: &mut PgConnection, org_id: &str, agent_id: &str) -> Result<Deleted> {
-    // The lock makes a concurrent rename, pairing code or second delete wait for this one.
+    // The lock makes a concurrent rename, pairing or second delete wait for this one (and
+    // this one wait for a pairing in progress, whose new device it then revokes).
     let agent = agent_store::lock(conn, org_id, agent_id)
         .await?
         .ok_or(Error::NotFound("agent"))?;

