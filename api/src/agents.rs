@@ -1,5 +1,6 @@
 //! `/v1/agents` and `/v1/pairing_codes`: the people who take calls, with their presence,
-//! and the codes that pair a phone to one of them.
+//! and the codes that pair a phone to one of them. An agent can be renamed and deleted
+//! (`pushdial_core::agents::delete`): a deleted one is 404 everywhere, its calls stay.
 
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Header, Path};
@@ -26,6 +27,37 @@ pub struct CreateAgent {
     /// Display name, 1 to 200 characters.
     pub name: String,
     pub email: Option<String>,
+}
+
+/// Changes an agent. Fields left out keep their value.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateAgent {
+    /// Display name, 1 to 200 characters.
+    pub name: Option<StrictString>,
+}
+
+// A JSON string and nothing else: poem-openapi's `String` also takes a number or a boolean
+// (`{"name": false}` would rename an agent "false"), which the document does not allow. (A
+// `///` here would become the schema's title.)
+#[derive(Debug, poem_openapi::NewType)]
+#[oai(
+    from_json = false,
+    from_parameter = false,
+    from_multipart = false,
+    to_header = false
+)]
+pub struct StrictString(pub String);
+
+impl poem_openapi::types::ParseFromJSON for StrictString {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value {
+            Some(serde_json::Value::String(s)) => Ok(StrictString(s)),
+            other => Err(poem_openapi::types::ParseError::expected_type(
+                other.unwrap_or_default(),
+            )),
+        }
+    }
 }
 
 /// Creates a pairing code for an agent's new phone.
@@ -74,6 +106,14 @@ problems!(
 problems!(
     /// Errors of reading agents.
     ReadAgentError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound }
+);
+problems!(
+    /// Errors of changing an agent.
+    UpdateAgentError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 413 => PayloadTooLarge, 422 => UnprocessableEntity }
+);
+problems!(
+    /// Errors of deleting an agent: 409 `agent_is_member` for a current member's own agent.
+    DeleteAgentError { 400 => BadRequest, 401 => Unauthorized, 403 => Forbidden, 404 => NotFound, 409 => Conflict }
 );
 problems!(
     /// Errors of pairing-code creation.
@@ -213,6 +253,94 @@ impl AgentsApi {
             .pop()
             .map(Json)
             .ok_or_else(|| Error::NotFound("agent").into())
+    }
+
+    /// Rename an agent
+    ///
+    /// Owners and admins. A deleted agent is 404.
+    #[oai(
+        path = "/v1/agents/:agent_id",
+        method = "patch",
+        operation_id = "update_agent"
+    )]
+    async fn update(
+        &self,
+        auth: OrgAuth,
+        ctx: poem::web::Data<&Ctx>,
+        agent_id: Path<String>,
+        body: Json<UpdateAgent>,
+    ) -> Result<Json<Agent>, UpdateAgentError> {
+        auth.require(Action::RenameAgent)?;
+        let id = ids::parse(Kind::Agent, "agent_id", &agent_id.0)?;
+        let name = body
+            .0
+            .name
+            .as_ref()
+            .map(|n| text::required("name", &n.0, 200))
+            .transpose()?;
+        let mut tx = ctx.db.begin().await?;
+        let before = agent_store::lock(&mut tx, &auth.org_id, &id)
+            .await?
+            .ok_or(Error::NotFound("agent"))?;
+        let row = match name {
+            Some(name) if name != before.name => {
+                let row = agent_store::rename(&mut tx, &auth.org_id, &id, name)
+                    .await?
+                    .ok_or(Error::NotFound("agent"))?;
+                let mut entry = auth.audit("agent.renamed", "agent", &id);
+                entry.data = serde_json::json!({ "from": before.name, "to": name });
+                pushdial_core::accounts::audit(&mut tx, &entry).await?;
+                row
+            }
+            _ => before,
+        };
+        tx.commit().await?;
+        let mut agents = with_presence(&ctx, &auth.org_id, vec![row]).await?;
+        agents
+            .pop()
+            .map(Json)
+            .ok_or_else(|| Error::NotFound("agent").into())
+    }
+
+    /// Delete an agent
+    ///
+    /// Owners and admins. Its devices are revoked at once (their tokens refused, their
+    /// sockets told `device.revoked` and closed), its unused pairing codes deleted, and it
+    /// can no longer be paired to or called; its calls are kept and stay readable. Answers
+    /// the agent as it was; deleting it again is 404. A current member's own agent cannot be
+    /// deleted (409 `agent_is_member`): remove the member first.
+    #[oai(
+        path = "/v1/agents/:agent_id",
+        method = "delete",
+        operation_id = "delete_agent"
+    )]
+    async fn delete(
+        &self,
+        auth: OrgAuth,
+        ctx: poem::web::Data<&Ctx>,
+        agent_id: Path<String>,
+    ) -> Result<Json<Agent>, DeleteAgentError> {
+        auth.require(Action::DeleteAgent)?;
+        let id = ids::parse(Kind::Agent, "agent_id", &agent_id.0)?;
+        // Read before the transaction: reachability asks Redis, never inside one.
+        let reach = crate::devices::agent_devices(&ctx, &auth.org_id, &id).await?;
+        let mut tx = ctx.db.begin().await?;
+        let deleted = pushdial_core::agents::delete(&mut tx, &auth.org_id, &id).await?;
+        let mut entry = auth.audit("agent.deleted", "agent", &id);
+        entry.data = serde_json::json!({
+            "name": deleted.agent.name,
+            "revoked_devices": deleted.devices,
+            "deleted_pairing_codes": deleted.pairing_codes,
+        });
+        pushdial_core::accounts::audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        let revoked: Vec<(String, bool)> = deleted
+            .devices
+            .iter()
+            .map(|d| (d.clone(), reach.iter().any(|(r, was)| r == d && *was)))
+            .collect();
+        crate::devices::after_revoke(&ctx, &auth.org_id, &revoked).await;
+        Ok(Json(Agent::new(deleted.agent, &[])))
     }
 
     /// Create a pairing code for a new phone

@@ -14,6 +14,7 @@ pub mod calls;
 pub mod contract;
 pub mod cors;
 pub mod devices;
+pub mod exports;
 pub mod idempotency;
 pub mod limits;
 pub mod members;
@@ -71,6 +72,7 @@ pub enum Tags {
 /// Every resource of the API, one `#[OpenApi]` impl each.
 pub type Apis = (
     calls::CallsApi,
+    exports::ExportsApi,
     agents::AgentsApi,
     devices::DevicesApi,
     agent_api::AgentApi,
@@ -88,6 +90,7 @@ pub fn api_service() -> OpenApiService<Apis, webhooks::Events> {
     OpenApiService::new(
         (
             calls::CallsApi,
+            exports::ExportsApi,
             agents::AgentsApi,
             devices::DevicesApi,
             agent_api::AgentApi,

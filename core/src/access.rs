@@ -22,6 +22,10 @@ pub enum Action {
     CancelCall,
     /// Create agents.
     CreateAgent,
+    /// Rename agents.
+    RenameAgent,
+    /// Delete agents (their devices are revoked, their calls kept).
+    DeleteAgent,
     /// Change the organization's settings.
     ManageOrganization,
     /// Add, list and remove blocked numbers.
@@ -54,6 +58,8 @@ impl Action {
         match self {
             Action::PlaceCall | Action::ReadCalls | Action::CancelCall => EVERYONE,
             Action::CreateAgent
+            | Action::RenameAgent
+            | Action::DeleteAgent
             | Action::ManageOrganization
             | Action::ManageBlockedNumbers
             | Action::ManageMembers

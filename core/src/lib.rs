@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod agents;
 pub mod calls;
 pub mod config;
 pub mod crypto;

@@ -30,6 +30,7 @@ mod fuzz;
 mod idempotency;
 mod isolation;
 mod jobs;
+mod lifecycle;
 mod limits;
 mod lists;
 mod observability;

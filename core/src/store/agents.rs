@@ -1,4 +1,5 @@
-//! Agents: the people of an organization who take calls on their devices.
+//! Agents: the people of an organization who take calls on their devices. A deleted agent
+//! keeps its row (its calls reference it) with `deleted_at` set, and every read here skips it.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -41,7 +42,8 @@ pub async fn get(
 ) -> sqlx::Result<Option<AgentRow>> {
     sqlx::query_as!(
         AgentRow,
-        "select id, org_id, name, email, created_at from agents where org_id = $1 and id = $2",
+        "select id, org_id, name, email, created_at from agents
+         where org_id = $1 and id = $2 and deleted_at is null",
         org_id,
         id
     )
@@ -57,7 +59,7 @@ pub async fn list(
     let rows = sqlx::query_as!(
         AgentRow,
         "select id, org_id, name, email, created_at from agents
-         where org_id = $1
+         where org_id = $1 and deleted_at is null
            and ($2::text is null or id < $2)
            and ($3::text is null or id > $3)
          order by case when $3::text is null then id end desc, id asc
@@ -70,4 +72,55 @@ pub async fn list(
     .fetch_all(conn)
     .await?;
     Ok(page.finish(rows))
+}
+
+/// Renames a live agent; `None` when there is none with this id.
+pub async fn rename(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+    name: &str,
+) -> sqlx::Result<Option<AgentRow>> {
+    sqlx::query_as!(
+        AgentRow,
+        "update agents set name = $3 where org_id = $1 and id = $2 and deleted_at is null
+         returning id, org_id, name, email, created_at",
+        org_id,
+        id,
+        name
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks a live agent's row until the transaction ends, so that its deletion and a
+/// concurrent rename or pairing take turns; `None` when there is none with this id.
+pub async fn lock(
+    conn: &mut PgConnection,
+    org_id: &str,
+    id: &str,
+) -> sqlx::Result<Option<AgentRow>> {
+    sqlx::query_as!(
+        AgentRow,
+        "select id, org_id, name, email, created_at from agents
+         where org_id = $1 and id = $2 and deleted_at is null for update",
+        org_id,
+        id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Marks an agent deleted; false when it already was (or never existed).
+pub async fn mark_deleted(conn: &mut PgConnection, org_id: &str, id: &str) -> sqlx::Result<bool> {
+    Ok(sqlx::query!(
+        "update agents set deleted_at = now()
+         where org_id = $1 and id = $2 and deleted_at is null",
+        org_id,
+        id
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
 }

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod agents;
 pub mod calls;
 pub mod devices;
+pub mod exports;
 pub mod idempotency;
 pub mod keys;
 pub mod orgs;

@@ -165,7 +165,8 @@ pub async fn route_view(
         r#"select o.allowed_countries, o.blocked_number_types, o.limit_calls_per_minute,
                   exists(select 1 from blocked_numbers b
                          where b.org_id = o.id and starts_with($2, b.prefix)) as "blocked!",
-                  exists(select 1 from agents a where a.org_id = o.id and a.id = $3) as "agent_exists!",
+                  exists(select 1 from agents a where a.org_id = o.id and a.id = $3
+                         and a.deleted_at is null) as "agent_exists!",
                   d.id as "device_id?", d.name as "name?", d.platform as "platform?",
                   d.push_channel as "push_channel?", d.push_token as "push_token?",
                   d.push_rejected_at as "push_rejected_at?", d.app_version as "app_version?",

@@ -31,7 +31,9 @@ pub async fn insert(conn: &mut PgConnection, new: NewPairing<'_>) -> sqlx::Resul
 }
 
 /// Marks a valid code used and returns its (org_id, agent_id); `None` when the code is
-/// unknown, used or expired. The update is the check, so two devices cannot both pair.
+/// unknown, used or expired, or its agent deleted. The update is the check, so two devices
+/// cannot both pair. The agent's row is share-locked until the pairing commits: a deletion
+/// of the agent waits for the new device (and revokes it), or goes first and the code fails.
 pub async fn consume(
     conn: &mut PgConnection,
     code_hash: &[u8],
@@ -39,6 +41,8 @@ pub async fn consume(
     let row = sqlx::query!(
         "update pairing_codes set used_at = now()
          where code_hash = $1 and used_at is null and expires_at > now()
+           and exists(select 1 from agents a where a.org_id = pairing_codes.org_id
+                      and a.id = pairing_codes.agent_id and a.deleted_at is null for share)
          returning org_id, agent_id",
         code_hash
     )
@@ -55,6 +59,8 @@ pub async fn consume_token(
     let row = sqlx::query!(
         "update pairing_codes set used_at = now()
          where token_hash = $1 and used_at is null and expires_at > now()
+           and exists(select 1 from agents a where a.org_id = pairing_codes.org_id
+                      and a.id = pairing_codes.agent_id and a.deleted_at is null for share)
          returning org_id, agent_id",
         token_hash
     )

@@ -383,7 +383,8 @@ pub async fn candidates(
         r#"select a.id as "id!", (select max(c.created_at) from calls c
                              where c.org_id = a.org_id and c.agent_id = a.id) as last_call
          from agents a
-         where a.org_id = $1 and (cardinality($2::text[]) = 0 or a.id = any($2))
+         where a.org_id = $1 and a.deleted_at is null
+           and (cardinality($2::text[]) = 0 or a.id = any($2))
          order by last_call asc nulls first, a.id"#,
         org_id,
         agent_ids

@@ -3,14 +3,16 @@
 
 use sqlx::PgConnection;
 
-/// The agent row of a user in an organization, if they ever joined it.
+/// The agent row of a user in an organization, if they ever joined it. A member who left
+/// may have had their agent deleted since: joining again brings it back (with its calls),
+/// hence an update that clears `deleted_at` rather than a plain read.
 pub async fn agent_of_user(
     conn: &mut PgConnection,
     org_id: &str,
     user_id: &str,
 ) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar!(
-        "select id from agents where org_id = $1 and user_id = $2",
+        "update agents set deleted_at = null where org_id = $1 and user_id = $2 returning id",
         org_id,
         user_id
     )

@@ -603,6 +603,15 @@ class Event(BaseModel):
     type: str
 
 
+class ExportFormat(Enum):
+    """
+    How an export is written.
+    """
+
+    csv = 'csv'
+    jsonl = 'jsonl'
+
+
 class HeartbeatResponse(BaseModel):
     """
     Answer to a heartbeat.
@@ -1273,6 +1282,20 @@ class Transition(BaseModel):
     """
     reason: str | None
     status: str
+
+
+class UpdateAgent(BaseModel):
+    """
+    Changes an agent. Fields left out keep their value.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    name: str | None = None
+    """
+    Display name, 1 to 200 characters.
+    """
 
 
 class UpdateDevice(BaseModel):
