@@ -128,6 +128,10 @@ pub fn test_config(database_url: &str, prefix: &str) -> Config {
     c.redis_prefix = prefix.to_owned();
     c.listen = "127.0.0.1:0".parse().unwrap();
     c.public_url = None;
+    // Short, so failover tests run quickly. A test whose phone may be refused a 503 (a
+    // fault, a restart) or that keeps a call offered while it works must set a longer one:
+    // the reference agent waits at least the 1 s `Retry-After` before acking again, and a
+    // loaded machine adds more, so the offer would time out under it (`not_delivered`).
     c.offer_timeout = Duration::from_millis(1500);
     c.presence_window = Duration::from_secs(6);
     c.job_lease = Duration::from_secs(2);
