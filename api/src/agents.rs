@@ -34,30 +34,7 @@ pub struct CreateAgent {
 #[oai(deny_unknown_fields)]
 pub struct UpdateAgent {
     /// Display name, 1 to 200 characters.
-    pub name: Option<StrictString>,
-}
-
-// A JSON string and nothing else: poem-openapi's `String` also takes a number or a boolean
-// (`{"name": false}` would rename an agent "false"), which the document does not allow. (A
-// `///` here would become the schema's title.)
-#[derive(Debug, poem_openapi::NewType)]
-#[oai(
-    from_json = false,
-    from_parameter = false,
-    from_multipart = false,
-    to_header = false
-)]
-pub struct StrictString(pub String);
-
-impl poem_openapi::types::ParseFromJSON for StrictString {
-    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
-        match value {
-            Some(serde_json::Value::String(s)) => Ok(StrictString(s)),
-            other => Err(poem_openapi::types::ParseError::expected_type(
-                other.unwrap_or_default(),
-            )),
-        }
-    }
+    pub name: Option<String>,
 }
 
 /// Creates a pairing code for an agent's new phone.
@@ -276,7 +253,7 @@ impl AgentsApi {
             .0
             .name
             .as_ref()
-            .map(|n| text::required("name", &n.0, 200))
+            .map(|n| text::required("name", n, 200))
             .transpose()?;
         let mut tx = ctx.db.begin().await?;
         let before = agent_store::lock(&mut tx, &auth.org_id, &id)

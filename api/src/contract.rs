@@ -17,7 +17,9 @@
 //!   `starting_after`, `ending_before`);
 //! - a path's id has its kind's pattern, and a list's `limit` its bounds.
 //!
-//! `allowed_methods` answers a 405's `Allow` from the same document's paths.
+//! `Methods` answers a 405's `Allow` from the same document's paths, and `BodySchemas`
+//! holds JSON request bodies to its types (poem-openapi reads a number or a boolean into
+//! a `String`).
 
 use serde_json::{json, Map, Value};
 
@@ -389,20 +391,26 @@ impl Methods {
 
     /// The methods the route matching `path` accepts, if it is one of ours.
     pub fn allowed(&self, path: &str) -> Option<&str> {
-        let given: Vec<&str> = path.split('/').collect();
-        // A literal segment wins over a parameter (`/v1/invitations/accept`).
-        self.0
-            .iter()
-            .filter(|(template, _)| {
-                template.len() == given.len()
-                    && template
-                        .iter()
-                        .zip(&given)
-                        .all(|(t, g)| t == g || (t.starts_with('{') && !g.is_empty()))
-            })
-            .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
-            .map(|(_, methods)| methods.as_str())
+        best_match(self.0.iter(), path).map(|(_, methods)| methods.as_str())
     }
+}
+
+/// The entry whose path template `path` matches; a literal segment wins over a parameter
+/// (`/v1/invitations/accept` over `/v1/invitations/{id}`).
+fn best_match<'a, T>(
+    entries: impl Iterator<Item = &'a (Vec<String>, T)>,
+    path: &str,
+) -> Option<&'a (Vec<String>, T)> {
+    let given: Vec<&str> = path.split('/').collect();
+    entries
+        .filter(|(template, _)| {
+            template.len() == given.len()
+                && template
+                    .iter()
+                    .zip(&given)
+                    .all(|(t, g)| t == g || (t.starts_with('{') && !g.is_empty()))
+        })
+        .max_by_key(|(template, _)| template.iter().filter(|t| !t.starts_with('{')).count())
 }
 
 /// Gives every 405 the `Allow` header RFC 9110 requires: the methods of the route, from
@@ -461,6 +469,170 @@ impl<E: poem::Endpoint> poem::Endpoint for AllowHeaderEndpoint<E> {
             }
         }
         Ok(resp)
+    }
+}
+
+type MethodSchemas = Vec<(String, Value)>;
+
+/// The JSON request bodies' schemas by path template and method, to hold bodies to the
+/// document's primitive types: poem-openapi reads a number or a boolean into a `String`
+/// field (`{"name": false}` would name an agent "false"), which the document, saying
+/// `string`, does not allow. One check, from the document, for every operation.
+#[derive(Debug, Default)]
+pub struct BodySchemas {
+    /// Path template, and each method's body schema.
+    routes: Vec<(Vec<String>, MethodSchemas)>,
+    schemas: Value,
+}
+
+impl BodySchemas {
+    pub fn new(spec: &Value) -> BodySchemas {
+        let mut routes = vec![];
+        if let Some(paths) = spec.get("paths").and_then(Value::as_object) {
+            for (path, item) in paths {
+                let Some(item) = item.as_object() else {
+                    continue;
+                };
+                let bodies: Vec<(String, Value)> = item
+                    .iter()
+                    .filter_map(|(method, op)| {
+                        // `application/json; charset=utf-8`, as poem-openapi writes it.
+                        let (_, media) = op
+                            .pointer("/requestBody/content")?
+                            .as_object()?
+                            .iter()
+                            .find(|(media, _)| media.starts_with("application/json"))?;
+                        Some((method.to_uppercase(), media.get("schema")?.clone()))
+                    })
+                    .collect();
+                if !bodies.is_empty() {
+                    routes.push((segments(path), bodies));
+                }
+            }
+        }
+        BodySchemas {
+            routes,
+            schemas: spec
+                .pointer("/components/schemas")
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn schema(&self, method: &str, path: &str) -> Option<&Value> {
+        let (_, bodies) = best_match(self.routes.iter(), path)?;
+        bodies.iter().find(|(m, _)| m == method).map(|(_, s)| s)
+    }
+
+    /// Where `value` holds a number or a boolean that `schema` says is a string, as a JSON
+    /// path (`name`, `metadata.plan`, `origins[2]`), and what it holds.
+    fn mistyped(&self, schema: &Value, value: &Value, at: &str, depth: usize) -> Option<String> {
+        if depth > 32 {
+            return None;
+        }
+        if let Some(name) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        {
+            return self.mistyped(self.schemas.get(name)?, value, at, depth + 1);
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for part in schema
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(found) = self.mistyped(part, value, at, depth + 1) {
+                    return Some(found);
+                }
+            }
+        }
+        let types: Vec<&str> = match schema.get("type") {
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        match value {
+            Value::Bool(_) | Value::Number(_)
+                if types.contains(&"string")
+                    && !types
+                        .iter()
+                        .any(|t| matches!(*t, "number" | "integer" | "boolean")) =>
+            {
+                Some(format!("`{at}` must be a string, not {value}"))
+            }
+            Value::Object(fields) => fields.iter().find_map(|(name, v)| {
+                let inner = schema
+                    .pointer(&format!(
+                        "/properties/{}",
+                        name.replace('~', "~0").replace('/', "~1")
+                    ))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))?;
+                let at = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{at}.{name}")
+                };
+                self.mistyped(inner, v, &at, depth + 1)
+            }),
+            Value::Array(items) => {
+                let inner = schema.get("items")?;
+                items
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, v)| self.mistyped(inner, v, &format!("{at}[{i}]"), depth + 1))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Refuses a JSON body whose number or boolean stands where the document says string,
+/// with the `400 invalid_request_body` a body of the wrong type gets.
+pub struct StrictBodies(pub std::sync::Arc<BodySchemas>);
+
+impl<E: poem::Endpoint> poem::Middleware<E> for StrictBodies {
+    type Output = StrictBodiesEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        StrictBodiesEndpoint {
+            inner,
+            schemas: self.0.clone(),
+        }
+    }
+}
+
+pub struct StrictBodiesEndpoint<E> {
+    inner: E,
+    schemas: std::sync::Arc<BodySchemas>,
+}
+
+impl<E: poem::Endpoint> poem::Endpoint for StrictBodiesEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: poem::Request) -> poem::Result<Self::Output> {
+        let json = req
+            .content_type()
+            .is_some_and(|t| t.trim_start().starts_with("application/json"));
+        let schema = if json {
+            self.schemas.schema(req.method().as_str(), req.uri().path())
+        } else {
+            None
+        };
+        if let Some(schema) = schema {
+            // The pipeline has read the body already (bounded); this takes it from memory.
+            let bytes = req.take_body().into_bytes().await?;
+            if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+                if let Some(detail) = self.schemas.mistyped(schema, &value, "", 0) {
+                    let problem = crate::problem::Problem::new(400, "invalid_request_body", detail);
+                    return Err(poem::Error::from_response(problem.into_poem()));
+                }
+            }
+            req.set_body(bytes);
+        }
+        self.inner.call(req).await
     }
 }
 

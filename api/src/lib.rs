@@ -305,6 +305,7 @@ pub fn app(
         .unwrap_or_default();
     let routes = Arc::new(pipeline::known_routes(paths.into_iter()));
     let methods = Arc::new(contract::Methods::new(&spec, PLAIN_ROUTES));
+    let bodies = Arc::new(contract::BodySchemas::new(&spec));
     let service = api_service().server(ctx.config.public_url());
     // The served document is the finished one, with this deployment's server URL; the
     // reference renders the same document.
@@ -354,6 +355,7 @@ pub fn app(
         .data(draining)
         .data(stop)
         .around(root_redirect)
+        .with(contract::StrictBodies(bodies))
         .with(contract::AllowHeader(methods))
         .with(pipeline::RequestIdMiddleware {
             flood,

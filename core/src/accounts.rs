@@ -98,7 +98,7 @@ pub async fn join(
     let user = store::get_user(conn, user_id)
         .await?
         .ok_or(Error::NotFound("user"))?;
-    let agent_id = match store::agent_of_user(conn, org_id, user_id).await? {
+    let agent_id = match store::reclaim_agent_of_user(conn, org_id, user_id).await? {
         Some(id) => id,
         None => {
             let id = ids::new_id(Kind::Agent);

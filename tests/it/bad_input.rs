@@ -594,3 +594,74 @@ async fn a_body_that_stops_arriving_is_answered_408() {
     assert!(answer.contains("\"request_timeout\""), "{answer}");
     assert_eq!(app.counts().await, before, "nothing written");
 }
+
+/// The attack: poem-openapi reads a number or a boolean into a field the document types as
+/// a string, so `{"to": 14155550123}` placed a call to a number nobody wrote with `+`,
+/// `{"name": false}` named an agent "false", and metadata `true` was stored as `"true"`.
+/// Every operation's JSON body is held to the document's types: refused, nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_and_booleans_where_the_document_says_string_are_refused() {
+    let app = TestApp::spawn().await;
+    let client = app.client();
+    let (agent_id, device, _device_id) = app.agent_with_device(&client, "Ann").await;
+    let _stream = live_stream(&device).await;
+    settle(&app).await;
+    let sk = Some(app.org.secret_key.clone());
+    let cases = [
+        (
+            "agent name",
+            Method::POST,
+            "/v1/agents",
+            json!({"name": 12}),
+        ),
+        (
+            "number as a JSON number",
+            Method::POST,
+            "/v1/calls",
+            json!({"to": 14155550123_u64, "agent_id": agent_id}),
+        ),
+        (
+            "metadata value",
+            Method::POST,
+            "/v1/calls",
+            json!({"to": "+14155550123", "agent_id": agent_id, "metadata": {"plan": true}}),
+        ),
+        (
+            "event type in a list",
+            Method::POST,
+            "/v1/webhook_endpoints",
+            json!({"url": "https://hooks.example.com/in", "event_types": ["call.completed", 7]}),
+        ),
+        (
+            "optional description",
+            Method::POST,
+            "/v1/webhook_endpoints",
+            json!({"url": "https://hooks.example.com/in", "description": false}),
+        ),
+    ];
+    for (what, method, path, body) in cases {
+        check(
+            &app,
+            Case {
+                what,
+                method,
+                path: path.to_owned(),
+                auth: sk.clone(),
+                body: Some(Body::Json(body)),
+                status: 400,
+                code: "invalid_request_body",
+            },
+        )
+        .await;
+    }
+    // The same bodies with strings pass the check (and are answered on their merits).
+    let (status, body) = app
+        .api(
+            Method::POST,
+            "/v1/calls",
+            Some(json!({"to": "+14155550123", "agent_id": agent_id, "metadata": {"plan": "true"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["metadata"]["plan"], "true");
+}

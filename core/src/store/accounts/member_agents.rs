@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 /// The agent row of a user in an organization, if they ever joined it. A member who left
 /// may have had their agent deleted since: joining again brings it back (with its calls),
 /// hence an update that clears `deleted_at` rather than a plain read.
-pub async fn agent_of_user(
+pub async fn reclaim_agent_of_user(
     conn: &mut PgConnection,
     org_id: &str,
     user_id: &str,
