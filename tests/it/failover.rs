@@ -94,6 +94,11 @@ async fn sleeping_phone_is_woken_by_push_without_the_number() {
         .await
         .unwrap();
     wait_for_status(&client, &call.id, "offered", Duration::from_secs(10)).await;
+    // The offer is recorded (`offered`) before the wake-up leaves: wait for it to arrive.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while pushed.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let sent = pushed.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["token"], "tok-123");
