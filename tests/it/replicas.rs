@@ -9,8 +9,8 @@ use std::time::Duration;
 use pushdial_sdk::{AgentClient, Client, CreateCall, ServerMessage};
 
 use crate::call_loop::next_offer;
+use crate::fakes::hanging_push::push_service_that_hangs_once;
 use crate::harness::*;
-use crate::jobs::push_service_that_hangs_once;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pushdial");
 

@@ -5,6 +5,7 @@
 
 pub mod fcm;
 pub mod github;
+pub mod hanging_push;
 pub mod internal_service;
 pub mod oidc;
 pub mod otlp;
