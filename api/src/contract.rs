@@ -538,12 +538,22 @@ impl BodySchemas {
             return self.mistyped(self.schemas.get(name)?, value, at, depth + 1);
         }
         for key in ["allOf", "anyOf", "oneOf"] {
-            for part in schema
-                .get(key)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
+            let parts = schema.get(key).and_then(Value::as_array);
+            // A choice that admits a number or a boolean itself is not this check's to refuse.
+            let admits_other = |t: &Value| {
+                matches!(t.as_str(), Some("number" | "integer" | "boolean"))
+                    || t.as_array().is_some_and(|ts| {
+                        ts.iter()
+                            .any(|t| matches!(t.as_str(), Some("number" | "integer" | "boolean")))
+                    })
+            };
+            if key != "allOf"
+                && parts
+                    .is_some_and(|ps| ps.iter().any(|p| p.get("type").is_some_and(admits_other)))
             {
+                continue;
+            }
+            for part in parts.into_iter().flatten() {
                 if let Some(found) = self.mistyped(part, value, at, depth + 1) {
                     return Some(found);
                 }
@@ -719,5 +729,51 @@ impl<E: poem::Endpoint> poem::Endpoint for ObserveEndpoint<E> {
             body: body.as_deref(),
         });
         Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn schemas() -> BodySchemas {
+        BodySchemas::new(&json!({
+            "paths": {"/v1/things/{id}": {"post": {"requestBody": {"content": {
+                "application/json; charset=utf-8": {"schema": {"$ref": "#/components/schemas/Thing"}}
+            }}}}},
+            "components": {"schemas": {"Thing": {"type": "object", "properties": {
+                "name": {"type": ["string", "null"]},
+                "count": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                "either": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                "label": {"anyOf": [{"type": "string"}, {"type": "null"}]}
+            }}}}
+        }))
+    }
+
+    fn check(body: Value) -> Option<String> {
+        let s = schemas();
+        let schema = s.schema("POST", "/v1/things/thg_1").unwrap().clone();
+        s.mistyped(&schema, &body, "", 0)
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_refused_only_where_the_document_says_string() {
+        assert_eq!(
+            check(json!({"name": "a", "count": 3, "tags": ["x"], "label": null})),
+            None
+        );
+        assert_eq!(check(json!({"either": 5, "metadata": {"k": "v"}})), None);
+        assert!(check(json!({"name": false})).unwrap().contains("`name`"));
+        assert!(check(json!({"tags": ["x", 2]}))
+            .unwrap()
+            .contains("`tags[1]`"));
+        assert!(check(json!({"metadata": {"k": true}}))
+            .unwrap()
+            .contains("`metadata.k`"));
+        assert!(check(json!({"label": 1.5})).unwrap().contains("`label`"));
+        assert!(schemas().schema("GET", "/v1/things/thg_1").is_none());
     }
 }
