@@ -17,9 +17,10 @@ use poem_openapi::{ApiResponse, Enum, OpenApi};
 use pushdial_core::access::Action;
 use pushdial_core::store::calls::CallRow;
 use pushdial_core::store::exports::{self as export_store, ExportWindow};
-use pushdial_core::{Ctx, Error};
+use pushdial_core::{limits, Ctx, Error};
 
 use crate::auth::OrgAuth;
+
 use crate::problems;
 use crate::Tags;
 
@@ -28,6 +29,9 @@ pub struct ExportsApi;
 /// The longest window one export may cover: a month of calls (31 days, so that any
 /// calendar month fits). Longer periods are exported a window at a time.
 pub const MAX_WINDOW_DAYS: i64 = 31;
+
+/// Exports an organization may start per minute (a refusal is `429` with `Retry-After`).
+pub const EXPORTS_PER_MINUTE: u32 = 6;
 
 /// Rows read per query: the memory an export holds at once, and what a client that goes
 /// away can still cost.
@@ -310,6 +314,16 @@ impl ExportsApi {
     ) -> Result<Export, ExportError> {
         auth.require(Action::ReadCalls)?;
         let (gte, lt) = window(created_gte.0, created_lt.0)?;
+        // One request may read a month of calls: beyond the API limit, an organization
+        // starts at most EXPORTS_PER_MINUTE of them (shared by every api through Redis), so
+        // that one tenant's exports cannot keep the shared database busy for the others.
+        limits::take(
+            &ctx,
+            "export",
+            &auth.org_id,
+            limits::per_minute(EXPORTS_PER_MINUTE),
+        )
+        .await?;
         let format = format.0.unwrap_or(ExportFormat::Csv);
         let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
         let extension = match format {

@@ -490,3 +490,51 @@ async fn export_streams_the_call_log_as_the_list_shows_it() {
     assert_eq!(app.counts().await, before);
     app.shutdown().await;
 }
+
+/// The attack: an export reads up to a month of calls in one request, so a tenant at its
+/// API limit (100 a second) could keep the shared database reading for everyone. An
+/// organization starts at most six exports a minute; a refused one is `429` with
+/// `Retry-After`, a bad query takes nothing, and another organization is not held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_organization_starts_a_bounded_number_of_exports_a_minute() {
+    let app = TestApp::spawn().await;
+    let key = app.org.secret_key.clone();
+    let now = chrono::Utc::now();
+    let window = format!(
+        "created_gte={}&created_lt={}",
+        (now - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ"),
+        (now + chrono::Duration::minutes(1)).format("%Y-%m-%dT%H:%M:%SZ"),
+    );
+    let export = |key: String, query: String| {
+        let app = &app;
+        async move {
+            raw(
+                app,
+                &key,
+                Method::GET,
+                &format!("/v1/calls/export?{query}"),
+                None,
+            )
+            .await
+        }
+    };
+    // A reversed window is refused before the limit: it costs nothing.
+    let reversed = format!(
+        "created_gte={}&created_lt={}",
+        now.format("%Y-%m-%dT%H:%M:%SZ"),
+        (now - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ"),
+    );
+    let (status, _, body) = export(key.clone(), reversed).await;
+    assert_eq!(status, 400, "{body}");
+    for n in 1..=6 {
+        let (status, _, body) = export(key.clone(), window.clone()).await;
+        assert_eq!(status, 200, "export {n}: {body}");
+    }
+    let (status, headers, body) = export(key.clone(), window.clone()).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(json_of(&body)["code"], "rate_limited", "{body}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    let other = app.other_org().await;
+    let (status, _, body) = export(other.secret_key.clone(), window.clone()).await;
+    assert_eq!(status, 200, "another organization: {body}");
+}
